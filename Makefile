@@ -1,0 +1,24 @@
+# Two commands set everything up on a fresh machine: `make up` (whole system + demo data), `make test`.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+
+.PHONY: venv up test lint bench
+
+venv: .venv/.synced
+
+.venv/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+	$(UV) sync --frozen --extra dev
+	@touch $@
+
+up: venv
+	.venv/bin/pulseops up --demo
+
+test: venv
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports
+	.venv/bin/python -m pytest
+
+bench: venv
+	.venv/bin/python -m benchmarks.ingest --size small

@@ -1,0 +1,39 @@
+"""Read a request body under a byte cap, inflating gzip with a cap on the decompressed size (gzip bombs)."""
+
+from __future__ import annotations
+
+import zlib
+
+from fastapi import Request
+
+from api.errors import ApiError
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise ApiError(413, "payload_too_large", [("body", f"larger than {max_bytes} bytes")])
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(413, "payload_too_large", [("body", f"larger than {max_bytes} bytes")])
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding != "gzip":
+        raise ApiError(415, "unsupported_encoding", [("Content-Encoding", "only gzip is accepted")])
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise ApiError(400, "invalid_gzip", [("body", f"not valid gzip: {exc}")]) from None
+    if len(out) > max_bytes or inflater.unconsumed_tail:
+        raise ApiError(
+            413, "payload_too_large", [("body", f"decompressed body larger than {max_bytes} bytes")]
+        )
+    if not inflater.eof:
+        raise ApiError(400, "invalid_gzip", [("body", "truncated gzip stream")])
+    return out

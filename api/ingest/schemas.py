@@ -1,0 +1,218 @@
+"""Request bodies of the ingest API and their conversion to RawEvent.
+
+msgspec, not pydantic, decodes these: the single-event path must stay near 10 µs of Python per event to reach
+the ingest targets on two cores (see ../shared/notes/stack.md). Each batch item is decoded on its own so one
+bad event is reported by index while the rest are accepted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import msgspec
+
+from warehouse.events import RawEvent, encode_raw_event
+
+EventName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="Event name, 1-200 chars.")]
+DistinctId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=200, description="The user (or device) the event is about.")
+]
+
+
+class IngestEvent(msgspec.Struct, forbid_unknown_fields=True):
+    """One event. Send `event_id` so that retries are safe: the server deduplicates on (project, event_id)."""
+
+    event: EventName
+    distinct_id: DistinctId
+    timestamp: Annotated[
+        datetime | None,
+        msgspec.Meta(description="ISO-8601 with a UTC offset. Missing: the time the server received it."),
+    ] = None
+    event_id: Annotated[
+        uuid.UUID | None,
+        msgspec.Meta(
+            description="Client-chosen UUID; missing: assigned by the server (then retries duplicate)."
+        ),
+    ] = None
+    properties: Annotated[
+        dict[str, Any], msgspec.Meta(description="JSON object, at most 32 KiB encoded and 8 levels deep.")
+    ] = {}
+    sent_at: Annotated[
+        datetime | None,
+        msgspec.Meta(
+            description="Client clock when the request was sent; event time is corrected by "
+            "(server receive time - sent_at) to undo client clock skew."
+        ),
+    ] = None
+
+
+class IngestBatch(msgspec.Struct, forbid_unknown_fields=True):
+    """Up to 1,000 events (1 MiB decompressed). Items are validated one by one."""
+
+    batch: list[msgspec.Raw]
+    sent_at: datetime | None = None
+
+
+class Rejection(msgspec.Struct):
+    index: int
+    field: str
+    reason: str
+
+
+class AcceptedResponse(msgspec.Struct):
+    """202: every accepted event was acknowledged by the broker."""
+
+    accepted: int
+    event_ids: list[uuid.UUID]
+    rejected: list[Rejection] = []
+
+
+class ErrorDetail(msgspec.Struct):
+    field: str
+    reason: str
+
+
+class ErrorResponse(msgspec.Struct):
+    error: str
+    detail: list[ErrorDetail] = []
+
+
+class EventRejected(Exception):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def split_validation_error(exc: msgspec.ValidationError | msgspec.DecodeError) -> tuple[str, str]:
+    """msgspec says 'Expected `str`, got `int` - at `$.event`'; return ('event', 'Expected `str`, got `int`')."""
+    text = str(exc)
+    reason, sep, path = text.rpartition(" - at `")
+    if not sep:
+        if text.startswith("Object missing required field `"):
+            return text.split("`")[1], "required field missing"
+        if text.startswith("Object contains unknown field `"):
+            return text.split("`")[1], "unknown field (the API key decides org and project)"
+        return "body", text
+    field = path.rstrip("`").removeprefix("$").lstrip(".") or "body"
+    if reason.startswith("Object missing required field `"):
+        return f"{field}.{reason.split('`')[1]}" if field != "body" else reason.split("`")[1], "required"
+    if reason.startswith("Object contains unknown field `"):
+        name = reason.split("`")[1]
+        return (f"{field}.{name}" if field != "body" else name), "unknown field"
+    return field, reason
+
+
+_decode_event = msgspec.json.Decoder(IngestEvent).decode
+_json_encode = msgspec.json.encode
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of containers, stopping early once past `limit`."""
+    if isinstance(value, dict):
+        children = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return 0
+    deepest = 0
+    for child in children:
+        if isinstance(child, dict | list):
+            deepest = max(deepest, _depth(child, limit))
+            if deepest >= limit:
+                break
+    return deepest + 1
+
+
+class EventBuilder:
+    """Turns validated request events into encoded RawEvent messages for one request."""
+
+    def __init__(
+        self,
+        *,
+        org_id: uuid.UUID,
+        project_id: uuid.UUID,
+        received_at: datetime,
+        sent_at: datetime | None,
+        max_properties_bytes: int,
+        max_properties_depth: int,
+        max_past: timedelta,
+        max_future: timedelta,
+        skew_tolerance: timedelta = timedelta(seconds=5),
+    ) -> None:
+        self.skew_tolerance = skew_tolerance
+        self.org_id = org_id
+        self.project_id = project_id
+        self.received_at = received_at
+        self.skew = self._skew(sent_at, received_at)
+        self.max_properties_bytes = max_properties_bytes
+        self.max_properties_depth = max_properties_depth
+        self.oldest = received_at - max_past
+        self.newest = received_at + max_future
+
+    def _skew(self, sent_at: datetime | None, received_at: datetime) -> timedelta:
+        """Client clock error. Below the tolerance it is network latency: leaving it out keeps a retried
+        event's time identical, so its UTC day (and the day it is counted in) cannot flip at midnight."""
+        if sent_at is None:
+            return timedelta(0)
+        if sent_at.tzinfo is None:
+            raise EventRejected("sent_at", "must include a UTC offset")
+        skew = received_at - sent_at
+        return skew if abs(skew) >= self.skew_tolerance else timedelta(0)
+
+    def decode(self, raw: bytes) -> IngestEvent:
+        try:
+            return _decode_event(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise EventRejected(*split_validation_error(exc)) from None
+
+    def build(self, ev: IngestEvent) -> tuple[uuid.UUID, bytes]:
+        """Validate what the schema cannot express; returns (event_id, encoded RawEvent)."""
+        if "\x00" in ev.event:
+            raise EventRejected("event", "NUL character not allowed")
+        if "\x00" in ev.distinct_id:
+            raise EventRejected("distinct_id", "NUL character not allowed")
+        if ev.timestamp is None:
+            event_time = self.received_at
+        else:
+            if ev.timestamp.tzinfo is None:
+                raise EventRejected("timestamp", "must include a UTC offset, e.g. 2026-11-25T10:00:00Z")
+            skew = self.skew if ev.sent_at is None else self._skew(ev.sent_at, self.received_at)
+            event_time = (ev.timestamp + skew).astimezone(UTC)
+        if event_time < self.oldest:
+            raise EventRejected("timestamp", f"older than raw retention ({self.oldest.date()})")
+        if event_time > self.newest:
+            raise EventRejected("timestamp", "too far in the future")
+        props = _json_encode(ev.properties) if ev.properties else b"{}"
+        if len(props) > self.max_properties_bytes:
+            raise EventRejected("properties", f"larger than {self.max_properties_bytes} bytes encoded")
+        if b"\\u0000" in props:
+            raise EventRejected("properties", "NUL character not allowed")
+        if ev.properties and _depth(ev.properties, self.max_properties_depth + 1) > self.max_properties_depth:
+            raise EventRejected("properties", f"nested deeper than {self.max_properties_depth} levels")
+        event_id = ev.event_id or uuid.uuid4()
+        body = encode_raw_event(
+            RawEvent(
+                org_id=self.org_id,
+                project_id=self.project_id,
+                event_id=event_id,
+                event=ev.event,
+                distinct_id=ev.distinct_id,
+                timestamp=event_time,
+                received_at=self.received_at,
+                properties=msgspec.Raw(props),
+            )
+        )
+        return event_id, body
+
+
+def openapi_components() -> tuple[dict, dict]:
+    """JSON schemas of the request/response bodies for the OpenAPI document."""
+    (event, batch, accepted, error), components = msgspec.json.schema_components(
+        [IngestEvent, IngestBatch, AcceptedResponse, ErrorResponse],
+        ref_template="#/components/schemas/{name}",
+    )
+    refs = {"IngestEvent": event, "IngestBatch": batch, "AcceptedResponse": accepted, "ErrorResponse": error}
+    return refs, components

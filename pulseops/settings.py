@@ -1,0 +1,104 @@
+"""One settings object for every process; values come from `PULSEOPS_*` env vars with local defaults.
+
+Nested groups use `__` (e.g. `PULSEOPS_DB__URL`, `PULSEOPS_KAFKA__BOOTSTRAP`), so one `.env`-style block
+configures ingest, streams and later services identically.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatabaseSettings(BaseModel):
+    url: str = Field(
+        "postgresql://root@127.0.0.1:5432/pulseops",
+        description="libpq URL of the warehouse database; created by `pulseops migrate` if missing.",
+    )
+    pool_min: int = 1
+    pool_max: int = 8
+    embedded_dir: str = Field(
+        "/var/tmp/pulseops/pgdata",  # noqa: S108 - a fixed, documented state dir
+        description="Data dir for the embedded pgserver fallback (keep it out of /root: pgserver chmods parents).",
+    )
+
+
+class KafkaSettings(BaseModel):
+    bootstrap: str | None = Field(
+        None,
+        description="Kafka bootstrap servers. Unset: `pulseops up` and the tests start an embedded Tansu broker.",
+    )
+    embedded_port: int = 9092
+    topic_raw: str = "events-raw"
+    topic_dlq: str = "events-dlq"
+    partitions: int = 6
+    replication_factor: int = Field(1, description="3 on a real cluster; the embedded broker has one node.")
+    retention_ms: int = 6 * 3600 * 1000
+    retention_bytes: int = 2 * 1024**3
+    consumer_group: str = "pulseops-landing"
+    session_timeout_ms: int = 6000
+    delivery_timeout_ms: int = Field(5000, description="How long ingest waits for broker acks before 503.")
+    linger_ms: int = 5
+    queue_max_messages: int = 200_000
+
+    @property
+    def servers(self) -> str:
+        return self.bootstrap or f"127.0.0.1:{self.embedded_port}"
+
+
+class RedisSettings(BaseModel):
+    url: str = "redis://127.0.0.1:6379/0"
+    socket_timeout_s: float = 0.25
+
+
+class IngestSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2
+    max_batch_events: int = 1000
+    max_body_bytes: int = 1024 * 1024
+    max_properties_bytes: int = 32 * 1024
+    max_properties_depth: int = 8
+    skew_tolerance_s: float = Field(
+        5.0, description="Clock-skew corrections smaller than this are network latency and are not applied."
+    )
+    max_future_s: int = Field(24 * 3600, description="Event times further ahead than this are rejected.")
+    rate_per_s: float = Field(20_000, description="Default token refill rate per API key (events/s).")
+    burst: float = Field(40_000, description="Default bucket size per API key (events).")
+    key_cache_ttl_s: float = Field(10.0, description="Revocation takes effect within this many seconds.")
+    retry_after_s: int = 1
+
+
+class StreamsSettings(BaseModel):
+    workers: int = 1
+    batch_max_rows: int = 20_000
+    commit_interval_s: float = 0.5
+    metrics_port: int = 9101
+    db_retry_after_s: float = 2.0
+
+
+class WarehouseSettings(BaseModel):
+    raw_retention_days: int = 90
+    partitions_ahead_days: int = 7
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PULSEOPS_", env_nested_delimiter="__", extra="ignore")
+
+    db: DatabaseSettings = DatabaseSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    ingest: IngestSettings = IngestSettings()
+    streams: StreamsSettings = StreamsSettings()
+    warehouse: WarehouseSettings = WarehouseSettings()
+    state_dir: str = Field(
+        "/var/tmp/pulseops",  # noqa: S108 - a fixed, documented state dir
+        description="Runtime files: embedded services, logs.",
+    )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

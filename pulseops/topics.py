@@ -1,0 +1,52 @@
+"""Topic specs shared by ingest (producer), streams (consumer) and the CLI; created with explicit configs.
+
+Tansu's DescribeConfigs returns only configs set at creation, and Quix Streams reads retention.ms from it, so
+every topic is created with retention.ms, retention.bytes and cleanup.policy spelled out.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from pulseops.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+def topic_config(settings: KafkaSettings) -> dict[str, str]:
+    return {
+        "retention.ms": str(settings.retention_ms),
+        "retention.bytes": str(settings.retention_bytes),
+        "cleanup.policy": "delete",
+    }
+
+
+def ensure_topics(settings: KafkaSettings, timeout: float = 10.0) -> list[str]:
+    """Create events-raw and events-dlq if missing; returns the names created. Raises if the broker is down."""
+    admin = AdminClient({"bootstrap.servers": settings.servers})
+    existing = admin.list_topics(timeout=timeout).topics
+    wanted = [
+        NewTopic(
+            name,
+            num_partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+            config=topic_config(settings),
+        )
+        for name in (settings.topic_raw, settings.topic_dlq)
+        if name not in existing
+    ]
+    if not wanted:
+        return []
+    created = []
+    for name, fut in admin.create_topics(wanted, request_timeout=timeout).items():
+        try:
+            fut.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != 36:  # TOPIC_ALREADY_EXISTS: another process won the race
+                raise
+    log.info("created topics %s", created)
+    return created

@@ -1,0 +1,43 @@
+"""Prometheus metrics of a landing worker, served on its own port (one per worker process)."""
+
+from __future__ import annotations
+
+import orjson
+from prometheus_client import Counter, Gauge, Histogram
+
+LANDED = Counter("pulseops_landing_rows_total", "Rows inserted into events (new, not duplicates).")
+DUPLICATES = Counter(
+    "pulseops_landing_duplicates_total", "Messages whose (project, event_id) had already landed."
+)
+DEAD_LETTERS = Counter(
+    "pulseops_landing_dead_letters_total", "Messages sent to the dead-letter topic.", ["reason"]
+)
+BATCH_SIZE = Histogram(
+    "pulseops_landing_batch_messages",
+    "Messages per landed batch.",
+    buckets=(1, 10, 100, 500, 1000, 5000, 10000, 20000, 50000),
+)
+BATCH_SECONDS = Histogram(
+    "pulseops_landing_batch_seconds",
+    "Time to land one batch (decode + COPY + merge + commit).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+DB_RETRIES = Counter("pulseops_landing_db_retries_total", "Batches put back because PostgreSQL failed.")
+SECONDS_BEHIND = Gauge(
+    "pulseops_landing_seconds_behind",
+    "Now minus the receive time of the newest landed event, per partition.",
+    ["partition"],
+)
+CONSUMER_LAG = Gauge(
+    "pulseops_landing_consumer_lag", "Messages not yet consumed, per partition.", ["topic", "partition"]
+)
+
+
+def on_stats(stats_json: str) -> None:
+    """librdkafka statistics callback: per-partition consumer lag, no extra broker round trips."""
+    stats = orjson.loads(stats_json)
+    for topic, t in stats.get("topics", {}).items():
+        for pid, p in t.get("partitions", {}).items():
+            lag = p.get("consumer_lag", -1)
+            if pid != "-1" and lag >= 0:
+                CONSUMER_LAG.labels(topic=topic, partition=pid).set(lag)
