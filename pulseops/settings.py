@@ -50,7 +50,7 @@ class KafkaSettings(BaseModel):
 
 class RedisSettings(BaseModel):
     url: str = "redis://127.0.0.1:6379/0"
-    socket_timeout_s: float = 0.25
+    socket_timeout_s: float = 1.0
 
 
 class IngestSettings(BaseModel):

