@@ -25,8 +25,7 @@ BATCH_SECONDS = Histogram(
 DB_RETRIES = Counter("pulseops_landing_db_retries_total", "Batches put back because PostgreSQL failed.")
 SECONDS_BEHIND = Gauge(
     "pulseops_landing_seconds_behind",
-    "Now minus the receive time of the newest landed event, per partition.",
-    ["partition"],
+    "Now minus the receive time of the newest event in the last landed chunk.",
 )
 CONSUMER_LAG = Gauge(
     "pulseops_landing_consumer_lag", "Messages not yet consumed, per partition.", ["topic", "partition"]

@@ -1,11 +1,16 @@
-"""PostgresLandingSink: a Quix Streams BatchingSink that lands each checkpoint's batch with COPY.
+"""PostgresLandingSink: a Quix Streams BatchingSink that lands each checkpoint with binary COPY.
 
-Quix commits Kafka offsets only after `flush()` (which calls `write()`) returned, so offsets move only after
-the PostgreSQL commit. A failed write raises SinkBackpressureError: Quix drops the batch, pauses, seeks back
-to the committed offsets and re-reads them; the (project, event_id) ledger makes the replay land once.
+Quix commits Kafka offsets only after `flush()` returned, so offsets move only after the PostgreSQL commits.
+A failed landing raises SinkBackpressureError: Quix drops the batches, pauses, seeks back to the committed
+offsets and re-reads them; the (project, event_id) ledger makes the replay land once.
 
-Decoding happens here, in one tight loop per batch, rather than as a per-message StreamingDataFrame step:
-a Quix step costs several microseconds per message, and the worker's Python time is its first limit.
+Two deviations from a plain `write(batch)` sink, both for throughput (see docs/benchmarks/):
+- `flush()` takes all partitions' batches of a checkpoint together and cuts them into chunks of
+  `batch_max_rows`, instead of one transaction per partition batch.
+- Decoding (Python, holds the GIL) of chunk n+1 overlaps the landing of chunk n in one background thread,
+  which mostly waits on PostgreSQL. Every chunk is its own transaction; flush returns after the last commit.
+Decoding happens here, in one loop per chunk, rather than as a per-message StreamingDataFrame step: a Quix
+step costs several microseconds per message, and the worker's Python time is its first limit.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import psycopg
@@ -27,6 +34,12 @@ from warehouse.landing import DeadLetter, LandingRow, PartitionCache, land_batch
 
 log = logging.getLogger(__name__)
 
+RETRYABLE = (psycopg.OperationalError, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
+
+class _DlqUnavailable(Exception):
+    pass
+
 
 class PostgresLandingSink(BatchingSink):
     def __init__(self, settings: Settings) -> None:
@@ -35,6 +48,7 @@ class PostgresLandingSink(BatchingSink):
         self._conn: psycopg.Connection | None = None
         self._partitions = PartitionCache()
         self._dlq: Producer | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing")
 
     def setup(self) -> None:
         self._dlq = Producer(
@@ -53,55 +67,81 @@ class PostgresLandingSink(BatchingSink):
             self._partitions.reset()
         return self._conn
 
+    # -- Quix entry points --------------------------------------------------------------------------------
     def write(self, batch: SinkBatch) -> None:
+        self._land_all([batch])
+
+    def flush(self) -> None:
+        try:
+            if self._batches:
+                self._land_all(list(self._batches.values()))
+        finally:
+            self._batches.clear()
+
+    # -- landing --------------------------------------------------------------------------------------------
+    def _land_all(self, batches: list[SinkBatch]) -> None:
         started = time.perf_counter()
         window = Window(self.settings.warehouse.raw_retention_days, self.settings.ingest.max_future_s)
-        rows: dict[tuple, LandingRow] = {}
-        dead: list[DeadLetter] = []
-        topic, partition = batch.topic, batch.partition
-        newest_received: datetime | None = None
-        for item in batch:
-            out = decode(item.value, window)
-            if type(out) is tuple:
-                rows.setdefault((out[0], out[2]), out)
-            else:
-                assert isinstance(out, Rejected)
-                value = item.value if isinstance(item.value, bytes) else b""
-                dead.append(
-                    DeadLetter(out.reason.value, out.detail[:2000], value, topic, partition, item.offset)
-                )
-        if rows:
-            newest_received = max(r[6] for r in rows.values())
+        pending: Future | None = None
+        total = 0
         try:
-            if dead:
-                self._publish_dead_letters(dead, batch)
-            result = land_batch(self._connection(), list(rows.values()), dead, self._partitions)
-        except (
-            psycopg.OperationalError,
-            psycopg.errors.DeadlockDetected,
-            psycopg.errors.SerializationFailure,
-        ) as exc:
+            for rows, dead, n in self._decoded_chunks(batches, window):
+                total += n
+                if pending is not None:
+                    pending.result()
+                if dead:
+                    self._publish_dead_letters(dead)
+                pending = self._pool.submit(self._land_chunk, rows, dead, n)
+            if pending is not None:
+                pending.result()
+        except RETRYABLE as exc:
             self._drop_connection()
             metrics.DB_RETRIES.inc()
-            log.warning(
-                "landing failed (%s); retrying batch in %.1fs", exc, self.settings.streams.db_retry_after_s
-            )
+            log.warning("landing failed (%s); retrying in %.1fs", exc, self.settings.streams.db_retry_after_s)
             raise SinkBackpressureError(retry_after=self.settings.streams.db_retry_after_s) from exc
         except _DlqUnavailable as exc:
-            log.warning("dead-letter topic unavailable (%s); retrying batch", exc)
+            log.warning("dead-letter topic unavailable (%s); retrying", exc)
             raise SinkBackpressureError(retry_after=self.settings.streams.db_retry_after_s) from exc
-        metrics.LANDED.inc(result.landed)
-        metrics.DUPLICATES.inc(batch.size - len(dead) - result.landed)
-        metrics.BATCH_SIZE.observe(batch.size)
+        metrics.BATCH_SIZE.observe(total)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    def _decoded_chunks(
+        self, batches: Iterable[SinkBatch], window: Window
+    ) -> Iterator[tuple[list[LandingRow], list[DeadLetter], int]]:
+        limit = self.settings.streams.batch_max_rows
+        rows: dict[tuple, LandingRow] = {}
+        dead: list[DeadLetter] = []
+        n = 0
+        for batch in batches:
+            topic, partition = batch.topic, batch.partition
+            for item in batch:
+                out = decode(item.value, window)
+                n += 1
+                if type(out) is tuple:
+                    rows.setdefault((out[0], out[2]), out)
+                else:
+                    assert isinstance(out, Rejected)
+                    value = item.value if isinstance(item.value, bytes) else b""
+                    dead.append(
+                        DeadLetter(out.reason.value, out.detail[:2000], value, topic, partition, item.offset)
+                    )
+                if n >= limit:
+                    yield list(rows.values()), dead, n
+                    rows, dead, n = {}, [], 0
+        if n:
+            yield list(rows.values()), dead, n
+
+    def _land_chunk(self, rows: list[LandingRow], dead: list[DeadLetter], n: int) -> None:
+        result = land_batch(self._connection(), rows, dead, self._partitions)
+        metrics.LANDED.inc(result.landed)
+        metrics.DUPLICATES.inc(n - len(dead) - result.landed)
         for d in dead:
             metrics.DEAD_LETTERS.labels(reason=d.reason).inc()
-        if newest_received is not None:
-            metrics.SECONDS_BEHIND.labels(partition=str(partition)).set(
-                (datetime.now(UTC) - newest_received).total_seconds()
-            )
+        if rows:
+            newest = max(r[6] for r in rows)
+            metrics.SECONDS_BEHIND.set((datetime.now(UTC) - newest).total_seconds())
 
-    def _publish_dead_letters(self, dead: list[DeadLetter], batch: SinkBatch) -> None:
+    def _publish_dead_letters(self, dead: list[DeadLetter]) -> None:
         """Original bytes as the value, the reason in headers (Kafka Connect's DLQ convention)."""
         assert self._dlq is not None
         failures: list[str] = []
@@ -133,12 +173,3 @@ class PostgresLandingSink(BatchingSink):
             with contextlib.suppress(Exception):  # already broken
                 self._conn.close()
         self._conn = None
-
-    def cleanup(self) -> None:
-        self._drop_connection()
-        if self._dlq is not None:
-            self._dlq.flush(5)
-
-
-class _DlqUnavailable(Exception):
-    pass
