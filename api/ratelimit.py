@@ -19,13 +19,16 @@ log = logging.getLogger(__name__)
 
 RETRY_REDIS_AFTER_S = 5.0
 
-# Takes at least ARGV[3] ("need") and up to ARGV[4] ("want") tokens; returns {granted, wait_seconds}.
+# Charges ARGV[3] ("cost") and, as a lease, up to ARGV[4] ("want") tokens; returns {granted, wait_seconds}.
+# A request larger than the bucket passes once the bucket is full and leaves it in debt (negative), so
+# big batches are charged every event and the long-run rate still holds.
 # Redis's own clock (TIME) keeps all API processes on one time base.
 BUCKET_LUA = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local need = tonumber(ARGV[3])
+local cost = tonumber(ARGV[3])
 local want = tonumber(ARGV[4])
+local need = math.min(cost, burst)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
@@ -35,7 +38,7 @@ tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
 local granted = 0
 local wait = 0
 if tokens >= need then
-  granted = math.min(want, tokens)
+  granted = math.max(cost, math.min(want, tokens))
   tokens = tokens - granted
 else
   wait = (need - tokens) / rate
@@ -68,13 +71,21 @@ class RateLimiter:
         self._leases: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
+    async def redis_reachable(self) -> bool:
+        if self._redis is None:
+            return False
+        try:
+            await self._redis.ping()
+            return True
+        except (RedisError, OSError):
+            return False
+
     @property
     def using_fallback(self) -> bool:
         return self._script is None or time.monotonic() < self._redis_down_until
 
     async def acquire(self, key_id: str, cost: float, rate: float, burst: float) -> float:
         """Take `cost` tokens; returns 0 when allowed, else the seconds to wait before retrying."""
-        cost = min(cost, burst)  # a request larger than the bucket must still pass eventually
         if not self.using_fallback:
             if self._take_leased(key_id, cost):
                 return 0.0
@@ -116,10 +127,11 @@ class RateLimiter:
         now = time.monotonic()
         b.tokens = min(burst, b.tokens + (now - b.ts) * rate)
         b.ts = now
-        if b.tokens >= cost:
-            b.tokens -= cost
+        need = min(cost, burst)
+        if b.tokens >= need:
+            b.tokens -= cost  # may leave debt, like the Redis script
             return 0.0
-        return (cost - b.tokens) / rate
+        return (need - b.tokens) / rate
 
 
 def retry_after_header(wait_s: float) -> str:

@@ -74,7 +74,7 @@ class IngestSettings(BaseModel):
 class StreamsSettings(BaseModel):
     workers: int = 1
     batch_max_rows: int = 20_000
-    commit_interval_s: float = 0.5
+    commit_interval_s: float = 0.25
     metrics_port: int = 9101
     db_retry_after_s: float = 2.0
 

@@ -25,6 +25,8 @@ def build_app(settings: Settings) -> Application:
             "heartbeat.interval.ms": max(500, k.session_timeout_ms // 3),
             # librdkafka's 1 s default starves the fetcher between batches (stack notes: 3x throughput).
             "fetch.queue.backoff.ms": 10,
+            # Bounds how long the broker may hold a fetch: part of the 202 -> visible latency.
+            "fetch.wait.max.ms": 50,
             "statistics.interval.ms": 5000,
             "stats_cb": metrics.on_stats,
         },

@@ -10,7 +10,7 @@ from enum import StrEnum
 
 import msgspec
 
-from warehouse.events import SCHEMA_VERSION, decode_raw_event
+from warehouse.events import SCHEMA_VERSION, decode_raw_event, has_nul_escape
 from warehouse.landing import LandingRow
 
 MAX_PROPERTIES_BYTES = 64 * 1024  # ingest allows 32 KiB; anything larger did not come through our API
@@ -42,6 +42,18 @@ class Window:
 
 
 def decode(value: bytes | None, window: Window) -> LandingRow | Rejected:
+    """Never raises: a message that breaks the decoder in any way is a dead letter, not a crashed worker."""
+    try:
+        return _decode(value, window)
+    except RecursionError:
+        return Rejected(Reason.SCHEMA_VIOLATION, "nested too deeply")
+    except (OverflowError, ValueError) as exc:
+        return Rejected(Reason.SCHEMA_VIOLATION, f"value out of range: {exc}")
+    except Exception as exc:
+        return Rejected(Reason.SCHEMA_VIOLATION, f"{type(exc).__name__}: {exc}")
+
+
+def _decode(value: bytes | None, window: Window) -> LandingRow | Rejected:
     if value is None:
         return Rejected(Reason.INVALID_JSON, "empty message")
     try:
@@ -59,11 +71,18 @@ def decode(value: bytes | None, window: Window) -> LandingRow | Rejected:
             return Rejected(Reason.PROPERTIES_NOT_OBJECT, "properties must be a JSON object")
     if len(props) > MAX_PROPERTIES_BYTES:
         return Rejected(Reason.PROPERTIES_TOO_LARGE, f"{len(props)} bytes")
-    if b"\\u0000" in props or "\x00" in ev.event or "\x00" in ev.distinct_id:
+    if has_nul_escape(props) or "\x00" in ev.event or "\x00" in ev.distinct_id:
         return Rejected(Reason.NUL_CHARACTER, "PostgreSQL text and jsonb cannot hold NUL")
     ts = ev.timestamp
     if ts.utcoffset():
-        ts = ts.astimezone(UTC)
+        try:
+            ts = ts.astimezone(UTC)
+        except OverflowError:  # e.g. 9999-12-31T23:00-05:00 has no UTC datetime
+            late = ts.year > 5000
+            return Rejected(
+                Reason.TIMESTAMP_IN_FUTURE if late else Reason.TIMESTAMP_TOO_OLD,
+                f"{ev.timestamp} out of range",
+            )
     if ts < window.oldest:
         return Rejected(Reason.TIMESTAMP_TOO_OLD, f"{ts.isoformat()} is older than raw retention")
     if ts > window.newest:

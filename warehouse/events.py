@@ -7,6 +7,7 @@ passes the JSON text straight to PostgreSQL's jsonb input instead of parsing and
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -39,3 +40,12 @@ decode_raw_event = msgspec.json.Decoder(RawEvent).decode
 def message_key(project_id: uuid.UUID, distinct_id: str) -> bytes:
     """Kafka key: project + user, so a hot tenant spreads over partitions and one user's events stay ordered."""
     return project_id.bytes + distinct_id.encode()
+
+
+# A JSON \u0000 escape is a backslash-u preceded by an even number of other backslashes; "\\u0000" is the
+# literal text \u0000 and is fine. PostgreSQL's jsonb cannot store the NUL character itself.
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def has_nul_escape(json_text: bytes) -> bool:
+    return b"\\u0000" in json_text and _NUL_ESCAPE.search(json_text) is not None

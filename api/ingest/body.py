@@ -31,15 +31,25 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         return body
     if encoding != "gzip":
         raise ApiError(415, "unsupported_encoding", [("Content-Encoding", "only gzip is accepted")])
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, max_bytes + 1)
-    except zlib.error as exc:
-        raise ApiError(400, "invalid_gzip", [("body", f"not valid gzip: {exc}")]) from None
-    if len(out) > max_bytes or inflater.unconsumed_tail:
-        raise ApiError(
-            413, "payload_too_large", [("body", f"decompressed body larger than {max_bytes} bytes")]
-        )
-    if not inflater.eof:
-        raise ApiError(400, "invalid_gzip", [("body", "truncated gzip stream")])
-    return out
+    return _gunzip(body, max_bytes)
+
+
+def _gunzip(body: bytes, max_bytes: int) -> bytes:
+    """Inflate every gzip member (RFC 1952 allows several), never producing more than max_bytes."""
+    out = bytearray()
+    data = body
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(data, max_bytes + 1 - len(out))
+        except zlib.error as exc:
+            raise ApiError(400, "invalid_gzip", [("body", f"not valid gzip: {exc}")]) from None
+        if len(out) > max_bytes or inflater.unconsumed_tail:
+            raise ApiError(
+                413, "payload_too_large", [("body", f"decompressed body larger than {max_bytes} bytes")]
+            )
+        if not inflater.eof:
+            raise ApiError(400, "invalid_gzip", [("body", "truncated gzip stream")])
+        data = inflater.unused_data
+        if not data:
+            return bytes(out)

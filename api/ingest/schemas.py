@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import msgspec
 
 from api.ingest.ids import uuid7_batch
-from warehouse.events import RawEvent, encode_raw_event
+from warehouse.events import RawEvent, encode_raw_event, has_nul_escape
 
 EventName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="Event name, 1-200 chars.")]
 DistinctId = Annotated[
@@ -164,7 +164,10 @@ class EventBuilder:
             return timedelta(0)
         if sent_at.tzinfo is None:
             raise EventRejected("sent_at", "must include a UTC offset")
-        skew = received_at - sent_at
+        try:
+            skew = received_at - sent_at
+        except OverflowError:
+            raise EventRejected("sent_at", "out of range") from None
         return skew if abs(skew) >= self.skew_tolerance else timedelta(0)
 
     def _next_id(self) -> uuid.UUID:
@@ -181,6 +184,8 @@ class EventBuilder:
             return _decode_event(raw)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise EventRejected(*split_validation_error(exc)) from None
+        except RecursionError:
+            raise EventRejected("properties", "nested too deeply") from None
 
     def build(self, ev: IngestEvent) -> tuple[uuid.UUID, bytes]:
         """Validate what the schema cannot express; returns (event_id, encoded RawEvent)."""
@@ -194,7 +199,10 @@ class EventBuilder:
             if ev.timestamp.tzinfo is None:
                 raise EventRejected("timestamp", "must include a UTC offset, e.g. 2026-11-25T10:00:00Z")
             skew = self.skew if ev.sent_at is None else self._skew(ev.sent_at, self.received_at)
-            event_time = (ev.timestamp + skew).astimezone(UTC)
+            try:
+                event_time = (ev.timestamp + skew).astimezone(UTC)
+            except (OverflowError, ValueError):
+                raise EventRejected("timestamp", "out of range") from None
         if event_time < self.oldest:
             raise EventRejected("timestamp", f"older than raw retention ({self.oldest.date()})")
         if event_time > self.newest:
@@ -202,7 +210,7 @@ class EventBuilder:
         props = _json_encode(ev.properties) if ev.properties else b"{}"
         if len(props) > self.max_properties_bytes:
             raise EventRejected("properties", f"larger than {self.max_properties_bytes} bytes encoded")
-        if b"\\u0000" in props:
+        if has_nul_escape(props):
             raise EventRejected("properties", "NUL character not allowed")
         if ev.properties and _depth(ev.properties, self.max_properties_depth + 1) > self.max_properties_depth:
             raise EventRejected("properties", f"nested deeper than {self.max_properties_depth} levels")

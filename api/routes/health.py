@@ -31,7 +31,7 @@ async def readyz(request: Request) -> Response:
         "checks": {
             "broker": "ok" if broker else "down",
             "database": "ok" if database else "down",
-            "rate_limiter": "fallback" if state.rate_limiter.using_fallback else "redis",
+            "rate_limiter": "redis" if await state.rate_limiter.redis_reachable() else "fallback",
         },
     }
     return Response(

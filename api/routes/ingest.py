@@ -164,6 +164,9 @@ async def ingest_batch(request: Request, ctx: Ingest) -> Response:
         field, reason = split_validation_error(exc)
         metrics.rejected("body")
         raise ApiError(422, "validation_error", [(field, reason)]) from None
+    except RecursionError:
+        metrics.rejected("body")
+        raise ApiError(422, "validation_error", [("body", "nested too deeply")]) from None
     n = len(envelope.batch)
     if n == 0:
         raise ApiError(422, "validation_error", [("batch", "must contain at least one event")])
