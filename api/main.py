@@ -76,6 +76,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await run_in_threadpool(publisher.close)
             await redis.aclose()
             pool.close()
+            # Drop the clients now (librdkafka threads live until the Producer is freed) and give
+            # start-up objects back to the collector.
+            for name in ("publisher", "pool", "rate_limiter", "key_cache"):
+                delattr(app.state, name)
+            del publisher
+            gc.unfreeze()
 
     app = FastAPI(
         title="PulseOps API",

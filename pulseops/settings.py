@@ -76,7 +76,9 @@ class StreamsSettings(BaseModel):
     batch_max_rows: int = 20_000
     commit_interval_s: float = 0.25
     metrics_port: int = 9101
-    db_retry_after_s: float = 2.0
+    db_retry_after_s: float = Field(
+        0.5, description="First retry delay after a database error; doubles up to 30 s."
+    )
 
 
 class WarehouseSettings(BaseModel):

@@ -31,6 +31,7 @@ from streams import metrics
 from streams.decode import Rejected, Window, decode
 from warehouse.db import connect
 from warehouse.landing import DeadLetter, LandingRow, PartitionCache, land_batch
+from warehouse.partitions import ensure_window
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class PostgresLandingSink(BatchingSink):
         self._partitions = PartitionCache()
         self._dlq: Producer | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing")
+        self._failures = 0
 
     def setup(self) -> None:
         self._dlq = Producer(
@@ -65,6 +67,13 @@ class PostgresLandingSink(BatchingSink):
         if self._conn is None or self._conn.closed:
             self._conn = connect(self.settings.db.url, connect_timeout=5, autocommit=True)
             self._partitions.reset()
+            # Partitions ahead are created on every (re)connect; missing days are still created on demand.
+            ensure_window(
+                self._conn,
+                datetime.now(UTC).date(),
+                back_days=1,
+                ahead_days=self.settings.warehouse.partitions_ahead_days,
+            )
         return self._conn
 
     # -- Quix entry points --------------------------------------------------------------------------------
@@ -97,13 +106,21 @@ class PostgresLandingSink(BatchingSink):
         except RETRYABLE as exc:
             self._drop_connection()
             metrics.DB_RETRIES.inc()
-            log.warning("landing failed (%s); retrying in %.1fs", exc, self.settings.streams.db_retry_after_s)
-            raise SinkBackpressureError(retry_after=self.settings.streams.db_retry_after_s) from exc
+            delay = self._backoff()
+            log.warning("landing failed (%s); re-reading from committed offsets in %.1fs", exc, delay)
+            raise SinkBackpressureError(retry_after=delay) from exc
         except _DlqUnavailable as exc:
-            log.warning("dead-letter topic unavailable (%s); retrying", exc)
-            raise SinkBackpressureError(retry_after=self.settings.streams.db_retry_after_s) from exc
+            delay = self._backoff()
+            log.warning("dead-letter topic unavailable (%s); retrying in %.1fs", exc, delay)
+            raise SinkBackpressureError(retry_after=delay) from exc
+        self._failures = 0
         metrics.BATCH_SIZE.observe(total)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    def _backoff(self) -> float:
+        """Exponential backoff from db_retry_after_s up to 30 s while PostgreSQL stays down."""
+        self._failures += 1
+        return min(30.0, self.settings.streams.db_retry_after_s * 2 ** (self._failures - 1))
 
     def _decoded_chunks(
         self, batches: Iterable[SinkBatch], window: Window

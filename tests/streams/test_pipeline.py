@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,3 +150,61 @@ def test_postgres_restart_during_landing_loses_nothing(system_factory, db, datab
             0
         ]
     assert after > 0, "nothing landed after the restart: the restart did not interrupt landing"
+
+
+def test_poison_messages_go_to_the_dead_letter_topic_and_table_while_the_worker_goes_on(
+    system_factory, db, database_url
+):
+    from confluent_kafka import Consumer, Producer
+
+    tenant = make_tenant(db)
+    system = system_factory()
+    system.start_ingest(workers=1)
+    system.start_worker()
+    k = system.settings.kafka
+    producer = Producer({"bootstrap.servers": k.servers})
+    poison = [b"{not json", b'{"event": "x"}', b"\xff\xfe binary", b'{"v": 1, "org_id": "nope"}']
+    for value in poison:
+        producer.produce(k.topic_raw, value, key=b"poison")
+    producer.flush(10)
+    events = list(generate(GeneratorConfig(seed=5, total_events=2_000, days=2, tenants=_one_tenant())))
+    truth = ground_truth_for(events)
+    report = send_http_sync(events, system.url, {"solo": tenant["ingest_key"]})
+    assert report.accepted == 2_000
+    wait_until(lambda: landed_count(database_url) >= truth.total, 60, "valid events landed")
+    assert landed_count(database_url) == truth.total
+    with psycopg.connect(database_url) as conn:
+        dead = wait_until(
+            lambda: (
+                conn.execute("SELECT reason, payload FROM dead_letters ORDER BY id").fetchall()
+                if conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0] >= len(poison)
+                else None
+            ),
+            30,
+            "dead letters recorded",
+        )
+    assert sorted(bytes(p) for _, p in dead) == sorted(poison)
+    assert {r for r, _ in dead} <= {"invalid_json", "schema_violation"}
+    consumer = Consumer(
+        {
+            "bootstrap.servers": k.servers,
+            "group.id": f"dlq-check-{k.topic_dlq}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([k.topic_dlq])
+    seen: list[tuple[bytes, dict]] = []
+    deadline = time.monotonic() + 30
+    while len(seen) < len(poison) and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None and msg.error() is None:
+            seen.append((msg.value(), dict(msg.headers())))
+    consumer.close()
+    assert sorted(v for v, _ in seen) == sorted(poison)
+    assert all(h["pulseops.dlq.reason"] in (b"invalid_json", b"schema_violation") for _, h in seen)
+
+
+def _one_tenant():
+    from benchmarks.generator import TenantSpec
+
+    return [TenantSpec("solo", 1.0, 50)]
