@@ -126,7 +126,7 @@ class PostgresLandingSink(BatchingSink):
         self, batches: Iterable[SinkBatch], window: Window
     ) -> Iterator[tuple[list[LandingRow], list[DeadLetter], int]]:
         limit = self.settings.streams.batch_max_rows
-        rows: dict[tuple, LandingRow] = {}
+        rows: dict[tuple[int, int], LandingRow] = {}
         dead: list[DeadLetter] = []
         n = 0
         for batch in batches:
@@ -135,7 +135,7 @@ class PostgresLandingSink(BatchingSink):
                 out = decode(item.value, window)
                 n += 1
                 if type(out) is tuple:
-                    rows.setdefault((out[0], out[2]), out)
+                    rows.setdefault((out[0].int, out[2].int), out)  # int keys hash in C, UUIDs in Python
                 else:
                     assert isinstance(out, Rejected)
                     value = item.value if isinstance(item.value, bytes) else b""
