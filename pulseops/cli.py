@@ -44,6 +44,16 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--demo-events", type=int, default=20_000)
     up.add_argument("--workers", type=int, help="landing worker processes (default from settings)")
 
+    backfill = sub.add_parser(
+        "backfill", help="rebuild the aggregates of a range of UTC days in one Dagster run"
+    )
+    backfill.add_argument(
+        "--from", dest="start", required=True, type=date.fromisoformat, help="first day, YYYY-MM-DD"
+    )
+    backfill.add_argument(
+        "--to", dest="end", required=True, type=date.fromisoformat, help="last day, YYYY-MM-DD"
+    )
+
     demo = sub.add_parser("demo", help="create demo org/project/keys and send generated events over HTTP")
     demo.add_argument("--events", type=int, default=20_000)
     demo.add_argument("--days", type=int, default=30)
@@ -57,6 +67,8 @@ def main(argv: list[str] | None = None) -> None:
         keys_command(settings, args)
     elif args.command == "up":
         sys.exit(up_command(settings, args))
+    elif args.command == "backfill":
+        sys.exit(backfill_command(settings, args.start, args.end))
     elif args.command == "demo":
         run_demo(settings, args.url or _ingest_url(settings), args.events, args.days)
 
@@ -114,6 +126,34 @@ def keys_command(settings: Settings, args: argparse.Namespace) -> None:
             print(f"revoked {args.key_id} (takes effect within {settings.ingest.key_cache_ttl_s:g}s)")
 
 
+ROOT = Path(__file__).resolve().parents[1]
+AGGREGATE_ASSETS = "event_rollups,user_activity,daily_aggregates"
+
+
+def dagster_instance(settings: Settings) -> dict[str, str]:
+    """Create the Dagster storage database and dagster.yaml; returns the env the Dagster processes need."""
+    from pulseops import services
+    from warehouse.db import ensure_database, with_database
+
+    storage = with_database(settings.db.url, "pulseops_dagster")
+    ensure_database(storage)
+    home = services.write_dagster_instance(settings, storage)
+    return {"DAGSTER_HOME": str(home), **services.dagster_env()}
+
+
+def backfill_command(settings: Settings, start: date, end: date) -> int:
+    """`dagster asset materialize --partition-range` (one run thanks to the single-run backfill policy)."""
+    if end < start:
+        sys.exit("--to must not be before --from")
+    env = {**os.environ, **dagster_instance(settings)}
+    cmd = [
+        sys.executable, "-m", "dagster", "asset", "materialize", "-m", "orchestration.definitions", "-a", "defs",
+        "--select", AGGREGATE_ASSETS, "--partition-range", f"{start}...{end}",
+    ]  # fmt: skip
+    print("$", " ".join(cmd), flush=True)
+    return subprocess.call(cmd, env=env, cwd=ROOT)
+
+
 def _ts(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
@@ -166,6 +206,8 @@ def up_command(settings: Settings, args: argparse.Namespace) -> int:
             f.unlink()
     metrics_dir.mkdir(exist_ok=True)
     workers = args.workers or settings.streams.workers
+    dagster = dagster_instance(settings)
+    o = settings.orchestration
     programs += [
         services.Program(
             "ingest",
@@ -192,9 +234,33 @@ def up_command(settings: Settings, args: argparse.Namespace) -> int:
             priority=20,
             numprocs=workers,
         ),
+        services.Program(
+            "dagster-webserver",
+            services.python_module(
+                "dagster_webserver",
+                "-w",
+                "workspace.yaml",
+                "-h",
+                o.webserver_host,
+                "-p",
+                str(o.webserver_port),
+            ),
+            priority=30,
+            env=dagster,
+            directory=str(ROOT),
+        ),
+        services.Program(
+            "dagster-daemon",
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            priority=30,
+            env=dagster,
+            directory=str(ROOT),
+        ),
     ]
     conf = state / "supervisord.conf"
-    passthrough = {k: v for k, v in os.environ.items() if k.startswith(("PULSEOPS_", "PATH", "HOME", "LANG"))}
+    passthrough = {
+        k: v for k, v in os.environ.items() if k.startswith(("PULSEOPS_", "PATH", "HOME", "LANG", "TZ"))
+    }
     conf.write_text(services.supervisord_conf(programs, state, {**passthrough, **env}))
     proc = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)])
 
@@ -231,6 +297,7 @@ def _announce(settings: Settings, ingest: str, workers: int, demo: bool, demo_ev
                 "PulseOps is up:",
                 f"  ingest API      {ingest}  (docs {ingest}/docs, metrics {ingest}/metrics)",
                 f"  landing workers {workers} (metrics http://127.0.0.1:{settings.streams.metrics_port}/metrics ...)",
+                f"  Dagster UI      http://{settings.orchestration.webserver_host}:{settings.orchestration.webserver_port}",
                 f"  Kafka           {settings.kafka.servers}",
                 f"  PostgreSQL      {settings.db.url}",
                 f"  Redis           {settings.redis.url}",

@@ -6,6 +6,7 @@ Configured services always win. Only when a URL is left at its default and nothi
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import socket
@@ -26,6 +27,7 @@ class Program:
     priority: int = 50
     env: dict[str, str] = field(default_factory=dict)
     numprocs: int = 1
+    directory: str | None = None
 
 
 def env_is_set(name: str) -> bool:
@@ -140,6 +142,7 @@ def supervisord_conf(programs: list[Program], state_dir: Path, env: dict[str, st
             "process_name=%(program_name)s-%(process_num)d"
             if p.numprocs > 1
             else "process_name=%(program_name)s",
+            *([f"directory={p.directory}"] if p.directory else []),
             "autorestart=true",
             "startsecs=1",
             "stopasgroup=true",
@@ -156,3 +159,49 @@ def supervisord_conf(programs: list[Program], state_dir: Path, env: dict[str, st
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+
+
+def dagster_home(settings: Settings) -> Path:
+    return Path(settings.orchestration.dagster_home or Path(settings.state_dir) / "dagster")
+
+
+def dagster_env() -> dict[str, str]:
+    """No telemetry from Dagster or Great Expectations, ever."""
+    return {"DAGSTER_DISABLE_TELEMETRY": "1", "GX_ANALYTICS_ENABLED": "false"}
+
+
+def write_dagster_instance(settings: Settings, storage_url: str) -> Path:
+    """Render DAGSTER_HOME/dagster.yaml: PostgreSQL storage (dagster-postgres), telemetry off, runs dequeued
+    every second so late-data rebuilds start quickly.
+
+    dagster-postgres gets a psycopg2 URL: with SQLAlchemy 2.1 a bare postgresql:// maps to psycopg 3, whose
+    LISTEN/NOTIFY use dagster-postgres does not support.
+    """
+    home = dagster_home(settings)
+    home.mkdir(parents=True, exist_ok=True)
+    scheme, rest = storage_url.split("://", 1)
+    url = f"postgresql+psycopg2://{rest}" if "+" not in scheme else storage_url
+    (home / "dagster.yaml").write_text(
+        "\n".join(
+            [
+                "telemetry:",
+                "  enabled: false",
+                "nux:",
+                "  enabled: false",
+                "storage:",
+                "  postgres:",
+                f"    postgres_url: {json.dumps(url)}",
+                "run_coordinator:",
+                "  module: dagster.core.run_coordinator",
+                "  class: QueuedRunCoordinator",
+                "  config:",
+                "    dequeue_interval_seconds: 1",
+                "    max_concurrent_runs: 4",
+                "sensors:",
+                "  use_threads: true",
+                "  num_workers: 2",
+                "",
+            ]
+        )
+    )
+    return home

@@ -86,6 +86,24 @@ class WarehouseSettings(BaseModel):
     partitions_ahead_days: int = 7
 
 
+class OrchestrationSettings(BaseModel):
+    start_date: str = Field("2025-12-01", description="First daily partition (UTC).")
+    dagster_home: str | None = Field(
+        None, description="Dagster instance folder; default <state_dir>/dagster."
+    )
+    webserver_host: str = "127.0.0.1"
+    webserver_port: int = 3000
+    sensor_interval_s: int = Field(5, description="How often the late-data sensor looks for stale days.")
+    late_lag_s: int = Field(
+        3600, description="An event is late when it arrives this long after its event time."
+    )
+    late_share_warn: float = Field(0.10, description="Warn when a day's late-arrival share exceeds this.")
+    dead_letter_rate_warn: float = Field(
+        0.01, description="Warn when a day's dead letters / events exceed this."
+    )
+    aggregates_retention_days: int = 365
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PULSEOPS_", env_nested_delimiter="__", extra="ignore")
 
@@ -95,6 +113,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     streams: StreamsSettings = StreamsSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
+    orchestration: OrchestrationSettings = OrchestrationSettings()
     state_dir: str = Field(
         "/var/tmp/pulseops",  # noqa: S108 - a fixed, documented state dir
         description="Runtime files: embedded services, logs.",

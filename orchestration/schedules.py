@@ -1,0 +1,13 @@
+"""Schedules. Freshness of today's partition comes from late_data_sensor (it rebuilds any day with new data)."""
+
+import dagster as dg
+
+from orchestration.jobs import partition_maintenance_job
+
+partition_maintenance_schedule = dg.ScheduleDefinition(
+    job=partition_maintenance_job,
+    cron_schedule="30 0 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Daily: partitions ahead, retention.",
+)

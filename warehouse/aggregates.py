@@ -1,0 +1,201 @@
+"""Rebuild one UTC day of every aggregate table, atomically and idempotently (DOP's delete-then-insert per
+partition, in one transaction).
+
+The build runs at REPEATABLE READ: the raw rows it aggregates and the `landed_days` versions it records in
+`aggregate_builds` come from one snapshot, so "version > built_version" (the `late_days` view) means exactly
+that rows landed after what this build saw. A session advisory lock per day serialises two builds of the
+same day (a second one then sees the first's rows and replaces them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+import psycopg
+
+_LOCK_CLASS = 0x5053  # advisory lock namespace for day rebuilds ("PS")
+
+_DELETE = (
+    "DELETE FROM event_rollups WHERE bucket >= %(start)s AND bucket < %(end)s",
+    "DELETE FROM user_activity WHERE day = %(day)s",
+    "DELETE FROM daily_aggregates WHERE date = %(day)s",
+)
+
+_ROLLUPS = """
+INSERT INTO event_rollups (project_id, bucket, event_name, events)
+SELECT project_id, date_bin('15 minutes', event_time, %(start)s), event_name, count(*)
+FROM events WHERE event_time >= %(start)s AND event_time < %(end)s
+GROUP BY 1, 2, 3
+"""
+
+_USER_ACTIVITY = """
+INSERT INTO user_activity (project_id, day, distinct_id, slots, events)
+SELECT project_id, %(day)s, distinct_id,
+       bit_or(B'1' || repeat('0', 95)::bit(95) >> slot), sum(n)
+FROM (
+    SELECT project_id, distinct_id,
+           (extract(epoch FROM event_time - %(start)s)::bigint / 900)::int AS slot, count(*) AS n
+    FROM events WHERE event_time >= %(start)s AND event_time < %(end)s
+    GROUP BY 1, 2, 3
+) s
+GROUP BY 1, 2, 3
+"""
+
+_BUILTIN_METRICS = """
+INSERT INTO daily_aggregates (org_id, project_id, metric, date, dimensions, value, events, sum)
+SELECT p.org_id, r.project_id, 'events', %(day)s, d.dimensions, d.n, d.n, NULL
+FROM (
+    SELECT project_id, jsonb_build_object('event', event_name) AS dimensions, sum(events) AS n
+    FROM event_rollups WHERE bucket >= %(start)s AND bucket < %(end)s GROUP BY 1, 2
+    UNION ALL
+    SELECT project_id, '{}'::jsonb, sum(events)
+    FROM event_rollups WHERE bucket >= %(start)s AND bucket < %(end)s GROUP BY 1
+) d
+JOIN (SELECT DISTINCT project_id FROM event_rollups WHERE bucket >= %(start)s AND bucket < %(end)s) r
+  USING (project_id)
+JOIN projects p ON p.id = r.project_id;
+
+INSERT INTO daily_aggregates (org_id, project_id, metric, date, dimensions, value, events, sum)
+SELECT p.org_id, u.project_id, 'unique_users', %(day)s, '{}'::jsonb, count(*), sum(u.events), NULL
+FROM user_activity u JOIN projects p ON p.id = u.project_id
+WHERE u.day = %(day)s
+GROUP BY 1, 2
+"""
+
+_CUSTOM_METRICS = """
+INSERT INTO daily_aggregates (org_id, project_id, metric, date, dimensions, value, events, sum)
+SELECT md.org_id, md.project_id, 'custom:' || md.id, %(day)s, d.dims,
+       CASE md.aggregation
+           WHEN 'count' THEN count(*)
+           WHEN 'unique_users' THEN count(DISTINCT e.distinct_id)
+           WHEN 'sum' THEN sum(n.num)
+           ELSE avg(n.num)
+       END,
+       count(*),
+       sum(n.num)
+FROM metric_definitions md
+JOIN events e
+  ON e.project_id = md.project_id AND e.event_time >= %(start)s AND e.event_time < %(end)s
+CROSS JOIN LATERAL (
+    SELECT coalesce(jsonb_object_agg(k, e.properties -> k) FILTER (WHERE e.properties ? k), '{}'::jsonb) AS dims
+    FROM unnest(md.dimensions) AS k
+) d
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN jsonb_typeof(e.properties -> md.property) = 'number'
+                THEN (e.properties ->> md.property)::double precision END AS num
+) n
+WHERE (md.event_name IS NULL OR e.event_name = md.event_name)
+  AND e.properties @> md.filters
+  AND (md.aggregation NOT IN ('sum', 'avg') OR n.num IS NOT NULL)
+GROUP BY md.id, md.org_id, md.project_id, md.aggregation, d.dims
+"""
+
+_RECORD_BUILD = """
+INSERT INTO aggregate_builds (project_id, day, built_version, built_at, run_id)
+SELECT project_id, day, version, now(), %(run_id)s FROM landed_days WHERE day = %(day)s
+ON CONFLICT (project_id, day) DO UPDATE
+SET built_version = EXCLUDED.built_version, built_at = EXCLUDED.built_at, run_id = EXCLUDED.run_id
+"""
+
+
+@dataclass(frozen=True)
+class DayBuild:
+    day: date
+    raw_events: int
+    rollup_rows: int
+    user_rows: int
+    aggregate_rows: int
+    projects: int
+    seconds: float
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time(0), tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def rebuild_day(conn: psycopg.Connection, day: date, run_id: str | None = None) -> DayBuild:
+    """Replace every aggregate row of `day` from raw events in one transaction; safe to repeat.
+
+    A run killed midway rolls back and leaves the previous version of the day intact.
+    """
+    if not conn.autocommit:
+        raise ValueError("rebuild_day needs an autocommit connection (it manages its own transaction)")
+    started = datetime.now(UTC)
+    start, end = day_bounds(day)
+    params = {"day": day, "start": start, "end": end, "run_id": run_id}
+    conn.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_CLASS, day.toordinal()))
+    try:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        try:
+            conn.execute("SET LOCAL work_mem = '256MB'")
+            raw = conn.execute(
+                "SELECT count(*) FROM events WHERE event_time >= %(start)s AND event_time < %(end)s", params
+            ).fetchone()[0]
+            for statement in _DELETE:
+                conn.execute(statement, params)
+            rollups = conn.execute(_ROLLUPS, params).rowcount
+            users = conn.execute(_USER_ACTIVITY, params).rowcount
+            aggregates = 0
+            for statement in (*_BUILTIN_METRICS.split(";\n\n"), _CUSTOM_METRICS):
+                aggregates += conn.execute(statement, params).rowcount
+            projects = conn.execute(_RECORD_BUILD, params).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, day.toordinal()))
+    took = (datetime.now(UTC) - started).total_seconds()
+    return DayBuild(day, raw, rollups, users, aggregates, projects, took)
+
+
+@dataclass(frozen=True)
+class StaleDay:
+    day: date
+    projects: int
+    version: int  # highest landed version among the day's projects: changes whenever more data lands
+    reason: str  # "late_data": built, then more landed; "new_data": landed, never built
+
+
+def stale_days(conn: psycopg.Connection, include_unbuilt_since: date | None = None) -> list[StaleDay]:
+    """Days whose aggregates miss landed data.
+
+    Built days that received data after their build (the `late_days` view), and, from
+    `include_unbuilt_since` on, days with landed data that were never built (today, typically).
+    """
+    rows = conn.execute(
+        """
+        SELECT day, count(*)::int, max(version)::bigint, bool_or(late) FROM (
+            SELECT project_id, day, version, true AS late FROM late_days
+            UNION ALL
+            SELECT l.project_id, l.day, l.version, false FROM landed_days l
+            LEFT JOIN aggregate_builds b USING (project_id, day)
+            WHERE b.project_id IS NULL AND %(since)s::date IS NOT NULL AND l.day >= %(since)s::date
+        ) s
+        GROUP BY day ORDER BY day
+        """,
+        {"since": include_unbuilt_since},
+    ).fetchall()
+    return [StaleDay(d, n, v, "late_data" if late else "new_data") for d, n, v, late in rows]
+
+
+def delete_aggregates_before(conn: psycopg.Connection, cutoff: date) -> dict[str, int]:
+    """Aggregate retention: drop rows of days before `cutoff` (their raw data is long gone or detached)."""
+    start, _ = day_bounds(cutoff)
+    deleted = {}
+    with conn.transaction():
+        deleted["event_rollups"] = conn.execute(
+            "DELETE FROM event_rollups WHERE bucket < %s", (start,)
+        ).rowcount
+        deleted["user_activity"] = conn.execute(
+            "DELETE FROM user_activity WHERE day < %s", (cutoff,)
+        ).rowcount
+        deleted["daily_aggregates"] = conn.execute(
+            "DELETE FROM daily_aggregates WHERE date < %s", (cutoff,)
+        ).rowcount
+        deleted["aggregate_builds"] = conn.execute(
+            "DELETE FROM aggregate_builds WHERE day < %s", (cutoff,)
+        ).rowcount
+    return deleted
