@@ -8,7 +8,11 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 
+import swagger_ui_bundle
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from psycopg_pool import ConnectionPool
 from redis.asyncio import Redis
 from starlette.concurrency import run_in_threadpool
@@ -72,7 +76,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             toucher.cancel()
-            await run_in_threadpool(app.state.key_cache.flush_last_used)
+            try:
+                await run_in_threadpool(app.state.key_cache.flush_last_used)
+            except Exception as exc:
+                log.warning("could not record key use at shutdown: %s", exc)
             await run_in_threadpool(publisher.close)
             await redis.aclose()
             pool.close()
@@ -90,7 +97,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         # No tracer/meter is configured; skipping the per-request check saves CPU on the ingest hot path.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,  # served below from the swagger-ui-bundle wheel: FastAPI's default loads a CDN
+        redoc_url=None,
     )
+    _offline_docs(app)
     install_error_handlers(app)
     routers = (ingest.router, health.router)
     for router in routers:
@@ -99,6 +109,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetricsMiddleware, known_paths=known)
     _add_schema_components(app)
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI from an installed package: no CDN, works without internet."""
+    app.mount(
+        "/static/swagger-ui", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger-ui"
+    )
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} - docs",
+            swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
+        )
 
 
 def _add_schema_components(app: FastAPI) -> None:

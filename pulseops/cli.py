@@ -30,8 +30,13 @@ def main(argv: list[str] | None = None) -> None:
     create = keys.add_parser("create", help="create an org/project if missing and a key for it")
     create.add_argument("--org", required=True, help="org slug")
     create.add_argument("--project", help="project slug (required for ingest keys)")
-    create.add_argument("--kind", choices=["ingest", "read"], default="ingest")
-    create.add_argument("--name", default="")
+    create.add_argument(
+        "--kind",
+        choices=["ingest", "read"],
+        default="ingest",
+        help="ingest: write-only, may sit in a web page; read: server-side secret for queries",
+    )
+    create.add_argument("--name", default="", help="a label to recognise the key in `keys list`")
     create.add_argument("--rate", type=float, help="events/s allowed for this key (default from settings)")
     create.add_argument("--burst", type=float, help="bucket size in events (default from settings)")
     listing = keys.add_parser("list", help="list keys (never their secret)")
@@ -105,7 +110,8 @@ def keys_command(settings: Settings, args: argparse.Namespace) -> None:
                 rate_per_s=args.rate,
                 burst=args.burst,
             )
-            print(f"id:      {key_id}\nkind:    {args.kind}\norg:     {org_id}\nproject: {project_id}")
+            project = project_id if project_id else "all projects of the org (read key)"
+            print(f"id:      {key_id}\nkind:    {args.kind}\norg:     {org_id}\nproject: {project}")
             print(f"key:     {key}\n(shown once; only its hash is stored)")
         elif args.keys_command == "list":
             org_id = None
@@ -114,11 +120,14 @@ def keys_command(settings: Settings, args: argparse.Namespace) -> None:
                 if row is None:
                     sys.exit(f"no org {args.org!r}")
                 org_id = row[0]
-            print(f"{'id':36}  {'kind':6}  {'prefix':14}  {'created':19}  {'last used':19}  state")
+            print(
+                f"{'id':36}  {'kind':6}  {'org/project':24}  {'prefix':14}  {'created':19}  {'last used':19}  state"
+            )
             for k in list_api_keys(conn, org_id):
+                scope = f"{k.org_slug}/{k.project_slug or '*'}"
                 print(
-                    f"{k.id}  {k.kind:6}  {k.key_prefix:14}  {_ts(k.created_at):19}  {_ts(k.last_used_at):19}  "
-                    f"{'revoked' if k.revoked_at else 'active'}"
+                    f"{k.id}  {k.kind:6}  {scope:24}  {k.key_prefix:14}  {_ts(k.created_at):19}  "
+                    f"{_ts(k.last_used_at):19}  {'revoked' if k.revoked_at else 'active'}"
                 )
         elif args.keys_command == "revoke":
             if not revoke_api_key(conn, args.key_id):
@@ -261,7 +270,9 @@ def up_command(settings: Settings, args: argparse.Namespace) -> int:
     passthrough = {
         k: v for k, v in os.environ.items() if k.startswith(("PULSEOPS_", "PATH", "HOME", "LANG", "TZ"))
     }
-    conf.write_text(services.supervisord_conf(programs, state, {**passthrough, **env}))
+    conf.write_text(
+        services.supervisord_conf(programs, state, {**passthrough, **services.QUIET_WARNINGS, **env})
+    )
     proc = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)])
 
     def stop(_signum, _frame) -> None:
@@ -347,14 +358,16 @@ def run_demo(settings: Settings, ingest_url: str, events: int, days: int) -> Non
     report = send_http_sync(stream, ingest_url, keys, batch_size=500, concurrency=4)
     took = time.perf_counter() - started
     print(
-        f"Demo: sent {len(stream)} events ({truth.duplicates} exact duplicates) over {days} days "
-        f"in {took:.1f}s: {report}",
+        f"Demo: sent {len(stream):,} events over {days} days in {took:.1f}s ({truth.duplicates} of them exact "
+        f"re-sends, deduplicated by event_id): {report.accepted:,} accepted, {report.rejected} rejected, "
+        f"{report.retries} retries, {report.batches_failed} failed batches",
         flush=True,
     )
     example_key = keys["hot"]
     print(
         "Try it:\n"
         f"  curl -si -X POST {ingest_url}/v1/events -H 'X-API-Key: {example_key}' -H 'Content-Type: application/json' "
-        '-d \'{"event": "signup", "distinct_id": "u-1", "properties": {"plan": "pro"}}\'',
+        f'-d \'{{"event": "signup", "distinct_id": "u-1", "event_id": "{uuid.uuid4()}", '
+        '"properties": {"plan": "pro"}}\'',
         flush=True,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import socket
 import sys
@@ -114,9 +115,11 @@ def python_module(module: str, *args: str) -> list[str]:
 
 def supervisord_conf(programs: list[Program], state_dir: Path, env: dict[str, str]) -> str:
     """supervisord: restarts a crashed service instead of taking the whole system down with it."""
+    secret = secrets.token_urlsafe(16)  # supervisorctl auth for the socket; regenerated at every start
     lines = [
         "[supervisord]",
         "nodaemon=true",
+        *(["user=root"] if os.geteuid() == 0 else []),
         f"logfile={state_dir / 'supervisord.log'}",
         f"pidfile={state_dir / 'supervisord.pid'}",
         f"childlogdir={state_dir / 'logs'}",
@@ -124,9 +127,14 @@ def supervisord_conf(programs: list[Program], state_dir: Path, env: dict[str, st
         "",
         "[unix_http_server]",
         f"file={state_dir / 'supervisor.sock'}",
+        "chmod=0700",
+        "username=pulseops",
+        f"password={secret}",
         "",
         "[supervisorctl]",
         f"serverurl=unix://{state_dir / 'supervisor.sock'}",
+        "username=pulseops",
+        f"password={secret}",
         "",
         "[rpcinterface:supervisor]",
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
@@ -168,6 +176,10 @@ def dagster_home(settings: Settings) -> Path:
 def dagster_env() -> dict[str, str]:
     """No telemetry from Dagster or Great Expectations, ever."""
     return {"DAGSTER_DISABLE_TELEMETRY": "1", "GX_ANALYTICS_ENABLED": "false"}
+
+
+# authlib (pulled in by a dependency) warns on import about its own httpx module in every process.
+QUIET_WARNINGS = {"PYTHONWARNINGS": "ignore:The httpx module is deprecated"}
 
 
 def write_dagster_instance(settings: Settings, storage_url: str) -> Path:

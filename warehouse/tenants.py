@@ -34,6 +34,8 @@ class ApiKeyRow:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    org_slug: str | None = None  # filled by list_api_keys only
+    project_slug: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ def lookup_api_key(conn: psycopg.Connection, key: str) -> ApiKeyRow | None:
     """The active (not revoked) key row for a plaintext key, or None."""
     with conn.cursor(row_factory=class_row(ApiKeyRow)) as cur:
         return cur.execute(
-            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",  # noqa: S608
+            f"SELECT {_KEY_COLUMNS} FROM api_keys k WHERE key_hash = %s AND revoked_at IS NULL",  # noqa: S608
             (hash_key(key),),
         ).fetchone()
 
@@ -119,8 +121,9 @@ def lookup_api_key(conn: psycopg.Connection, key: str) -> ApiKeyRow | None:
 def list_api_keys(conn: psycopg.Connection, org_id: uuid.UUID | None = None) -> list[ApiKeyRow]:
     with conn.cursor(row_factory=class_row(ApiKeyRow)) as cur:
         return cur.execute(
-            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE %(org)s::uuid IS NULL OR org_id = %(org)s "  # noqa: S608
-            "ORDER BY created_at",
+            f"SELECT {_KEY_COLUMNS}, o.slug AS org_slug, p.slug AS project_slug FROM api_keys k "  # noqa: S608
+            "JOIN orgs o ON o.id = k.org_id LEFT JOIN projects p ON p.id = k.project_id "
+            "WHERE %(org)s::uuid IS NULL OR k.org_id = %(org)s ORDER BY k.created_at",
             {"org": org_id},
         ).fetchall()
 
@@ -139,5 +142,6 @@ def touch_api_keys(conn: psycopg.Connection, key_ids: list[uuid.UUID]) -> None:
 
 
 _KEY_COLUMNS = (
-    "id, org_id, project_id, kind, name, key_prefix, rate_per_s, burst, created_at, last_used_at, revoked_at"
+    "k.id, k.org_id, k.project_id, k.kind, k.name, k.key_prefix, k.rate_per_s, k.burst, k.created_at, "
+    "k.last_used_at, k.revoked_at"
 )

@@ -96,15 +96,24 @@ def split_validation_error(exc: msgspec.ValidationError | msgspec.DecodeError) -
         if text.startswith("Object missing required field `"):
             return text.split("`")[1], "required field missing"
         if text.startswith("Object contains unknown field `"):
-            return text.split("`")[1], "unknown field (the API key decides org and project)"
+            name = text.split("`")[1]
+            return name, unknown_field_reason(name)
         return "body", text
     field = path.rstrip("`").removeprefix("$").lstrip(".") or "body"
     if reason.startswith("Object missing required field `"):
         return f"{field}.{reason.split('`')[1]}" if field != "body" else reason.split("`")[1], "required"
     if reason.startswith("Object contains unknown field `"):
         name = reason.split("`")[1]
-        return (f"{field}.{name}" if field != "body" else name), "unknown field"
+        return (f"{field}.{name}" if field != "body" else name), unknown_field_reason(name)
     return field, reason
+
+
+def unknown_field_reason(name: str) -> str:
+    if name in ("org_id", "project_id", "org", "project", "tenant"):
+        return "unknown field: the API key decides org and project"
+    if name == "batch":
+        return "unknown field: send batches to POST /v1/batch"
+    return "unknown field: put custom data in `properties`"
 
 
 _decode_event = msgspec.json.Decoder(IngestEvent).decode
