@@ -16,4 +16,5 @@ defs = dg.Definitions(
     schedules=[partition_maintenance_schedule],
     sensors=[late_data_sensor],
     resources={"warehouse": warehouse_resource()},
+    executor=dg.in_process_executor,
 )

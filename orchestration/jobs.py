@@ -15,6 +15,9 @@ rebuild_aggregates_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("aggregates"),
     partitions_def=daily_partitions,
     description="Rebuild the aggregate tables of one or more UTC days, with their checks.",
+    # One process per run: the multiprocess executor would start (and import Dagster in) another process
+    # per step, which doubled the late-data correction time here.
+    executor_def=dg.in_process_executor,
 )
 
 
