@@ -33,7 +33,6 @@ import orjson
 import psycopg
 
 from benchmarks.harness import (
-    ROOT,
     Services,
     free_port,
     machine_notes,
@@ -42,6 +41,7 @@ from benchmarks.harness import (
     tansu,
     wait_for,
 )
+from benchmarks.report import write_report
 from pulseops.settings import Settings
 from warehouse.partitions import ensure_window
 from warehouse.tenants import create_api_key, ensure_org, ensure_project
@@ -337,36 +337,12 @@ def render(r: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(r: dict, text: str) -> Path:
-    day = datetime.now(UTC).strftime("%Y-%m-%d")
-    folder = ROOT / "docs" / "benchmarks"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{day}-ingest-landing-{r['size']}.md"
-    machine = "\n".join(f"| {k} | {v} |" for k, v in r["machine"].items())
-    profile = r.get("landing_profile")
-    body = [
-        f"# Ingest and landing benchmark ({r['size']}), {r['machine']['date']}",
-        "",
-        "Command: `python -m benchmarks.ingest --size " + r["size"] + (" --profile" if profile else "") + "`",
-        "",
-        "| machine | |\n|---|---|\n" + machine,
-        "",
-        "## Results",
-        "",
-        "```",
-        text,
-        "```",
-        "",
-        "## Raw wrk output",
-        "",
-        "```",
-        r["raw"],
-        "```",
-    ]
-    if profile:
-        body += ["", "## Landing worker profile (cProfile, top by own time)", "", "```", profile, "```"]
-    path.write_text("\n".join(body) + "\n")
-    return path
+def save(r: dict, text: str, profile: bool) -> Path:
+    raw = {"Raw wrk output": r["raw"]}
+    if r.get("landing_profile"):
+        raw["Landing worker profile (cProfile, top by own time)"] = r["landing_profile"]
+    command = f"python -m benchmarks.ingest --size {r['size']}" + (" --profile" if profile else "")
+    return write_report("ingest-landing", r["size"], command, r["machine"], text, raw)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -379,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     text = render(result)
     print(text)
     if not args.no_report:
-        print(f"report: {write_report(result, text)}")
+        print(f"report: {save(result, text, args.profile)}")
 
 
 if __name__ == "__main__":
