@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from orchestration.jobs import rebuild_aggregates_job
+from orchestration.jobs import refresh_aggregates_job
 from orchestration.partitions import daily_partitions
 from orchestration.resources import WarehouseResource
 from pulseops.settings import get_settings
@@ -21,7 +21,7 @@ ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.Dagste
 
 
 @dg.sensor(
-    job=rebuild_aggregates_job,
+    job=refresh_aggregates_job,
     minimum_interval_seconds=get_settings().orchestration.sensor_interval_s,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests a rebuild of each day that received data after its aggregates were built "
@@ -40,7 +40,7 @@ def late_data_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseRe
             continue
         running = context.instance.get_run_records(
             dg.RunsFilter(
-                job_name=rebuild_aggregates_job.name, tags={"dagster/partition": key}, statuses=ACTIVE
+                job_name=refresh_aggregates_job.name, tags={"dagster/partition": key}, statuses=ACTIVE
             ),
             limit=1,
         )

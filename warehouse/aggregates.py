@@ -108,6 +108,7 @@ class DayBuild:
     aggregate_rows: int
     projects: int
     seconds: float
+    skipped: str | None = None
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -124,6 +125,9 @@ def rebuild_day(conn: psycopg.Connection, day: date, run_id: str | None = None) 
         raise ValueError("rebuild_day needs an autocommit connection (it manages its own transaction)")
     started = datetime.now(UTC)
     start, end = day_bounds(day)
+    if not _raw_attached(conn, day) and _has_aggregates(conn, day):
+        # Raw data of the day was detached by retention: rebuilding would replace good aggregates with nothing.
+        return DayBuild(day, 0, 0, 0, 0, 0, 0.0, skipped="raw partition detached; aggregates kept")
     params = {"day": day, "start": start, "end": end, "run_id": run_id}
     conn.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_CLASS, day.toordinal()))
     try:
@@ -157,6 +161,20 @@ class StaleDay:
     projects: int
     version: int  # highest landed version among the day's projects: changes whenever more data lands
     reason: str  # "late_data": built, then more landed; "new_data": landed, never built
+
+
+def _raw_attached(conn: psycopg.Connection, day: date) -> bool:
+    return conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = 'events'::regclass "
+        "AND inhrelid = to_regclass(%s))",
+        (f"events_p{day:%Y%m%d}",),
+    ).fetchone()[0]
+
+
+def _has_aggregates(conn: psycopg.Connection, day: date) -> bool:
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM daily_aggregates WHERE date = %s)", (day,)).fetchone()[
+        0
+    ]
 
 
 def stale_days(conn: psycopg.Connection, include_unbuilt_since: date | None = None) -> list[StaleDay]:

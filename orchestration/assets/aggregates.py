@@ -90,6 +90,9 @@ def aggregates(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     with warehouse.connection() as conn:
         for day in days:
             build = rebuild_day(conn, day, run_id=context.run.run_id)
+            if build.skipped:
+                context.log.warning(f"{day}: not rebuilt: {build.skipped}")
+                continue
             totals["raw"] += build.raw_events
             totals["rollups"] += build.rollup_rows
             totals["users"] += build.user_rows

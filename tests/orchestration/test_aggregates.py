@@ -161,3 +161,26 @@ def _day_rows(conn: psycopg.Connection, day: date) -> tuple[list, list, list]:
             (day,),
         ).fetchall(),
     )
+
+
+def test_retention_detaches_old_raw_and_rebuilding_such_a_day_keeps_its_aggregates(db, database_url, landed):
+    from warehouse.partitions import detach_partitions_before, detached_partitions
+
+    _rows, _projects, days = landed
+    old = days[0]
+    rebuild_day(db, old)
+    before = _day_rows(db, old)
+    assert before[2]
+    detached = detach_partitions_before(db, old + timedelta(days=1))
+    assert f"events_p{old:%Y%m%d}" in detached
+    assert f"events_p{old:%Y%m%d}" in detached_partitions(db)
+    assert (
+        db.execute(
+            "SELECT count(*) FROM events WHERE event_time < %s",
+            (datetime.combine(old + timedelta(days=1), datetime.min.time(), UTC),),
+        ).fetchone()[0]
+        == 0
+    )
+    build = rebuild_day(db, old)
+    assert build.skipped
+    assert _day_rows(db, old) == before

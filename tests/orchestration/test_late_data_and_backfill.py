@@ -71,7 +71,7 @@ def test_late_events_trigger_rebuilds_of_exactly_the_affected_days(db, dagster_d
     instance = dagster_deployment.instance()
 
     def finished_runs():
-        runs = instance.get_runs(dg.RunsFilter(job_name="rebuild_aggregates_job"))
+        runs = instance.get_runs(dg.RunsFilter(job_name="refresh_aggregates_job"))
         return runs if runs and all(r.is_finished for r in runs) else None
 
     runs = wait_until(finished_runs, 120, "rebuild runs finished (checks included)", 1)
@@ -85,7 +85,7 @@ def test_late_events_trigger_rebuilds_of_exactly_the_affected_days(db, dagster_d
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     assert _counts_match_raw(db, days)
     print(f"late event landed -> corrected aggregates in {corrected_after:.1f}s")
-    for rec in instance.get_run_records(dg.RunsFilter(job_name="rebuild_aggregates_job")):
+    for rec in instance.get_run_records(dg.RunsFilter(job_name="refresh_aggregates_job")):
         print(
             f"  {rec.dagster_run.tags['dagster/partition']}: requested +{rec.create_timestamp.timestamp() - landed_wall:.1f}s, "
             f"started +{(rec.start_time or 0) - landed_wall:.1f}s, ended +{(rec.end_time or 0) - landed_wall:.1f}s"
