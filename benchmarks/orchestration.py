@@ -47,7 +47,7 @@ SELECT CASE WHEN g %% 10 < 6 THEN %(p0)s::uuid WHEN g %% 10 < 9 THEN %(p1)s::uui
        gen_random_uuid(), %(org)s, 'event_' || (g * 7919 %% 20), 'u-' || (g * 104729 %% 5000),
        %(start)s::timestamptz + interval '1 day',
        jsonb_build_object('plan', CASE WHEN g %% 3 = 0 THEN 'pro' ELSE 'free' END, 'amount', g %% 100)
-FROM generate_series(0, %(n)s - 1) AS g
+FROM generate_series(0::bigint, %(n)s - 1) AS g
 """
 
 _LANDED_DAYS = """
@@ -76,6 +76,12 @@ def generate(conn: psycopg.Connection, days: list[date], per_day: int, projects:
                 "n": per_day,
             },
         )
+    # the dedup ledger, as landing would have filled it (the duplicate check compares both)
+    conn.execute(
+        "INSERT INTO event_ids SELECT project_id, event_id, event_time FROM events "
+        "WHERE event_time >= %s AND event_time < %s ON CONFLICT DO NOTHING",
+        (_midnight(min(days)), _midnight(max(days) + timedelta(days=1))),
+    )
     conn.execute(_LANDED_DAYS)
     conn.execute("ANALYZE events")
     return time.perf_counter() - started

@@ -159,7 +159,9 @@ def rebuild_day(conn: psycopg.Connection, day: date, run_id: str | None = None) 
 class StaleDay:
     day: date
     projects: int
-    version: int  # highest landed version among the day's projects: changes whenever more data lands
+    # Sum of the landed versions of all the day's projects: grows whenever any project of the day lands more
+    # (a max would not move when a project below the max catches up), so it keys one rebuild per state.
+    version: int
     reason: str  # "late_data": built, then more landed; "new_data": landed, never built
 
 
@@ -185,7 +187,10 @@ def stale_days(conn: psycopg.Connection, include_unbuilt_since: date | None = No
     """
     rows = conn.execute(
         """
-        SELECT day, count(*)::int, max(version)::bigint, bool_or(late) FROM (
+        SELECT day, count(*)::int,
+               (SELECT sum(version) FROM landed_days l WHERE l.day = s.day)::bigint,
+               bool_or(late)
+        FROM (
             SELECT project_id, day, version, true AS late FROM late_days
             UNION ALL
             SELECT l.project_id, l.day, l.version, false FROM landed_days l

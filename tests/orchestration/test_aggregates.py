@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
+import orjson
 import psycopg
 import pytest
 
@@ -184,3 +186,81 @@ def test_retention_detaches_old_raw_and_rebuilding_such_a_day_keeps_its_aggregat
     build = rebuild_day(db, old)
     assert build.skipped
     assert _day_rows(db, old) == before
+
+
+CUSTOM = {
+    # name: (event filter, property filter, aggregation, property, dimensions)
+    "purchases_by_plan": ("purchase", {}, "count", None, ["plan"]),
+    "buyers": ("purchase", {}, "unique_users", None, []),
+    "revenue_by_country": ("purchase", {}, "sum", "amount", ["country"]),
+    "avg_basket": ("purchase", {}, "avg", "amount", []),
+    "pro_page_views": ("page_view", {"plan": "pro"}, "count", None, []),
+}
+
+
+def _custom_truth(rows: list[tuple], project_id, definition) -> dict[tuple[date, str], float]:
+    """The custom metric computed in Python from the landed rows."""
+    event, filters, aggregation, prop, dims = definition
+    groups: dict[tuple[date, str], list] = {}
+    for r_project, ts, _eid, _org, name, distinct_id, _recv, props_text in rows:
+        props = orjson.loads(props_text)
+        if r_project != project_id or name != event or any(props.get(k) != v for k, v in filters.items()):
+            continue
+        number = props.get(prop) if prop else None
+        if prop and (isinstance(number, bool) or not isinstance(number, int | float)):
+            continue
+        key = (ts.date(), orjson.dumps({k: props[k] for k in sorted(dims) if k in props}).decode())
+        groups.setdefault(key, []).append(number if prop else distinct_id)
+    if aggregation == "count":
+        return {k: len(v) for k, v in groups.items()}
+    if aggregation == "unique_users":
+        return {k: len(set(v)) for k, v in groups.items()}
+    if aggregation == "sum":
+        return {k: sum(v) for k, v in groups.items()}
+    return {k: sum(v) / len(v) for k, v in groups.items()}
+
+
+def test_custom_metrics_match_raw_events_and_odd_properties_do_not_break_a_run(db, database_url, landed):
+    rows, projects, days = landed
+    org_id, project_id = projects["hot"]
+    odd = (project_id, datetime.combine(days[3], datetime.min.time(), UTC) + timedelta(hours=1), uuid.uuid4(),
+           org_id, "purchase", "odd-user", datetime.now(UTC),
+           '{"amount": "not a number", "plan": {"nested": [1, 2]}, "country": "\u00e9\u00e9", "x": null}')  # fmt: skip
+    land_rows(db, [odd])
+    rows = [*rows, odd]
+    ids = {}
+    for name, (event, filters, aggregation, prop, dims) in CUSTOM.items():
+        ids[name] = db.execute(
+            "INSERT INTO metric_definitions (org_id, project_id, name, event_name, filters, aggregation, property, "
+            "dimensions) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (org_id, project_id, name, event, orjson.dumps(filters).decode(), aggregation, prop, dims),
+        ).fetchone()[0]
+    assert materialize_range(database_url, days[0], days[-1]).success
+    for name, definition in CUSTOM.items():
+        got = {
+            (d, orjson.dumps(dims, option=orjson.OPT_SORT_KEYS).decode()): v
+            for d, dims, v in db.execute(
+                "SELECT date, dimensions, value FROM daily_aggregates WHERE metric = %s",
+                (f"custom:{ids[name]}",),
+            ).fetchall()
+        }
+        want = _custom_truth(rows, project_id, definition)
+        assert want, f"{name}: the generator produced no matching events; the test would prove nothing"
+        assert got.keys() == want.keys(), name
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value), (name, key)
+
+
+def test_a_misconfigured_database_fails_the_run_once_with_a_clear_error():
+    result = dg.materialize(
+        [aggregates],
+        resources={"warehouse": WarehouseResource(database_url="postgresql://nobody@127.0.0.1:1/nowhere")},
+        instance=dg.DagsterInstance.ephemeral(),
+        partition_key="2026-01-05",
+        raise_on_error=False,
+    )
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert len(failures) == 1
+    message = str(failures[0].event_specific_data.error)
+    assert "Cannot connect to the warehouse database" in message
