@@ -86,6 +86,23 @@ class WarehouseSettings(BaseModel):
     partitions_ahead_days: int = 7
 
 
+class ColdSettings(BaseModel):
+    url: str = Field(
+        "/var/tmp/pulseops/cold",  # noqa: S108 - a fixed, documented state dir
+        description="Where the cold tier's Parquet files go: a local folder, or s3://bucket/prefix for an "
+        "S3-compatible store (credentials from the usual AWS_* environment variables).",
+    )
+    s3_endpoint: str | None = Field(
+        None, description="Endpoint of an S3-compatible store (MinIO, R2, ...), e.g. http://127.0.0.1:9000."
+    )
+    s3_region: str | None = None
+    zstd_level: int = Field(3, description="zstd level of the Parquet files.")
+    export_after_days: int = Field(
+        1, description="A UTC day is exported once it is this many days old (1: from the next day on)."
+    )
+    max_days_per_tick: int = Field(10, description="How many stale days the export sensor requests at once.")
+
+
 class OrchestrationSettings(BaseModel):
     start_date: str = Field("2025-12-01", description="First daily partition (UTC).")
     dagster_home: str | None = Field(
@@ -114,6 +131,7 @@ class Settings(BaseSettings):
     streams: StreamsSettings = StreamsSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
     orchestration: OrchestrationSettings = OrchestrationSettings()
+    cold: ColdSettings = ColdSettings()
     state_dir: str = Field(
         "/var/tmp/pulseops",  # noqa: S108 - a fixed, documented state dir
         description="Runtime files: embedded services, logs.",
