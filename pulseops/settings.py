@@ -71,6 +71,33 @@ class IngestSettings(BaseModel):
     retry_after_s: int = 1
 
 
+class QuerySettings(BaseModel):
+    """The GraphQL read API (`/graphql` on the API processes)."""
+
+    introspection: bool = Field(
+        True, description="Schema introspection (tools, codegen); off hides the schema."
+    )
+    graphiql: bool = Field(
+        False,
+        description="GraphiQL page at /graphql. Off by default: its assets load from a CDN in the browser.",
+    )
+    max_depth: int = 8
+    max_aliases: int = 20
+    max_tokens: int = 2000
+    max_range_days: int = Field(400, description="Longest date range a query may ask for.")
+    max_raw_range_days: int = Field(
+        92, description="Longest range for questions only raw events answer (property filters, breakdowns)."
+    )
+    max_buckets: int = 2500
+    max_page_size: int = 200
+    statement_timeout_ms: int = 5000
+    cache_ttl_s: int = 300
+    rate_per_s: float = Field(50, description="Read requests per second per read key.")
+    burst: float = 100
+    live_interval_s: float = Field(1.0, description="How often `liveEventCounts` pushes a value.")
+    max_subscriptions_per_connection: int = 10
+
+
 class StreamsSettings(BaseModel):
     workers: int = 1
     batch_max_rows: int = 20_000
@@ -128,6 +155,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     ingest: IngestSettings = IngestSettings()
+    query: QuerySettings = QuerySettings()
     streams: StreamsSettings = StreamsSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
     orchestration: OrchestrationSettings = OrchestrationSettings()

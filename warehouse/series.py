@@ -1,21 +1,26 @@
-"""Time series in any IANA time zone, exact, from the aggregate tables.
+"""Time series in any IANA time zone, exact, from aggregates and (where aggregates lag) raw events.
 
 Rollups are 15-minute UTC buckets and every real zone offset is a multiple of 15 minutes, so each bucket
 falls wholly inside one local hour or day. Buckets carry their local start and UTC offset: on a DST
 fall-back day the repeated local hour appears twice, with two offsets; a local day has 23, 24 or 25 hours.
+Series are dense: every bucket of the range is returned, zeros included. Week buckets start on Monday;
+edge weeks and months hold only the days inside the range.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg import sql
 
-Granularity = Literal["hour", "day"]
+from warehouse.exact import Scope, activity_source, offset_at, rollup_source
+
+Granularity = Literal["hour", "day", "week", "month"]
+SLOT = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -24,71 +29,137 @@ class Point:
     utc_offset: timedelta
     value: int
 
-
-def local_range(start: date, end: date, tz: str) -> tuple[datetime, datetime]:
-    """UTC instants of local midnight at `start` and at the day after `end` (inclusive range of days)."""
-    zone = ZoneInfo(tz)
-    return (
-        datetime.combine(start, datetime.min.time(), zone),
-        datetime.combine(end + timedelta(days=1), datetime.min.time(), zone),
-    )
+    @property
+    def start(self) -> datetime:
+        """The bucket's first instant, with its local offset."""
+        return self.local_start.replace(tzinfo=timezone(self.utc_offset))
 
 
-def event_counts(
-    conn: psycopg.Connection,
-    project_id: uuid.UUID,
-    start: date,
-    end: date,
-    tz: str,
-    granularity: Granularity = "day",
-    event_names: list[str] | None = None,
-) -> list[Point]:
-    """Events per local hour or day from `start` to `end` (local dates, inclusive)."""
-    s, e = local_range(start, end, tz)
+def _truncate(local: datetime, granularity: Granularity) -> datetime:
+    if granularity == "hour":
+        return local.replace(minute=0, second=0, microsecond=0, tzinfo=None)
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+    if granularity == "week":
+        return day - timedelta(days=day.weekday())
+    if granularity == "month":
+        return day.replace(day=1)
+    return day
+
+
+def bucket_keys(scope: Scope, granularity: Granularity) -> list[tuple[datetime, timedelta]]:
+    """Every (local start, offset) bucket of the scope, in order, derived like the SQL groups them."""
+    zone = ZoneInfo(scope.tz)
+    s, e = scope.utc_range
+    keys: dict[tuple[datetime, timedelta], None] = {}
+    t = s
+    while t < e:
+        local = t.astimezone(zone)
+        start = _truncate(local, granularity)
+        if granularity == "hour":
+            keys[(start, local.utcoffset())] = None
+        else:
+            keys.setdefault((start, offset_at(start, zone)), None)
+        # Hours and DST shifts need every slot; days can step a day at a time after the first slot.
+        t += SLOT if granularity == "hour" else _next_local_midnight(local, zone) - t
+    return list(keys)
+
+
+def bucket_count(scope: Scope, granularity: Granularity) -> int:
+    """Upper bound of the buckets a series returns, cheap enough to check before querying."""
+    days = (scope.end - scope.start).days + 1
+    return {"hour": days * 25, "day": days, "week": days // 7 + 2, "month": days // 28 + 2}[granularity]
+
+
+def event_counts(conn: psycopg.Connection, scope: Scope, granularity: Granularity = "day") -> list[Point]:
+    """Events per local hour, day, week or month over the scope."""
+    source, params = rollup_source(conn, scope)
     rows = conn.execute(
-        # Hours are keyed by local start and offset (a fall-back hour repeats); days by local date alone.
-        """
-        SELECT date_trunc(%(g)s, bucket AT TIME ZONE %(tz)s) AS local_start,
-               CASE WHEN %(g)s = 'hour' THEN (bucket AT TIME ZONE %(tz)s) - (bucket AT TIME ZONE 'UTC') END,
-               sum(events)::bigint
-        FROM event_rollups
-        WHERE project_id = %(p)s AND bucket >= %(s)s AND bucket < %(e)s
-          AND (%(names)s::text[] IS NULL OR event_name = ANY(%(names)s::text[]))
-        GROUP BY 1, 2 ORDER BY 1, 2
-        """,
-        {"g": granularity, "tz": tz, "p": project_id, "s": s, "e": e, "names": event_names},
-    ).fetchall()
-    return [
-        Point(local_start, offset if offset is not None else _offset_at(local_start, tz), n)
-        for local_start, offset, n in rows
-    ]
-
-
-def active_users(
-    conn: psycopg.Connection, project_id: uuid.UUID, start: date, end: date, tz: str, window_days: int = 1
-) -> dict[date, int]:
-    """Exact distinct users per local day (window 1 = DAU, 7 = WAU, 30 = MAU ending that day)."""
-    return dict(
-        conn.execute(
+        sql.SQL(
             """
-            WITH days AS (
-                SELECT d::date AS day,
-                       ((d - make_interval(days => %(w)s - 1))::timestamp AT TIME ZONE %(tz)s) AS s,
-                       ((d + interval '1 day')::timestamp AT TIME ZONE %(tz)s) AS e
-                FROM generate_series(%(start)s::date, %(end)s::date, interval '1 day') AS d
+            SELECT date_trunc(%(g)s, bucket AT TIME ZONE %(tz)s) AS local_start,
+                   CASE WHEN %(g)s = 'hour'
+                        THEN (bucket AT TIME ZONE %(tz)s) - (bucket AT TIME ZONE 'UTC') END,
+                   sum(events)::bigint
+            FROM ({source}) src
+            GROUP BY 1, 2
+            """
+        ).format(source=source),
+        {**params, "g": granularity, "tz": scope.tz},
+    ).fetchall()
+    zone = ZoneInfo(scope.tz)
+    found = {(ls, off if off is not None else offset_at(ls, zone)): n for ls, off, n in rows}
+    return [Point(ls, off, found.pop((ls, off), 0)) for ls, off in bucket_keys(scope, granularity)]
+
+
+def total_events(conn: psycopg.Connection, scope: Scope) -> int:
+    source, params = rollup_source(conn, scope)
+    query = sql.SQL("SELECT coalesce(sum(events), 0)::bigint FROM ({source}) src").format(source=source)
+    return conn.execute(query, params).fetchone()[0]
+
+
+def top_events(conn: psycopg.Connection, scope: Scope, limit: int) -> list[tuple[str, int]]:
+    """Most frequent event names; ties broken by name so answers are stable."""
+    source, params = rollup_source(conn, scope)
+    query = sql.SQL(
+        "SELECT event_name, sum(events)::bigint AS n FROM ({source}) src "
+        "GROUP BY 1 ORDER BY n DESC, event_name LIMIT %(limit)s"
+    ).format(source=source)
+    return [(name, n) for name, n in conn.execute(query, {**params, "limit": limit})]
+
+
+def active_users(conn: psycopg.Connection, scope: Scope, window_days: int = 1) -> list[tuple[date, int]]:
+    """Exact distinct users per local day; window 1 = DAU, 7 = WAU, 30 = MAU (trailing, ending that day).
+
+    A user active on local days a1 < a2 < ... counts for window ends [a_i, min(a_i + w - 1, a_{i+1} - 1)]:
+    disjoint ranges, so the counts are a running sum of +1/-1 edges, with cost linear in user-days instead
+    of user-days times the window.
+    """
+    wide = scope.widened(window_days - 1)
+    source, params = activity_source(conn, wide)
+    rows = conn.execute(
+        sql.SQL(
+            """
+            WITH act AS ({source}),
+            local_days AS (
+                SELECT DISTINCT a.distinct_id, c.local_day
+                FROM act a
+                CROSS JOIN LATERAL (VALUES
+                    (((a.day::timestamp AT TIME ZONE 'UTC') AT TIME ZONE %(tz)s)::date),
+                    (((((a.day + 1)::timestamp AT TIME ZONE 'UTC') - interval '1 microsecond') AT TIME ZONE %(tz)s)::date)
+                ) AS c(local_day)
+                WHERE c.local_day BETWEEN %(wstart)s AND %(end)s
+                  AND (a.slots & slot_mask(a.day, c.local_day::timestamp AT TIME ZONE %(tz)s,
+                                           (c.local_day + 1)::timestamp AT TIME ZONE %(tz)s))
+                      <> repeat('0', 96)::bit(96)
+            ),
+            ranges AS (
+                SELECT local_day AS a,
+                       least(local_day + %(w)s - 1,
+                             coalesce(lead(local_day) OVER (PARTITION BY distinct_id ORDER BY local_day) - 1,
+                                      local_day + %(w)s - 1)) AS b
+                FROM local_days
             )
-            SELECT days.day, count(DISTINCT u.distinct_id)::int
-            FROM days
-            LEFT JOIN user_activity u
-              ON u.project_id = %(p)s
-             AND u.day BETWEEN (days.s AT TIME ZONE 'UTC')::date AND ((days.e - interval '1 microsecond') AT TIME ZONE 'UTC')::date
-             AND (u.slots & slot_mask(u.day, days.s, days.e)) <> repeat('0', 96)::bit(96)
-            GROUP BY days.day ORDER BY days.day
-            """,
-            {"p": project_id, "start": start, "end": end, "tz": tz, "w": window_days},
-        ).fetchall()
-    )
+            SELECT d, sum(delta)::bigint FROM (
+                SELECT a AS d, 1 AS delta FROM ranges
+                UNION ALL
+                SELECT b + 1, -1 FROM ranges
+            ) edges
+            GROUP BY d ORDER BY d
+            """
+        ).format(source=source),
+        {**params, "tz": scope.tz, "w": window_days, "wstart": wide.start, "end": scope.end},
+    ).fetchall()
+    edges = dict(rows)
+    running = sum(n for d, n in edges.items() if d < scope.start)
+    out = []
+    day = scope.start
+    while day <= scope.end:
+        running += edges.get(day, 0)
+        out.append((day, running))
+        day += timedelta(days=1)
+    return out
 
 
-def _offset_at(local_start: datetime, tz: str) -> timedelta:
-    return local_start.replace(tzinfo=ZoneInfo(tz)).utcoffset() or timedelta(0)
+def _next_local_midnight(local: datetime, zone: ZoneInfo) -> datetime:
+    nxt = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), zone)
+    return nxt.astimezone(UTC)

@@ -19,6 +19,7 @@ from tests.utils.events import ZoneTruth, land_rows, landing_rows
 from tests.utils.tenants import make_tenant
 from warehouse import series
 from warehouse.aggregates import rebuild_day
+from warehouse.exact import Scope
 
 END = datetime(2026, 11, 10, tzinfo=UTC)  # 40 days back covers Lord Howe's (Oct 4) and New York's (Nov 1) DST
 ZONES = ["UTC", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe"]
@@ -66,16 +67,17 @@ def test_aggregates_equal_ground_truth_in_every_zone(db, database_url, landed):
         for _org, project_id in projects.values():
             local_days = sorted(d for (p, d) in truth.daily if p == project_id)
             first, last = local_days[0], local_days[-1]
-            daily = series.event_counts(db, project_id, first, last, tz, "day")
-            assert {p.local_start.date(): p.value for p in daily} == {
+            scope = Scope(project_id, first, last, tz)
+            daily = series.event_counts(db, scope, "day")
+            assert {p.local_start.date(): p.value for p in daily if p.value} == {
                 d: n for (p, d), n in truth.daily.items() if p == project_id
             }, tz
-            hourly = series.event_counts(db, project_id, first, last, tz, "hour")
-            assert {(p.local_start, p.utc_offset): p.value for p in hourly} == {
+            hourly = series.event_counts(db, scope, "hour")
+            assert {(p.local_start, p.utc_offset): p.value for p in hourly if p.value} == {
                 (h, off): n for (p, h, off), n in truth.hourly.items() if p == project_id
             }, tz
             for window in (1, 7, 30):
-                got = series.active_users(db, project_id, first, last, tz, window)
+                got = dict(series.active_users(db, scope, window))
                 want = {d: truth.active(project_id, d, window) for d in got}
                 assert got == want, (tz, window)
 
@@ -85,12 +87,12 @@ def test_dst_days_have_23_and_25_hours(db, database_url, landed):
     assert materialize_range(database_url, days[0], days[-1]).success
     _org, project_id = projects["hot"]
     hourly = series.event_counts(
-        db, project_id, date(2026, 11, 1), date(2026, 11, 1), "America/New_York", "hour"
+        db, Scope(project_id, date(2026, 11, 1), date(2026, 11, 1), "America/New_York"), "hour"
     )
     one_am = [p for p in hourly if p.local_start.hour == 1]
     assert sorted(p.utc_offset for p in one_am) == [timedelta(hours=-5), timedelta(hours=-4)]
     lord_howe = series.event_counts(
-        db, project_id, date(2026, 10, 4), date(2026, 10, 4), "Australia/Lord_Howe", "hour"
+        db, Scope(project_id, date(2026, 10, 4), date(2026, 10, 4), "Australia/Lord_Howe"), "hour"
     )
     assert all(p.local_start.hour != 2 or p.local_start.minute == 0 for p in lord_howe)
     assert {p.utc_offset for p in lord_howe} == {timedelta(hours=10, minutes=30), timedelta(hours=11)}

@@ -1,0 +1,196 @@
+"""Exact reads: aggregates where they are complete, raw events where they are not, never both for one day.
+
+A (project, UTC day) is *clean* when its aggregate build saw every landed row: `aggregate_builds.built_version
+= landed_days.version` (or nothing landed at all). Landing bumps the version in the same transaction that
+inserts rows, and a build records the version of its own snapshot, so inside one REPEATABLE READ snapshot
+"clean" means the aggregates equal the raw rows we could see. Every other day (today, days with late data not
+yet rebuilt, never-built days) is read from raw events. An event therefore counts from the moment its landing
+commits, and once.
+
+The sources below are SQL fragments that yield the same rows as the aggregate tables (15-minute rollups,
+per-user slot maps), so one query shape serves every zone and granularity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg import sql
+
+from warehouse.filters import PropertyFilter, compile_filters
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # 15-minute buckets align to UTC midnight
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one query reads: a project, local dates [start, end] in `tz`, optional event names and filters."""
+
+    project_id: uuid.UUID
+    start: date
+    end: date
+    tz: str = "UTC"
+    event_names: tuple[str, ...] | None = None
+    filters: tuple[PropertyFilter, ...] = field(default_factory=tuple)
+
+    @property
+    def utc_range(self) -> tuple[datetime, datetime]:
+        """UTC instants of local midnight on `start` and on the day after `end`."""
+        zone = ZoneInfo(self.tz)
+        s = datetime.combine(self.start, time(0), zone).astimezone(UTC)
+        e = datetime.combine(self.end + timedelta(days=1), time(0), zone).astimezone(UTC)
+        return s, e
+
+    @property
+    def utc_days(self) -> tuple[date, date]:
+        s, e = self.utc_range
+        return s.date(), (e - timedelta(microseconds=1)).date()
+
+    def widened(self, days: int) -> Scope:
+        """The same scope starting `days` earlier (trailing windows such as WAU need them)."""
+        return Scope(
+            self.project_id,
+            self.start - timedelta(days=days),
+            self.end,
+            self.tz,
+            self.event_names,
+            self.filters,
+        )
+
+
+def offset_at(local_start: datetime, zone: ZoneInfo) -> timedelta:
+    """UTC offset of a naive local wall time (the earlier one when it repeats)."""
+    return local_start.replace(tzinfo=zone).utcoffset() or timedelta(0)
+
+
+@contextlib.contextmanager
+def snapshot(conn: psycopg.Connection, statement_timeout_ms: int) -> Iterator[psycopg.Connection]:
+    """One read-only REPEATABLE READ transaction: day classification and the rows it chose agree."""
+    if not conn.autocommit:
+        raise ValueError("snapshot needs an autocommit connection (it manages its own transaction)")
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(statement_timeout_ms),))
+        yield conn
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def raw_days(conn: psycopg.Connection, project_id: uuid.UUID, first: date, last: date) -> list[date]:
+    """UTC days in [first, last] whose aggregates miss landed rows (never built, or late data since)."""
+    return [
+        row[0]
+        for row in conn.execute(
+            """
+            SELECT l.day FROM landed_days l
+            LEFT JOIN aggregate_builds b ON b.project_id = l.project_id AND b.day = l.day
+            WHERE l.project_id = %s AND l.day BETWEEN %s AND %s
+              AND (b.built_version IS NULL OR b.built_version <> l.version)
+            ORDER BY l.day
+            """,
+            (project_id, first, last),
+        )
+    ]
+
+
+def data_version(conn: psycopg.Connection, project_id: uuid.UUID, first: date, last: date) -> str:
+    """Moves whenever rows land in, or aggregates are rebuilt for, the project's UTC days [first, last]."""
+    landed, built, builds, last_build = conn.execute(
+        """
+        SELECT (SELECT coalesce(sum(version), 0) FROM landed_days
+                WHERE project_id = %(p)s AND day BETWEEN %(a)s AND %(b)s),
+               coalesce(sum(built_version), 0), count(*), max(built_at)
+        FROM aggregate_builds WHERE project_id = %(p)s AND day BETWEEN %(a)s AND %(b)s
+        """,
+        {"p": project_id, "a": first, "b": last},
+    ).fetchone()
+    stamp = last_build.timestamp() if last_build else 0
+    return f"{landed}.{built}.{builds}.{stamp}"
+
+
+def raw_events_sql(scope: Scope, columns: str) -> tuple[sql.Composable, dict[str, Any]]:
+    """Raw rows of the scope's raw days: one index range scan per day, pruned to that day's partition."""
+    condition, params = compile_filters(scope.filters)
+    query = sql.SQL(
+        """
+        SELECT d.day, {columns}
+        FROM unnest(%(raw)s::date[]) AS d(day)
+        CROSS JOIN LATERAL (
+            SELECT * FROM events e
+            WHERE e.project_id = %(p)s
+              AND e.event_time >= greatest(%(s)s, d.day::timestamp AT TIME ZONE 'UTC')
+              AND e.event_time < least(%(e)s, (d.day + 1)::timestamp AT TIME ZONE 'UTC')
+              AND (%(names)s::text[] IS NULL OR e.event_name = ANY(%(names)s::text[]))
+              AND {condition}
+        ) e
+        """
+    ).format(columns=sql.SQL(columns), condition=condition)
+    return query, params
+
+
+def base_params(scope: Scope, raw: list[date]) -> dict[str, Any]:
+    s, e = scope.utc_range
+    names = list(scope.event_names) if scope.event_names is not None else None
+    return {"p": scope.project_id, "s": s, "e": e, "raw": raw, "names": names, "epoch": _EPOCH}
+
+
+def rollup_source(conn: psycopg.Connection, scope: Scope) -> tuple[sql.Composable, dict[str, Any]]:
+    """SQL yielding (bucket, event_name, events) rows equal to `event_rollups` over the scope, exactly."""
+    first, last = scope.utc_days
+    if scope.filters:
+        # Rollups hold no properties: a filtered question is answered from raw events alone.
+        raw = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    else:
+        raw = raw_days(conn, scope.project_id, first, last)
+    raw_query, params = raw_events_sql(scope, "e.event_time, e.event_name")
+    query = sql.SQL(
+        """
+        SELECT r.bucket, r.event_name, r.events FROM event_rollups r
+        WHERE r.project_id = %(p)s AND r.bucket >= %(s)s AND r.bucket < %(e)s
+          AND NOT ((r.bucket AT TIME ZONE 'UTC')::date = ANY(%(raw)s::date[]))
+          AND (%(names)s::text[] IS NULL OR r.event_name = ANY(%(names)s::text[]))
+          AND {aggregates_allowed}
+        UNION ALL
+        SELECT date_bin('15 minutes', x.event_time, %(epoch)s), x.event_name, count(*)
+        FROM ({raw_query}) x
+        GROUP BY 1, 2
+        """
+    ).format(aggregates_allowed=sql.SQL("FALSE" if scope.filters else "TRUE"), raw_query=raw_query)
+    return query, {**params, **base_params(scope, raw)}
+
+
+def activity_source(conn: psycopg.Connection, scope: Scope) -> tuple[sql.Composable, dict[str, Any]]:
+    """SQL yielding (day, distinct_id, slots) rows equal to `user_activity` over the scope, exactly.
+
+    `user_activity` knows no event names or properties: with either, every day comes from raw events.
+    """
+    first, last = scope.utc_days
+    if scope.filters or scope.event_names is not None:
+        raw = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        use_aggregates = False
+    else:
+        raw = raw_days(conn, scope.project_id, first, last)
+        use_aggregates = True
+    raw_query, params = raw_events_sql(
+        scope,
+        "e.distinct_id, (extract(epoch FROM e.event_time - d.day::timestamp AT TIME ZONE 'UTC')::bigint / 900)::int AS slot",
+    )
+    query = sql.SQL(
+        """
+        SELECT u.day, u.distinct_id, u.slots FROM user_activity u
+        WHERE u.project_id = %(p)s AND u.day BETWEEN %(first)s AND %(last)s
+          AND NOT (u.day = ANY(%(raw)s::date[])) AND {aggregates_allowed}
+        UNION ALL
+        SELECT x.day, x.distinct_id, bit_or(B'1' || repeat('0', 95)::bit(95) >> x.slot)
+        FROM ({raw_query}) x
+        GROUP BY 1, 2
+        """
+    ).format(aggregates_allowed=sql.SQL("TRUE" if use_aggregates else "FALSE"), raw_query=raw_query)
+    return query, {**params, **base_params(scope, raw), "first": first, "last": last}

@@ -1,0 +1,258 @@
+"""Custom metrics: definitions (event filter, aggregation, dimensions) and their exact series.
+
+Built days come from `daily_aggregates` (metric `custom:<id>`) when the question is daily in UTC and the
+day's build is clean and newer than the definition; everything else is computed from raw events with the same
+SQL shape as the build, so a definition edit is visible at once, before any rebuild.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import orjson
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from warehouse.exact import Scope, base_params, offset_at, raw_days, raw_events_sql
+from warehouse.filters import FilterOp, PropertyFilter
+
+Aggregation = Literal["count", "unique_users", "sum", "avg"]
+AGGREGATIONS = ("count", "unique_users", "sum", "avg")
+MAX_DIMENSIONS = 5
+
+
+class MetricError(ValueError):
+    """A definition that cannot be stored; the message names the field."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class MetricDefinition:
+    id: uuid.UUID
+    org_id: uuid.UUID
+    project_id: uuid.UUID
+    name: str
+    description: str
+    event_name: str | None
+    filters: dict[str, Any]  # property equality: {"plan": "pro"}
+    aggregation: str
+    property: str | None
+    dimensions: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """The editable part of a definition."""
+
+    name: str
+    aggregation: str = "count"
+    description: str = ""
+    event_name: str | None = None
+    filters: dict[str, Any] | None = None
+    property: str | None = None
+    dimensions: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        if not 1 <= len(self.name) <= 200:
+            raise MetricError("name", "must be 1..200 characters")
+        if self.aggregation not in AGGREGATIONS:
+            raise MetricError("aggregation", f"must be one of {', '.join(AGGREGATIONS)}")
+        if (self.aggregation in ("sum", "avg")) != (self.property is not None):
+            raise MetricError("property", "required for sum and avg, and only for them")
+        if self.property is not None and not 1 <= len(self.property) <= 200:
+            raise MetricError("property", "must be 1..200 characters")
+        if len(self.dimensions) > MAX_DIMENSIONS or len(set(self.dimensions)) != len(self.dimensions):
+            raise MetricError("dimensions", f"at most {MAX_DIMENSIONS} distinct property keys")
+        if any(not 1 <= len(d) <= 200 for d in self.dimensions):
+            raise MetricError("dimensions", "keys must be 1..200 characters")
+        if self.filters is not None and (
+            not isinstance(self.filters, dict)
+            or len(self.filters) > 10
+            or any(v is None for v in self.filters.values())
+        ):
+            raise MetricError("filters", "an object of at most 10 property: value pairs (no nulls)")
+
+
+_COLUMNS = (
+    "id, org_id, project_id, name, description, event_name, filters, aggregation, property, dimensions, "
+    "created_at, updated_at"
+)
+
+
+def create_metric(
+    conn: psycopg.Connection, org_id: uuid.UUID, project_id: uuid.UUID, spec: MetricSpec
+) -> MetricDefinition:
+    spec.validate()
+    with conn.cursor(row_factory=class_row(MetricDefinition)) as cur:
+        try:
+            return cur.execute(
+                f"""
+                INSERT INTO metric_definitions
+                    (org_id, project_id, name, description, event_name, filters, aggregation, property, dimensions)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}
+                """,  # noqa: S608 - constant column list
+                (org_id, project_id, spec.name, spec.description, spec.event_name, Jsonb(spec.filters or {}),
+                 spec.aggregation, spec.property, list(spec.dimensions)),
+            ).fetchone()  # fmt: skip
+        except psycopg.errors.UniqueViolation as exc:
+            raise MetricError("name", "a metric with this name exists in the project") from exc
+
+
+def update_metric(
+    conn: psycopg.Connection, metric_id: uuid.UUID, spec: MetricSpec
+) -> MetricDefinition | None:
+    spec.validate()
+    with conn.cursor(row_factory=class_row(MetricDefinition)) as cur:
+        try:
+            return cur.execute(
+                f"""
+                UPDATE metric_definitions
+                SET name = %s, description = %s, event_name = %s, filters = %s, aggregation = %s,
+                    property = %s, dimensions = %s, updated_at = clock_timestamp()
+                WHERE id = %s RETURNING {_COLUMNS}
+                """,  # noqa: S608 - constant column list
+                (spec.name, spec.description, spec.event_name, Jsonb(spec.filters or {}), spec.aggregation,
+                 spec.property, list(spec.dimensions), metric_id),
+            ).fetchone()  # fmt: skip
+        except psycopg.errors.UniqueViolation as exc:
+            raise MetricError("name", "a metric with this name exists in the project") from exc
+
+
+def delete_metric(conn: psycopg.Connection, metric_id: uuid.UUID) -> bool:
+    """Deletes the definition and its built rows (they would otherwise outlive it until the next rebuild)."""
+    with conn.transaction():
+        conn.execute("DELETE FROM daily_aggregates WHERE metric = %s", (f"custom:{metric_id}",))
+        return conn.execute("DELETE FROM metric_definitions WHERE id = %s", (metric_id,)).rowcount == 1
+
+
+def get_metric(conn: psycopg.Connection, metric_id: uuid.UUID) -> MetricDefinition | None:
+    with conn.cursor(row_factory=class_row(MetricDefinition)) as cur:
+        return cur.execute(
+            f"SELECT {_COLUMNS} FROM metric_definitions WHERE id = %s",  # noqa: S608 - constant column list
+            (metric_id,),
+        ).fetchone()
+
+
+def list_metrics(conn: psycopg.Connection, project_id: uuid.UUID) -> list[MetricDefinition]:
+    with conn.cursor(row_factory=class_row(MetricDefinition)) as cur:
+        return cur.execute(
+            f"SELECT {_COLUMNS} FROM metric_definitions WHERE project_id = %s ORDER BY name",  # noqa: S608
+            (project_id,),
+        ).fetchall()
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    local_start: datetime
+    utc_offset: timedelta
+    dimensions: dict[str, Any]
+    value: float
+    events: int
+
+
+_VALUE = {
+    "count": "count(*)::double precision",
+    "unique_users": "count(DISTINCT x.distinct_id)::double precision",
+    "sum": "sum(x.num)",
+    "avg": "avg(x.num)",
+}
+
+
+def metric_series(
+    conn: psycopg.Connection, metric: MetricDefinition, scope: Scope, granularity: str = "day"
+) -> list[MetricPoint]:
+    """Values per local bucket and dimension combination (sparse: combinations without events are absent)."""
+    scope = replace(
+        scope,
+        event_names=(metric.event_name,) if metric.event_name is not None else None,
+        filters=tuple(PropertyFilter(k, FilterOp.EQ, v) for k, v in sorted(metric.filters.items())),
+    )
+    first, last = scope.utc_days
+    every_day = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    from_aggregates = scope.tz == "UTC" and granularity == "day"
+    raw = _rebuild_needed(conn, metric, first, last) if from_aggregates else every_day
+    raw_query, params = raw_events_sql(
+        scope,
+        "e.event_time, e.distinct_id, e.properties, CASE WHEN jsonb_typeof(e.properties -> %(prop)s) = 'number' "
+        "THEN (e.properties ->> %(prop)s)::double precision END AS num",
+    )
+    query = sql.SQL(
+        """
+        SELECT date_trunc(%(g)s, x.event_time AT TIME ZONE %(tz)s) AS local_start,
+               CASE WHEN %(g)s = 'hour'
+                    THEN (x.event_time AT TIME ZONE %(tz)s) - (x.event_time AT TIME ZONE 'UTC') END AS off,
+               d.dims, {value} AS value, count(*)::bigint AS events
+        FROM ({raw_query}) x
+        CROSS JOIN LATERAL (
+            SELECT coalesce(jsonb_object_agg(k, x.properties -> k) FILTER (WHERE x.properties ? k), '{{}}'::jsonb)
+                   AS dims
+            FROM unnest(%(dims)s::text[]) AS k
+        ) d
+        WHERE %(prop)s::text IS NULL OR x.num IS NOT NULL
+        GROUP BY 1, 2, 3
+        UNION ALL
+        SELECT a.date::timestamp, NULL, a.dimensions, a.value, a.events
+        FROM daily_aggregates a
+        WHERE {use_aggregates} AND a.project_id = %(p)s AND a.metric = %(metric)s
+          AND a.date BETWEEN %(first)s AND %(last)s AND NOT (a.date = ANY(%(raw)s::date[]))
+        """
+    ).format(
+        value=sql.SQL(_VALUE[metric.aggregation]),
+        raw_query=raw_query,
+        use_aggregates=sql.SQL("TRUE" if from_aggregates else "FALSE"),
+    )
+    rows = conn.execute(
+        query,
+        {
+            **params,
+            **base_params(scope, raw),
+            "g": granularity,
+            "tz": scope.tz,
+            "prop": metric.property,
+            "dims": metric.dimensions,
+            "metric": f"custom:{metric.id}",
+            "first": first,
+            "last": last,
+        },
+    ).fetchall()
+    zone = ZoneInfo(scope.tz)
+    points = [
+        MetricPoint(ls, off if off is not None else offset_at(ls, zone), dims, float(value), events)
+        for ls, off, dims, value, events in rows
+    ]
+    points.sort(
+        key=lambda p: (p.local_start, p.utc_offset, orjson.dumps(p.dimensions, option=orjson.OPT_SORT_KEYS))
+    )
+    return points
+
+
+def _rebuild_needed(
+    conn: psycopg.Connection, metric: MetricDefinition, first: date, last: date
+) -> list[date]:
+    """Days whose built rows miss landed data or predate the definition's last edit."""
+    stale = set(raw_days(conn, metric.project_id, first, last))
+    stale.update(
+        row[0]
+        for row in conn.execute(
+            """
+            SELECT l.day FROM landed_days l
+            LEFT JOIN aggregate_builds b ON b.project_id = l.project_id AND b.day = l.day
+            WHERE l.project_id = %s AND l.day BETWEEN %s AND %s
+              AND (b.built_at IS NULL OR b.built_at < %s)
+            """,
+            (metric.project_id, first, last, metric.updated_at),
+        )
+    )
+    return sorted(stale)
