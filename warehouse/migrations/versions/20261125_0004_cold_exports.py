@@ -22,7 +22,7 @@ CREATE TABLE cold_exports (
     project_id      uuid NOT NULL,
     day             date NOT NULL,
     rows            bigint NOT NULL,
-    -- order-independent sum of a 64-bit hash per row, computed identically by PostgreSQL and DuckDB
+    -- order-independent sum of a 60-bit hash (of md5) per row, computed identically by PostgreSQL and DuckDB
     checksum        numeric NOT NULL,
     path            text NOT NULL,
     bytes           bigint NOT NULL,
