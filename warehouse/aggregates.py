@@ -9,6 +9,8 @@ same day (a second one then sees the first's rows and replaces them).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -35,7 +37,7 @@ SELECT project_id, %(day)s, distinct_id,
        bit_or(B'1' || repeat('0', 95)::bit(95) >> slot), sum(n)
 FROM (
     SELECT project_id, distinct_id,
-           (extract(epoch FROM event_time - %(start)s)::bigint / 900)::int AS slot, count(*) AS n
+           floor(extract(epoch FROM event_time - %(start)s) / 900)::int AS slot, count(*) AS n
     FROM events WHERE event_time >= %(start)s AND event_time < %(end)s
     GROUP BY 1, 2, 3
 ) s
@@ -116,6 +118,28 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+@contextmanager
+def day_build(conn: psycopg.Connection, day: date) -> Iterator[None]:
+    """The frame of every rebuild of `day` (from PostgreSQL or from the cold tier): a session advisory lock
+    per day, one REPEATABLE READ transaction, committed at the end, rolled back on any error."""
+    conn.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_CLASS, day.toordinal()))
+    try:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, day.toordinal()))
+
+
+def record_build(conn: psycopg.Connection, day: date, run_id: str | None) -> int:
+    """Stamp each project of the day with the landed version this build's snapshot saw; returns projects."""
+    return conn.execute(_RECORD_BUILD, {"day": day, "run_id": run_id}).rowcount
+
+
 def rebuild_day(conn: psycopg.Connection, day: date, run_id: str | None = None) -> DayBuild:
     """Replace every aggregate row of `day` from raw events in one transaction; safe to repeat.
 
@@ -129,28 +153,19 @@ def rebuild_day(conn: psycopg.Connection, day: date, run_id: str | None = None) 
         # Raw data of the day was detached by retention: rebuilding would replace good aggregates with nothing.
         return DayBuild(day, 0, 0, 0, 0, 0, 0.0, skipped="raw partition detached; aggregates kept")
     params = {"day": day, "start": start, "end": end, "run_id": run_id}
-    conn.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_CLASS, day.toordinal()))
-    try:
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-        try:
-            conn.execute("SET LOCAL work_mem = '256MB'")
-            raw = conn.execute(
-                "SELECT count(*) FROM events WHERE event_time >= %(start)s AND event_time < %(end)s", params
-            ).fetchone()[0]
-            for statement in _DELETE:
-                conn.execute(statement, params)
-            rollups = conn.execute(_ROLLUPS, params).rowcount
-            users = conn.execute(_USER_ACTIVITY, params).rowcount
-            aggregates = 0
-            for statement in (*_BUILTIN_METRICS.split(";\n\n"), _CUSTOM_METRICS):
-                aggregates += conn.execute(statement, params).rowcount
-            projects = conn.execute(_RECORD_BUILD, params).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    finally:
-        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, day.toordinal()))
+    with day_build(conn, day):
+        conn.execute("SET LOCAL work_mem = '256MB'")
+        raw = conn.execute(
+            "SELECT count(*) FROM events WHERE event_time >= %(start)s AND event_time < %(end)s", params
+        ).fetchone()[0]
+        for statement in _DELETE:
+            conn.execute(statement, params)
+        rollups = conn.execute(_ROLLUPS, params).rowcount
+        users = conn.execute(_USER_ACTIVITY, params).rowcount
+        aggregates = 0
+        for statement in (*_BUILTIN_METRICS.split(";\n\n"), _CUSTOM_METRICS):
+            aggregates += conn.execute(statement, params).rowcount
+        projects = record_build(conn, day, run_id)
     took = (datetime.now(UTC) - started).total_seconds()
     return DayBuild(day, raw, rollups, users, aggregates, projects, took)
 

@@ -328,9 +328,9 @@ def postgres_checksum(
 
 def parquet_checksum(store: ColdStore, dataset: str, relative_paths: Sequence[str]) -> tuple[int, int]:
     """(rows, checksum) of Parquet files, computed by DuckDB; a truncated or corrupt file raises."""
-    duck = _duckdb()
+    duck = duckdb_connection()
     try:
-        _register(duck, store, "f", relative_paths, dataset)
+        register_files(duck, store, "f", relative_paths, dataset)
         line = _SPECS[dataset].duck_line
         rows, checksum = duck.execute(
             f"SELECT count(*), coalesce(sum(('0x' || left(md5({line}), 15))::BIGINT), 0) FROM f"  # noqa: S608
@@ -578,7 +578,7 @@ def open_cold(
     """
     store = ColdStore.from_settings(cold)
     wanted = None if days is None else set(days)
-    duck = _duckdb()
+    duck = duckdb_connection()
     covered: dict[str, list[date]] = {}
     paths: list[str] = []
     for name in datasets:
@@ -591,7 +591,7 @@ def open_cold(
         covered[name] = [d for d, _ in rows]
         rels = [p for _, p in rows]
         paths += [store.full(p) for p in rels]
-        _register(duck, store, f"_{name}_files", rels, name)
+        register_files(duck, store, f"_{name}_files", rels, name)
         duck.execute(f"CREATE VIEW {name} AS SELECT {_view_columns(name)} FROM _{name}_files")  # noqa: S608
     if lock:
         _seal(duck, paths if store.local else [])
@@ -629,7 +629,8 @@ _EMPTY = {
 }
 
 
-def _duckdb() -> duckdb.DuckDBPyConnection:
+def duckdb_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB in UTC that never downloads extensions nor scans Python variables."""
     # Extensions never come from the network (the ones used here are built in).
     duck = duckdb.connect(config={"autoinstall_known_extensions": "false"})
     duck.execute("SET TimeZone = 'UTC'")
@@ -637,7 +638,7 @@ def _duckdb() -> duckdb.DuckDBPyConnection:
     return duck
 
 
-def _register(
+def register_files(
     duck: duckdb.DuckDBPyConnection, store: ColdStore, name: str, relative_paths: Sequence[str], dataset: str
 ) -> None:
     """Make `name` a view over the files: DuckDB's own reader for local files, an Arrow dataset otherwise
