@@ -6,11 +6,13 @@ single-event request's CPU.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from api.errors import ApiError
 from api.ingest.publisher import Publisher
@@ -41,7 +43,16 @@ _KEY_HEADER = Header(
 )
 
 
-async def authenticate(request: Request, api_key: str | None) -> ApiKeyRow:
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
+    """`X-API-Key`, or `Authorization: Bearer <key>` for clients that only speak OAuth-style headers."""
+    key = headers.get("x-api-key")
+    if key:
+        return key
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def authenticate(request: HTTPConnection, api_key: str | None) -> ApiKeyRow:
     if not api_key:
         raise ApiError(401, "unauthorized", [("X-API-Key", "missing")])
     cache: KeyCache = request.app.state.key_cache

@@ -18,10 +18,13 @@ from redis.asyncio import Redis
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import install_error_handlers
+from api.graphql.cache import QueryCache
+from api.graphql.context import ProjectsCache, ReadServices
+from api.graphql.lag import ConsumerLag
 from api.ingest.publisher import Publisher
 from api.metrics import RequestMetricsMiddleware
 from api.ratelimit import RateLimiter
-from api.routes import health, ingest
+from api.routes import graphql, health, ingest
 from api.security import KeyCache
 from pulseops.settings import Settings, get_settings
 from pulseops.topics import ensure_topics
@@ -66,6 +69,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.publisher = publisher
         app.state.rate_limiter = RateLimiter(redis)
         app.state.key_cache = KeyCache(pool.connection, settings.ingest.key_cache_ttl_s)
+        lag = ConsumerLag(settings.kafka)
+        app.state.reads = ReadServices(
+            settings=settings,
+            pool=pool,
+            cache=QueryCache(redis, settings.query.cache_ttl_s),
+            limiter=app.state.rate_limiter,
+            keys=app.state.key_cache,
+            projects=ProjectsCache(pool, settings.ingest.key_cache_ttl_s),
+            lag=lag,
+        )
         toucher = asyncio.create_task(_touch_keys_forever(app.state.key_cache))
         # Start-up objects live as long as the process: keep them out of every GC pass.
         gc.collect()
@@ -81,11 +94,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except Exception as exc:
                 log.warning("could not record key use at shutdown: %s", exc)
             await run_in_threadpool(publisher.close)
+            await run_in_threadpool(lag.close)
             await redis.aclose()
             pool.close()
             # Drop the clients now (librdkafka threads live until the Producer is freed) and give
             # start-up objects back to the collector.
-            for name in ("publisher", "pool", "rate_limiter", "key_cache"):
+            for name in ("publisher", "pool", "rate_limiter", "key_cache", "reads"):
                 delattr(app.state, name)
             del publisher
             gc.unfreeze()
@@ -102,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     _offline_docs(app)
     install_error_handlers(app)
-    routers = (ingest.router, health.router)
+    routers = (ingest.router, health.router, graphql.graphql_router(settings.query))
     for router in routers:
         app.include_router(router)
     known = {route.path for router in routers for route in router.routes}

@@ -1,0 +1,78 @@
+"""Redis cache of resolver results, keyed by tenant, project, data version and the normalized arguments.
+
+The data version is read from PostgreSQL on every request (`warehouse.exact.data_version`), inside the same
+snapshot that computes a miss, so a hit is never staler than the database at the moment of the request: the
+staleness bound is the time the request itself takes. TTL only bounds memory. Values are msgspec JSON of the
+resolver's result, so a hit renders the same bytes as the miss that stored it. When Redis fails, the cache
+steps aside for `RETRY_AFTER_S` and answers are computed uncached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any, TypeVar
+
+import msgspec
+from prometheus_client import Counter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RETRY_AFTER_S = 5.0
+
+LOOKUPS = Counter("pulseops_graphql_cache_total", "GraphQL result cache lookups.", ["field", "result"])
+
+
+def cache_key(org_id: Any, project_id: Any, field: str, version: str, arguments: dict[str, Any]) -> str:
+    digest = hashlib.sha256(
+        msgspec.json.encode({"f": field, "v": version, "a": arguments}, order="sorted")
+    ).hexdigest()
+    return f"pulseops:gql:{org_id}:{project_id}:{digest}"
+
+
+class QueryCache:
+    def __init__(self, redis: Redis | None, ttl_s: int) -> None:
+        self._redis = redis
+        self._ttl = ttl_s
+        self._down_until = 0.0
+
+    @property
+    def available(self) -> bool:
+        return self._redis is not None and time.monotonic() >= self._down_until
+
+    async def get(self, key: str, field: str, result_type: type[T]) -> T | None:
+        if not self.available:
+            LOOKUPS.labels(field, "bypass").inc()
+            return None
+        try:
+            raw = await self._redis.get(key)
+        except (RedisError, OSError) as exc:
+            self._trip(exc)
+            LOOKUPS.labels(field, "error").inc()
+            return None
+        if raw is None:
+            LOOKUPS.labels(field, "miss").inc()
+            return None
+        try:
+            value = msgspec.json.decode(raw, type=result_type)
+        except msgspec.ValidationError:
+            LOOKUPS.labels(field, "miss").inc()  # a value from an older schema: recompute and overwrite
+            return None
+        LOOKUPS.labels(field, "hit").inc()
+        return value
+
+    async def put(self, key: str, value: Any) -> None:
+        if not self.available:
+            return
+        try:
+            await self._redis.set(key, msgspec.json.encode(value), ex=self._ttl)
+        except (RedisError, OSError) as exc:
+            self._trip(exc)
+
+    def _trip(self, exc: Exception) -> None:
+        log.warning("query cache: Redis unavailable (%s); answering uncached for %.0f s", exc, RETRY_AFTER_S)
+        self._down_until = time.monotonic() + RETRY_AFTER_S

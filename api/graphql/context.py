@@ -1,0 +1,266 @@
+"""Per-request context: the authenticated read key, what it may see, and how resolvers reach the warehouse.
+
+Every resolver goes through `scope()` (tenant check + argument validation) and `run()` / `cached()` (one
+pooled connection, one read-only snapshot with a statement timeout, errors mapped to safe GraphQL errors).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
+
+import msgspec
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+from starlette.concurrency import run_in_threadpool
+from strawberry.fastapi import BaseContext
+
+from api.graphql.cache import QueryCache, cache_key
+from api.graphql.errors import QUERY_TIMEOUT, UNAVAILABLE, ClientError, bad_input, forbidden
+from api.graphql.inputs import PropertyFilter as PropertyFilterInput
+from api.ratelimit import RateLimiter
+from api.security import KeyCache
+from pulseops.settings import Settings
+from warehouse.exact import Scope, data_version, snapshot
+from warehouse.filters import FilterError, FilterOp, PropertyFilter
+from warehouse.tenants import ApiKeyRow
+
+T = TypeVar("T")
+ZONES = frozenset(zoneinfo.available_timezones())
+MAX_EVENT_NAMES = 50
+
+
+@dataclass(frozen=True)
+class ProjectAccess:
+    id: uuid.UUID
+    org_id: uuid.UUID
+    slug: str
+    name: str
+    org_slug: str
+    timezone: str
+
+
+class ProjectsCache:
+    """Projects a read key may read, cached like keys (a new project shows up within the TTL)."""
+
+    def __init__(self, pool: ConnectionPool, ttl_s: float) -> None:
+        self._pool = pool
+        self._ttl = ttl_s
+        self._entries: dict[uuid.UUID, tuple[float, dict[uuid.UUID, ProjectAccess]]] = {}
+
+    def lookup(self, key: ApiKeyRow) -> dict[uuid.UUID, ProjectAccess]:
+        hit = self._entries.get(key.id)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                """
+                SELECT p.id, p.org_id, p.slug, p.name, o.slug, p.timezone
+                FROM projects p JOIN orgs o ON o.id = p.org_id
+                WHERE p.org_id = %s AND (%s::uuid IS NULL OR p.id = %s) ORDER BY o.slug, p.slug
+                """,
+                (key.org_id, key.project_id, key.project_id),
+            ).fetchall()
+        projects = {r[0]: ProjectAccess(*r) for r in rows}
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[key.id] = (time.monotonic() + self._ttl, projects)
+        return projects
+
+
+@dataclass
+class ReadServices:
+    """What the GraphQL endpoint needs from the app, created once in the lifespan."""
+
+    settings: Settings
+    pool: ConnectionPool
+    cache: QueryCache
+    limiter: RateLimiter
+    keys: KeyCache
+    projects: ProjectsCache
+    lag: Callable[[], int | None] = field(default=lambda: None)
+
+
+class Context(BaseContext):
+    def __init__(self, services: ReadServices, key: ApiKeyRow | None) -> None:
+        super().__init__()
+        self.services = services
+        self.settings = services.settings.query
+        self._key = key
+
+    # --- tenant ------------------------------------------------------------------------------------------
+
+    async def key(self) -> ApiKeyRow:
+        """The read key; over WebSocket it may arrive in the connection_init payload instead of a header."""
+        if self._key is None:
+            params = self.connection_params if isinstance(self.connection_params, dict) else {}
+            supplied = params.get("apiKey") or params.get("X-API-Key")
+            if not isinstance(supplied, str) or not supplied:
+                raise ClientError("a read key is required (X-API-Key)", "UNAUTHENTICATED")
+            row = await run_in_threadpool(self.services.keys.lookup, supplied)
+            if row is None:
+                raise ClientError("unknown or revoked key", "UNAUTHENTICATED")
+            if row.kind != "read":
+                raise ClientError("ingest keys cannot read; use a read key", "FORBIDDEN")
+            self._key = row
+        return self._key
+
+    async def projects(self) -> dict[uuid.UUID, ProjectAccess]:
+        key = await self.key()
+        try:
+            return await run_in_threadpool(self.services.projects.lookup, key)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise ClientError("the warehouse is unavailable; retry shortly", UNAVAILABLE) from exc
+
+    async def project(self, project_id: str, argument: str = "projectId") -> ProjectAccess:
+        try:
+            pid = uuid.UUID(str(project_id))
+        except ValueError:
+            raise bad_input(argument, "not a project id (UUID)") from None
+        found = (await self.projects()).get(pid)
+        if found is None:
+            raise forbidden()
+        return found
+
+    # --- arguments ---------------------------------------------------------------------------------------
+
+    async def scope(
+        self,
+        project_id: str,
+        start: date,
+        end: date,
+        timezone: str | None = None,
+        event_names: list[str] | None = None,
+        filters: list[PropertyFilterInput] | None = None,
+        raw_only: bool = False,
+    ) -> tuple[ProjectAccess, Scope]:
+        project = await self.project(project_id)
+        tz = timezone if timezone is not None else project.timezone
+        if tz not in ZONES:
+            raise bad_input("timezone", f"unknown IANA time zone {tz[:64]!r}")
+        if end < start:
+            raise bad_input("to", "must not be before from")
+        converted = tuple(_filter(i, f) for i, f in enumerate(filters or ()))
+        raw_only = raw_only or bool(converted)
+        limit = self.settings.max_raw_range_days if raw_only else self.settings.max_range_days
+        if (end - start).days + 1 > limit:
+            why = " for property filters and breakdowns" if raw_only else ""
+            raise bad_input("from", f"the range may span at most {limit} days{why}")
+        if raw_only:
+            oldest = datetime.now(UTC).date() - timedelta(
+                days=self.services.settings.warehouse.raw_retention_days - 1
+            )
+            if start < oldest:
+                raise bad_input(
+                    "from",
+                    f"property filters and breakdowns read raw events, kept from {oldest.isoformat()} on",
+                )
+        names = None
+        if event_names is not None:
+            if len(event_names) > MAX_EVENT_NAMES or any(not 1 <= len(n) <= 200 for n in event_names):
+                raise bad_input("eventNames", f"at most {MAX_EVENT_NAMES} names of 1..200 characters")
+            names = tuple(sorted(set(event_names)))
+        return project, Scope(project.id, start, end, tz, names, converted)
+
+    # --- execution ---------------------------------------------------------------------------------------
+
+    async def run(self, fn: Callable[[psycopg.Connection], T]) -> T:
+        """`fn(conn)` in a worker thread inside one read-only snapshot; database errors become safe errors."""
+        return await run_in_threadpool(self._run, fn)
+
+    def _run(self, fn: Callable[[psycopg.Connection], T]) -> T:
+        try:
+            with self.services.pool.connection() as conn, snapshot(conn, self.settings.statement_timeout_ms):
+                return fn(conn)
+        except psycopg.errors.QueryCanceled as exc:
+            raise ClientError(
+                f"the query ran longer than {self.settings.statement_timeout_ms} ms; narrow the range or filters",
+                QUERY_TIMEOUT,
+            ) from exc
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise ClientError("the warehouse is unavailable; retry shortly", UNAVAILABLE) from exc
+
+    async def write(self, fn: Callable[[psycopg.Connection], T]) -> T:
+        """`fn(conn)` in one read-write transaction (metric definitions)."""
+
+        def work() -> T:
+            try:
+                with self.services.pool.connection() as conn, conn.transaction():
+                    conn.execute(
+                        "SELECT set_config('statement_timeout', %s, true)",
+                        (str(self.settings.statement_timeout_ms),),
+                    )
+                    return fn(conn)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                raise ClientError("the warehouse is unavailable; retry shortly", UNAVAILABLE) from exc
+
+        return await run_in_threadpool(work)
+
+    async def consumer_lag(self) -> int | None:
+        return await run_in_threadpool(self.services.lag)
+
+    async def cached(
+        self,
+        field_name: str,
+        project: ProjectAccess,
+        days: tuple[date, date],
+        arguments: dict[str, Any],
+        result_type: type[T],
+        build: Callable[[psycopg.Connection], T],
+        extra_version: Callable[[psycopg.Connection], str] | None = None,
+    ) -> T:
+        """`build(conn)` through the result cache. The key's data version is read at request time."""
+
+        def version(conn: psycopg.Connection) -> str:
+            v = data_version(conn, project.id, *days)
+            return v + "/" + extra_version(conn) if extra_version else v
+
+        cache = self.services.cache
+        if cache.available:
+            current = await self.run(version)
+            hit = await cache.get(
+                cache_key(project.org_id, project.id, field_name, current, arguments), field_name, result_type
+            )
+            if hit is not None:
+                return hit
+
+        def compute(conn: psycopg.Connection) -> tuple[str, T]:
+            return version(conn), build(conn)  # the version of the snapshot the answer comes from
+
+        seen, result = await self.run(compute)
+        await cache.put(cache_key(project.org_id, project.id, field_name, seen, arguments), result)
+        return result
+
+
+def normalized(scope: Scope, **extra: Any) -> dict[str, Any]:
+    """Canonical arguments for cache keys: equal questions share an entry whatever their spelling."""
+    return {
+        "p": str(scope.project_id),
+        "from": scope.start.isoformat(),
+        "to": scope.end.isoformat(),
+        "tz": scope.tz,
+        "names": list(scope.event_names) if scope.event_names is not None else None,
+        "filters": sorted(
+            (f.normalized() for f in scope.filters), key=lambda d: msgspec.json.encode(d, order="sorted")
+        ),
+        **extra,
+    }
+
+
+def _filter(index: int, f: PropertyFilterInput) -> PropertyFilter:
+    where = f"filters[{index}]"
+    op = FilterOp(f.op.value)
+    values = tuple(f.values or ())
+    if op in (FilterOp.IN, FilterOp.NOT_IN) and f.value is not None and not values:
+        values = (f.value,)
+    converted = PropertyFilter(f.property, op, f.value, values)
+    try:
+        converted.validate()
+    except FilterError as exc:
+        raise bad_input(where, str(exc)) from None
+    return converted

@@ -1,0 +1,48 @@
+"""Input types; conversion to warehouse values happens in `scope.py`, which names the field on errors."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import strawberry
+from strawberry.scalars import JSON
+
+from api.graphql.types import Aggregation
+
+
+@strawberry.enum(description="Comparison applied to a property of each event.")
+class FilterOp(Enum):
+    EQ = "eq"
+    NEQ = "neq"
+    IN = "in"
+    NOT_IN = "not_in"
+    GT = "gt"
+    GTE = "gte"
+    LT = "lt"
+    LTE = "lte"
+    EXISTS = "exists"
+    NOT_EXISTS = "not_exists"
+
+
+@strawberry.input(
+    description="Keep events whose property matches. EQ/NEQ take `value` (any JSON), IN/NOT_IN `values`, "
+    "GT..LTE a number in `value` (only numeric properties match), EXISTS/NOT_EXISTS nothing."
+)
+class PropertyFilter:
+    property: str
+    op: FilterOp
+    value: JSON | None = None
+    values: list[JSON] | None = None
+
+
+@strawberry.input(description="A custom metric: which events, how to aggregate them, grouped by what.")
+class MetricInput:
+    name: str
+    aggregation: Aggregation
+    description: str = ""
+    event_name: str | None = None
+    filters: JSON | None = strawberry.field(
+        default=None, description='Property equality, e.g. {"plan": "pro"}.'
+    )
+    property: str | None = strawberry.field(default=None, description="Numeric property for SUM and AVG.")
+    dimensions: list[str] = strawberry.field(default_factory=list, description="Up to 5 property keys.")

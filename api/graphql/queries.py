@@ -1,0 +1,403 @@
+"""Read queries. Each resolver: tenant check and validation (`Context.scope`), then an exact warehouse read,
+cached where the answer is a pure function of the data version."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
+
+import msgspec
+import strawberry
+from strawberry.types import Info
+
+from api.graphql import convert
+from api.graphql.context import Context, normalized
+from api.graphql.errors import bad_input, forbidden
+from api.graphql.inputs import PropertyFilter
+from api.graphql.types import (
+    ActiveUsersKind,
+    ActiveUsersSeries,
+    Aggregation,
+    Breakdown,
+    BreakdownGroup,
+    DayValue,
+    DeadLetterCount,
+    Event,
+    EventConnection,
+    EventEdge,
+    EventSeries,
+    Granularity,
+    IngestionHealth,
+    LateArrivalDay,
+    Long,
+    MetricDefinition,
+    Metrics,
+    MetricSeries,
+    PageInfo,
+    Project,
+    Sources,
+    TopEvent,
+)
+from warehouse import explore, health, metric_defs, series
+from warehouse.exact import raw_days
+
+Ctx = Info[Context, None]
+From = Annotated[date, strawberry.argument(name="from", description="First local date (inclusive).")]
+To = Annotated[date, strawberry.argument(description="Last local date (inclusive).")]
+Zone = Annotated[str | None, strawberry.argument(description="IANA time zone; default: the project's zone.")]
+Names = Annotated[list[str] | None, strawberry.argument(description="Only these event names.")]
+Filters = Annotated[
+    list[PropertyFilter] | None,
+    strawberry.argument(description="Property filters, AND-ed (read raw events)."),
+]
+ProjectId = Annotated[
+    strawberry.ID, strawberry.argument(description="A project of the key (see `projects`).")
+]
+Gran = Annotated[Granularity, strawberry.argument(description="Bucket size in the query's zone.")]
+Limit = Annotated[int, strawberry.argument(description="How many rows at most (1..100).")]
+MAX_TOP = 100
+
+
+def _limit(value: int, maximum: int, name: str) -> int:
+    if not 1 <= value <= maximum:
+        raise bad_input(name, f"must be between 1 and {maximum}")
+    return value
+
+
+def metric_definition(m: metric_defs.MetricDefinition) -> MetricDefinition:
+    return MetricDefinition(
+        id=strawberry.ID(str(m.id)),
+        project_id=strawberry.ID(str(m.project_id)),
+        name=m.name,
+        description=m.description,
+        event_name=m.event_name,
+        filters=m.filters,
+        aggregation=Aggregation(m.aggregation),
+        property=m.property,
+        dimensions=list(m.dimensions),
+        created_at=m.created_at,
+        updated_at=m.updated_at,
+    )
+
+
+async def load_metric(ctx: Context, metric_id: str) -> metric_defs.MetricDefinition:
+    """The metric if it belongs to a project the key reads; FORBIDDEN otherwise (existence is not revealed)."""
+    try:
+        mid = uuid.UUID(str(metric_id))
+    except ValueError:
+        raise bad_input("metricId", "not a metric id (UUID)") from None
+    metric = await ctx.run(lambda conn: metric_defs.get_metric(conn, mid))
+    if metric is None or metric.project_id not in await ctx.projects():
+        raise forbidden("this metric")
+    return metric
+
+
+def _encode_cursor(project_id: uuid.UUID, row: explore.EventRow) -> str:
+    raw = msgspec.json.encode({"p": str(project_id), "t": row.event_time.isoformat(), "i": str(row.event_id)})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[uuid.UUID, datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = msgspec.json.decode(raw, type=dict[str, str])
+        t = datetime.fromisoformat(data["t"])
+        if t.tzinfo is None:
+            raise ValueError("naive time")
+        return uuid.UUID(data["p"]), t, uuid.UUID(data["i"])
+    except (binascii.Error, msgspec.DecodeError, KeyError, ValueError, TypeError):
+        raise bad_input("after", "not a cursor returned by this API") from None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Projects this key may read.")
+    async def projects(self, info: Ctx) -> list[Project]:
+        return [
+            Project(
+                id=strawberry.ID(str(p.id)),
+                slug=p.slug,
+                name=p.name,
+                org_slug=p.org_slug,
+                timezone=p.timezone,
+            )
+            for p in (await info.context.projects()).values()
+        ]
+
+    @strawberry.field(description="Events per bucket; exact, including events landed seconds ago.")
+    async def event_counts(
+        self,
+        info: Ctx,
+        project_id: ProjectId,
+        from_: From,
+        to: To,
+        granularity: Gran = Granularity.DAY,
+        timezone: Zone = None,
+        event_names: Names = None,
+        filters: Filters = None,
+    ) -> EventSeries:
+        ctx = info.context
+        project, scope = await ctx.scope(project_id, from_, to, timezone, event_names, filters)
+        g = granularity.value
+        if series.bucket_count(scope, g) > ctx.settings.max_buckets:
+            raise bad_input("granularity", f"more than {ctx.settings.max_buckets} buckets; use a coarser one")
+
+        def build(conn) -> EventSeries:
+            points = series.event_counts(conn, scope, g)
+            first, last = scope.utc_days
+            span = (last - first).days + 1
+            raw = span if scope.filters else len(raw_days(conn, scope.project_id, first, last))
+            return EventSeries(
+                range=convert.date_range(scope),
+                granularity=granularity,
+                total=sum(p.value for p in points),
+                buckets=[convert.bucket(p) for p in points],
+                sources=Sources(raw_days=raw, aggregated_days=span - raw),
+            )
+
+        args = normalized(scope, g=g)
+        return await ctx.cached("eventCounts", project, scope.utc_days, args, EventSeries, build)
+
+    @strawberry.field(description="Exact distinct users per local day: DAU, WAU (7 days) or MAU (30 days).")
+    async def active_users(
+        self,
+        info: Ctx,
+        project_id: ProjectId,
+        from_: From,
+        to: To,
+        kind: Annotated[
+            ActiveUsersKind, strawberry.argument(description="Trailing window.")
+        ] = ActiveUsersKind.DAU,
+        timezone: Zone = None,
+        event_names: Names = None,
+        filters: Filters = None,
+    ) -> ActiveUsersSeries:
+        ctx = info.context
+        project, scope = await ctx.scope(project_id, from_, to, timezone, event_names, filters)
+        wide = scope.widened(kind.value - 1)
+
+        def build(conn) -> ActiveUsersSeries:
+            days = series.active_users(conn, scope, kind.value)
+            return ActiveUsersSeries(
+                kind=kind, range=convert.date_range(scope), days=[DayValue(date=d, value=n) for d, n in days]
+            )
+
+        args = normalized(scope, w=kind.value)
+        return await ctx.cached("activeUsers", project, wide.utc_days, args, ActiveUsersSeries, build)
+
+    @strawberry.field(description="All events in the range.")
+    async def total_events(
+        self,
+        info: Ctx,
+        project_id: ProjectId,
+        from_: From,
+        to: To,
+        timezone: Zone = None,
+        event_names: Names = None,
+        filters: Filters = None,
+    ) -> Long:
+        ctx = info.context
+        project, scope = await ctx.scope(project_id, from_, to, timezone, event_names, filters)
+        return await ctx.cached(
+            "totalEvents", project, scope.utc_days, normalized(scope), int,
+            lambda conn: series.total_events(conn, scope),
+        )  # fmt: skip
+
+    @strawberry.field(description="Most frequent event names in the range.")
+    async def top_events(
+        self,
+        info: Ctx,
+        project_id: ProjectId,
+        from_: From,
+        to: To,
+        limit: Limit = 10,
+        timezone: Zone = None,
+        filters: Filters = None,
+    ) -> list[TopEvent]:
+        ctx = info.context
+        _limit(limit, MAX_TOP, "limit")
+        project, scope = await ctx.scope(project_id, from_, to, timezone, None, filters)
+
+        def build(conn) -> list[TopEvent]:
+            return [TopEvent(event_name=n, count=c) for n, c in series.top_events(conn, scope, limit)]
+
+        args = normalized(scope, limit=limit)
+        return await ctx.cached("topEvents", project, scope.utc_days, args, list[TopEvent], build)
+
+    @strawberry.field(description="Total events, daily active users and top events for a range, in one call.")
+    async def metrics(
+        self, info: Ctx, project_id: ProjectId, from_: From, to: To, timezone: Zone = None, top: Limit = 10
+    ) -> Metrics:
+        ctx = info.context
+        _limit(top, MAX_TOP, "top")
+        project, scope = await ctx.scope(project_id, from_, to, timezone)
+
+        def build(conn) -> Metrics:
+            return Metrics(
+                total_events=series.total_events(conn, scope),
+                daily_active_users=[
+                    DayValue(date=d, value=n) for d, n in series.active_users(conn, scope, 1)
+                ],
+                top_events=[TopEvent(event_name=n, count=c) for n, c in series.top_events(conn, scope, top)],
+                date_range=convert.date_range(scope),
+            )
+
+        return await ctx.cached(
+            "metrics", project, scope.utc_days, normalized(scope, top=top), Metrics, build
+        )
+
+    @strawberry.field(description="Events and distinct users per value of one property (raw events).")
+    async def breakdown(
+        self,
+        info: Ctx,
+        project_id: ProjectId,
+        property: Annotated[str, strawberry.argument(description="Property key to group by.")],
+        from_: From,
+        to: To,
+        limit: Limit = 20,
+        timezone: Zone = None,
+        event_names: Names = None,
+        filters: Filters = None,
+    ) -> Breakdown:
+        ctx = info.context
+        _limit(limit, MAX_TOP, "limit")
+        if not 1 <= len(property) <= 200:
+            raise bad_input("property", "must be 1..200 characters")
+        project, scope = await ctx.scope(project_id, from_, to, timezone, event_names, filters, raw_only=True)
+
+        def build(conn) -> Breakdown:
+            groups, total = explore.breakdown(conn, scope, property, limit)
+            return Breakdown(
+                property=property,
+                range=convert.date_range(scope),
+                total_events=total,
+                groups=[BreakdownGroup(value=g.value, events=g.events, users=g.users) for g in groups],
+            )
+
+        args = normalized(scope, property=property, limit=limit)
+        return await ctx.cached("breakdown", project, scope.utc_days, args, Breakdown, build)
+
+    @strawberry.field(description="Latest landed events, newest first, with cursor pagination.")
+    async def recent_events(
+        self,
+        info: Ctx,
+        project_id: ProjectId,
+        first: Annotated[int, strawberry.argument(description="Page size (1..max_page_size).")] = 50,
+        after: Annotated[
+            str | None, strawberry.argument(description="`endCursor` of the previous page.")
+        ] = None,
+        event_names: Names = None,
+        filters: Filters = None,
+    ) -> EventConnection:
+        ctx = info.context
+        _limit(first, ctx.settings.max_page_size, "first")
+        today = datetime.now(UTC).date()
+        project, scope = await ctx.scope(project_id, today, today, "UTC", event_names, filters)
+        position = None
+        if after is not None:
+            cursor_project, t, eid = _decode_cursor(after)
+            if cursor_project != project.id:
+                raise forbidden("the project of this cursor")
+            position = (t, eid)
+        oldest = datetime.combine(
+            today - timedelta(days=ctx.services.settings.warehouse.raw_retention_days - 1),
+            datetime.min.time(),
+            UTC,
+        )
+        rows = await ctx.run(
+            lambda conn: explore.recent_events(
+                conn, project.id, first + 1, position, scope.event_names, scope.filters, since=oldest
+            )
+        )
+        edges = [
+            EventEdge(
+                cursor=_encode_cursor(project.id, r),
+                node=Event(
+                    event_id=strawberry.ID(str(r.event_id)),
+                    event_name=r.event_name,
+                    distinct_id=r.distinct_id,
+                    event_time=r.event_time,
+                    received_at=r.received_at,
+                    landed_at=r.landed_at,
+                    properties=r.properties,
+                ),
+            )
+            for r in rows[:first]
+        ]
+        return EventConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(rows) > first, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
+    @strawberry.field(description="Custom metric definitions of a project.")
+    async def metric_definitions(self, info: Ctx, project_id: ProjectId) -> list[MetricDefinition]:
+        ctx = info.context
+        project = await ctx.project(project_id)
+        rows = await ctx.run(lambda conn: metric_defs.list_metrics(conn, project.id))
+        return [metric_definition(m) for m in rows]
+
+    @strawberry.field(
+        description="A custom metric per bucket and dimension values; exact before any rebuild."
+    )
+    async def metric_series(
+        self,
+        info: Ctx,
+        metric_id: Annotated[
+            strawberry.ID, strawberry.argument(description="A metric of the key's projects.")
+        ],
+        from_: From,
+        to: To,
+        granularity: Gran = Granularity.DAY,
+        timezone: Zone = None,
+    ) -> MetricSeries:
+        ctx = info.context
+        metric = await load_metric(ctx, metric_id)
+        g = granularity.value
+        # Built rows serve only UTC days; anything else reads raw events, so raw limits apply.
+        project, scope = await ctx.scope(str(metric.project_id), from_, to, timezone)
+        raw_only = not (scope.tz == "UTC" and g == "day")
+        if raw_only:
+            project, scope = await ctx.scope(str(metric.project_id), from_, to, timezone, raw_only=True)
+        if series.bucket_count(scope, g) > ctx.settings.max_buckets:
+            raise bad_input("granularity", f"more than {ctx.settings.max_buckets} buckets; use a coarser one")
+
+        def build(conn) -> MetricSeries:
+            points = metric_defs.metric_series(conn, metric, scope, g)
+            return MetricSeries(
+                metric_id=strawberry.ID(str(metric.id)),
+                granularity=granularity,
+                range=convert.date_range(scope),
+                points=[convert.metric_point(p) for p in points],
+            )
+
+        args = normalized(scope, g=g, metric=str(metric.id), updated=metric.updated_at.isoformat())
+        return await ctx.cached("metricSeries", project, scope.utc_days, args, MetricSeries, build)
+
+    @strawberry.field(description="Freshness, dead letters, late arrivals and consumer lag; never cached.")
+    async def ingestion_health(self, info: Ctx, project_id: ProjectId) -> IngestionHealth:
+        ctx = info.context
+        project = await ctx.project(project_id)
+        now = datetime.now(UTC)
+        lag_s = ctx.services.settings.orchestration.late_lag_s
+        h = await ctx.run(lambda conn: health.project_health(conn, project.id, now, 7, lag_s))
+        return IngestionHealth(
+            last_landed_at=h.last_landed_at,
+            seconds_since_last_landed=(now - h.last_landed_at).total_seconds() if h.last_landed_at else None,
+            events_today=h.events_today,
+            consumer_lag=await ctx.consumer_lag(),
+            dead_letters_last_24h=[
+                DeadLetterCount(reason=r, count=n) for r, n in h.dead_letters_by_reason.items()
+            ],
+            late_arrivals=[
+                LateArrivalDay(
+                    date=d.day, events=d.events, late=d.late, share=d.late / d.events if d.events else 0.0
+                )
+                for d in h.late_by_day
+            ],
+            days_awaiting_rebuild=h.stale_days,
+        )

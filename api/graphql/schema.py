@@ -1,0 +1,48 @@
+"""The schema and its protections: depth, aliases, tokens, introspection switch, masked unexpected errors."""
+
+from __future__ import annotations
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+
+from api.graphql.errors import ClientError
+from api.graphql.mutations import Mutation
+from api.graphql.queries import Query
+from api.graphql.subscriptions import Subscription
+from api.graphql.types import LONG_SCALAR, Long
+from pulseops.settings import QuerySettings
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    """Mask everything but our client errors and GraphQL's own (syntax, validation, limits)."""
+    original = error.original_error
+    return original is not None and not isinstance(original, ClientError)
+
+
+def build_schema(settings: QuerySettings) -> strawberry.Schema:
+    extensions = [
+        ParserCache(maxsize=1000),
+        ValidationCache(maxsize=1000),
+        QueryDepthLimiter(max_depth=settings.max_depth),
+        MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        MaxTokensLimiter(max_token_count=settings.max_tokens),
+        MaskErrors(should_mask_error=_unexpected, error_message="Unexpected error."),
+    ]
+    if not settings.introspection:
+        extensions.append(DisableIntrospection())
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        scalar_overrides={Long: LONG_SCALAR},
+    )

@@ -1,0 +1,44 @@
+"""Live counts over graphql-transport-ws: one value per second per subscription."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from datetime import UTC, datetime, timedelta
+
+import strawberry
+
+from api.graphql.queries import Ctx, ProjectId
+from api.graphql.types import LiveEventCount
+
+_LIVE = """
+SELECT count(*) FILTER (WHERE event_time >= %(sec)s AND event_time < %(sec)s + interval '1 second'),
+       count(*) FILTER (WHERE event_time >= %(sec)s - interval '59 seconds'),
+       (SELECT coalesce(sum(events), 0) FROM landed_days WHERE project_id = %(p)s AND day = %(day)s)
+FROM events
+WHERE project_id = %(p)s AND event_time >= %(sec)s - interval '59 seconds'
+  AND event_time < %(sec)s + interval '1 second'
+"""
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Every second: events of the last complete second, of the last minute, and of the UTC day, "
+        "as landed so far (an event shows up within the landing latency, typically under a second)."
+    )
+    async def live_event_counts(
+        self, info: Ctx, project_id: ProjectId
+    ) -> AsyncGenerator[LiveEventCount, None]:
+        ctx = info.context
+        project = await ctx.project(project_id)
+        interval = ctx.settings.live_interval_s
+        while True:
+            now = datetime.now(UTC)
+            second = now.replace(microsecond=0) - timedelta(seconds=1)
+            params = {"p": project.id, "sec": second, "day": now.date()}
+            events, minute, today = await ctx.run(
+                lambda conn, params=params: conn.execute(_LIVE, params).fetchone()
+            )
+            yield LiveEventCount(second=second, events=events, events_last_minute=minute, events_today=today)
+            await asyncio.sleep(max(0.0, interval - (datetime.now(UTC) - now).total_seconds()))
