@@ -180,7 +180,7 @@ def activity_source(conn: psycopg.Connection, scope: Scope) -> tuple[sql.Composa
         use_aggregates = True
     raw_query, params = raw_events_sql(
         scope,
-        "e.distinct_id, (extract(epoch FROM e.event_time - d.day::timestamp AT TIME ZONE 'UTC')::bigint / 900)::int AS slot",
+        "e.distinct_id, floor(extract(epoch FROM e.event_time - d.day::timestamp AT TIME ZONE 'UTC') / 900)::int AS slot",
     )
     query = sql.SQL(
         """

@@ -165,3 +165,20 @@ def test_custom_metrics_equal_truth_before_and_after_builds(db, warehouse_state)
                 want_views.get((loc.date(), r.props["device"]), 0) + 1
             )
         assert views == want_views
+
+
+@pytest.mark.parametrize("built", [False, True])
+def test_an_event_in_the_last_half_second_of_a_slot_stays_in_its_slot(db, built):
+    """23:59:59.7 rounded to the next slot would fall off the day's bitmap and lose the user."""
+    import uuid
+
+    t = make_tenant(db)
+    when = datetime(2026, 11, 3, 23, 59, 59, 700_000, tzinfo=UTC)
+    row = (t["project_id"], when, uuid.uuid4(), t["org_id"], "page_view", "night-owl", when, "{}")
+    land_rows(db, [row])
+    if built:
+        rebuild_day(db, when.date())
+    scope = Scope(t["project_id"], when.date(), when.date(), "UTC")
+    assert series.active_users(db, scope, 1) == [(when.date(), 1)]
+    kolkata = Scope(t["project_id"], date(2026, 11, 4), date(2026, 11, 4), "Asia/Kolkata")
+    assert series.active_users(db, kolkata, 1) == [(date(2026, 11, 4), 1)]
