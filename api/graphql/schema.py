@@ -14,7 +14,6 @@ from strawberry.extensions import (
     ValidationCache,
 )
 
-from api.graphql.errors import ClientError
 from api.graphql.mutations import Mutation
 from api.graphql.queries import Query
 from api.graphql.subscriptions import Subscription
@@ -23,9 +22,10 @@ from pulseops.settings import QuerySettings
 
 
 def _unexpected(error: GraphQLError) -> bool:
-    """Mask everything but our client errors and GraphQL's own (syntax, validation, limits)."""
+    """Mask everything but GraphQL errors: ours (`ClientError`) and graphql-core's (syntax, validation,
+    variable coercion, limits), which never carry SQL or stack traces."""
     original = error.original_error
-    return original is not None and not isinstance(original, ClientError)
+    return original is not None and not isinstance(original, GraphQLError)
 
 
 def build_schema(settings: QuerySettings) -> strawberry.Schema:
