@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -19,8 +21,10 @@ from warehouse.landing import land_batch
 from warehouse.migrate import upgrade
 
 
-def test_embedded_postgres_runs_the_warehouse(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("pgserver") / "data"
+def test_embedded_postgres_runs_the_warehouse():
+    # Not under pytest's tmp dir: pytest re-chmods /tmp/pytest-of-<user> to 0700 whenever a session starts,
+    # which locks out the `pgserver` OS user that runs the server when we are root.
+    data_dir = Path(tempfile.mkdtemp(prefix="pulseops-pgserver-", dir="/var/tmp")) / "data"
     url = services.start_embedded_postgres(str(data_dir))
     upgrade(url)
     with psycopg.connect(url, autocommit=True) as conn:
