@@ -172,6 +172,8 @@ def run(size: str) -> tuple[str, dict]:
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PULSEOPS_", "DAGSTER_"))}
         env.update({"DAGSTER_HOME": str(home), "PULSEOPS_DB__URL": db_url, **services.dagster_env()})
+        # cold-tier exports of the generated days would compete for the CPU with what is measured here
+        env.update({"PULSEOPS_COLD__URL": str(Path(tmp) / "cold"), "PULSEOPS_COLD__ENABLED": "false"})
         env.update(services.QUIET_WARNINGS)
         with psycopg.connect(db_url, autocommit=True) as conn:
             org = ensure_org(conn, "bench")

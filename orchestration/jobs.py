@@ -9,7 +9,8 @@ from orchestration.partitions import daily_partitions
 from orchestration.resources import WarehouseResource
 from pulseops.settings import get_settings
 from warehouse.aggregates import delete_aggregates_before
-from warehouse.partitions import detach_partitions_before, detached_partitions, ensure_window
+from warehouse.cold import drop_exported_partitions_before
+from warehouse.partitions import ensure_window
 
 rebuild_aggregates_job = dg.define_asset_job(
     "rebuild_aggregates_job",
@@ -34,6 +35,16 @@ refresh_aggregates_job = dg.define_asset_job(
 )
 
 
+cold_export_job = dg.define_asset_job(
+    "cold_export_job",
+    selection=dg.AssetSelection.groups("cold"),
+    partitions_def=daily_partitions,
+    description="Export closed UTC days to the cold tier (Parquet) and check their parity with PostgreSQL.",
+    tags={"pulseops/queue": "cold"},  # at most one such run at a time (tag_concurrency_limits)
+    executor_def=dg.in_process_executor,
+)
+
+
 @dg.op(description="Create the events partitions of the coming days (landing also creates missing ones).")
 def create_future_partitions(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> None:
     ahead = get_settings().warehouse.partitions_ahead_days
@@ -43,22 +54,24 @@ def create_future_partitions(context: dg.OpExecutionContext, warehouse: Warehous
 
 
 @dg.op(
-    description="Raw retention: detach events partitions older than raw_retention_days (kept as standalone "
-    "tables until a verified cold-tier export allows dropping them) and delete aggregates older than "
-    "aggregates_retention_days."
+    description="Raw retention: drop events day partitions older than raw_retention_days whose every project "
+    "has a cold-tier export that passed its parity check for the current data (others stay, with the reason "
+    "in the log); delete aggregates older than aggregates_retention_days (their Parquet copy stays)."
 )
 def apply_retention(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> None:
     s = get_settings()
     today = datetime.now(UTC).date()
     with warehouse.connection() as conn:
-        detached = detach_partitions_before(conn, today - timedelta(days=s.warehouse.raw_retention_days))
+        raw = drop_exported_partitions_before(
+            conn, today - timedelta(days=s.warehouse.raw_retention_days), s.cold
+        )
         deleted = delete_aggregates_before(
             conn, today - timedelta(days=s.orchestration.aggregates_retention_days)
         )
-        waiting = detached_partitions(conn)
-    context.log.info(
-        f"detached {detached}; aggregates deleted {deleted}; detached awaiting export: {waiting}"
-    )
+    context.log.info(f"raw days dropped (exported and verified): {[str(d) for d in raw.dropped]}")
+    for day, reason in raw.kept.items():
+        context.log.warning(f"{day}: raw partition kept past retention: {reason}")
+    context.log.info(f"aggregates deleted {deleted}")
 
 
 @dg.job(description="Create future day partitions and apply retention.")

@@ -4,17 +4,21 @@ It reads `stale_days()` (the `late_days` view plus never-built recent days, i.e.
 run per day. The run key is day + landed version, so a day gets one run per new version; while a run for a
 day is queued or running no second one is requested, which coalesces a stream of late events of one day
 into one rebuild (the next tick picks up whatever landed meanwhile).
+
+cold_export_sensor: exports each closed day to the cold tier (with its parity checks) once, and again
+whenever its PostgreSQL data changed since (late data, a rebuild); run key = day + summed source versions.
 """
 
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from orchestration.jobs import refresh_aggregates_job
+from orchestration.jobs import cold_export_job, refresh_aggregates_job
 from orchestration.partitions import daily_partitions
 from orchestration.resources import WarehouseResource
 from pulseops.settings import get_settings
 from warehouse.aggregates import stale_days
+from warehouse.cold import days_to_export
 
 ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
           dg.DagsterRunStatus.STARTED]  # fmt: skip
@@ -62,3 +66,43 @@ def late_data_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseRe
             f"no stale days ({len(stale)} waiting on running rebuilds)" if stale else "no stale days"
         )
     return requests
+
+
+@dg.sensor(
+    job=cold_export_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests a cold-tier export (with its parity checks) of each closed UTC day whose "
+    "PostgreSQL data is not in Parquet as it is now: never exported, more data landed, or rebuilt since.",
+)
+def cold_export_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
+    cold = get_settings().cold
+    if not cold.enabled:
+        return dg.SkipReason("cold tier exports are off (PULSEOPS_COLD__ENABLED=false)")
+    today = datetime.now(UTC).date()
+    first = daily_partitions.start.date()
+    with warehouse.connection() as conn:
+        days = days_to_export(conn, first, today - timedelta(days=cold.export_after_days - 1), limit=500)
+    requests = []
+    for d in days:
+        key = d.day.isoformat()
+        running = context.instance.get_run_records(
+            dg.RunsFilter(job_name=cold_export_job.name, tags={"dagster/partition": key}, statuses=ACTIVE),
+            limit=1,
+        )
+        if running:
+            continue
+        requests.append(
+            dg.RunRequest(
+                run_key=f"cold:{key}:{d.version}",
+                partition_key=key,
+                tags={
+                    "pulseops/reason": "cold_export",
+                    "pulseops/source_version": str(d.version),
+                    "pulseops/queue": "cold",
+                },
+            )
+        )
+        if len(requests) >= cold.max_days_per_tick:
+            break
+    return requests or dg.SkipReason(f"{len(days)} days to export, all running" if days else "all exported")

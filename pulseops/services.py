@@ -209,6 +209,10 @@ def write_dagster_instance(settings: Settings, storage_url: str) -> Path:
                 "  config:",
                 "    dequeue_interval_seconds: 1",
                 "    max_concurrent_runs: 4",
+                "    tag_concurrency_limits:",  # cold-tier exports never take more than one run slot
+                "      - key: pulseops/queue",
+                "        value: cold",
+                "        limit: 1",
                 "sensors:",
                 "  use_threads: true",
                 "  num_workers: 2",

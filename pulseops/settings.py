@@ -114,6 +114,10 @@ class WarehouseSettings(BaseModel):
 
 
 class ColdSettings(BaseModel):
+    enabled: bool = Field(
+        True,
+        description="Export closed days automatically (cold_export_sensor); retention waits for exports.",
+    )
     url: str = Field(
         "/var/tmp/pulseops/cold",  # noqa: S108 - a fixed, documented state dir
         description="Where the cold tier's Parquet files go: a local folder, or s3://bucket/prefix for an "

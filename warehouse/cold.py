@@ -175,6 +175,10 @@ def export_day(
             spec = _SPECS[name]
             source = _source(conn, name, day)
             projects = _projects(conn, name, day, source)
+            if not projects:
+                # The source no longer has the day (raw dropped by retention, aggregates deleted by theirs):
+                # what is in the cold tier is now the only copy, never replaced by nothing.
+                continue
             for project_id in projects:
                 version = conn.execute(spec.version, {"project": project_id, "day": day}).fetchone()[0]
                 rel = relative_path(name, day, project_id)
@@ -299,6 +303,39 @@ def _remove_others(
     for (rel,) in gone:
         if store.size(rel) is not None:
             store.fs.delete_file(store.full(rel))
+
+
+@dataclass(frozen=True)
+class DayToExport:
+    day: date
+    version: int  # sum of the source versions of the day's projects: changes whenever any of them does
+    projects: int
+
+
+def days_to_export(conn: psycopg.Connection, first: date, before: date, limit: int) -> list[DayToExport]:
+    """Days in [first, before) whose PostgreSQL data is not in the cold tier as it is now: a project never
+    exported, or exported before more data landed (events) or before a rebuild (aggregates). Days whose
+    raw partition retention dropped are done: their landed version still equals the export's."""
+    rows = conn.execute(
+        """
+        WITH want AS (
+            SELECT 'events' AS dataset, project_id, day, version FROM landed_days
+            WHERE day >= %(first)s AND day < %(before)s
+            UNION ALL
+            SELECT d.dataset, b.project_id, b.day, b.built_version FROM aggregate_builds b
+            CROSS JOIN (VALUES ('event_rollups'), ('daily_aggregates')) AS d (dataset)
+            WHERE b.day >= %(first)s AND b.day < %(before)s
+        )
+        SELECT w.day, sum(w.version)::bigint, count(DISTINCT w.project_id)::int
+        FROM want w LEFT JOIN cold_exports c USING (dataset, project_id, day)
+        GROUP BY w.day
+        HAVING bool_or(c.project_id IS NULL OR c.source_version <> w.version OR c.status = 'exported')
+        ORDER BY w.day
+        LIMIT %(limit)s
+        """,
+        {"first": first, "before": before, "limit": limit},
+    ).fetchall()
+    return [DayToExport(d, v, n) for d, v, n in rows]
 
 
 # --- checksums and the parity check --------------------------------------------------------------------

@@ -10,7 +10,10 @@ import dagster as dg
 
 from orchestration.partitions import daily_partitions
 from orchestration.resources import WarehouseResource
+from pulseops.settings import get_settings
 from warehouse.aggregates import rebuild_day
+from warehouse.cold_rebuild import cold_projects, rebuild_day_from_cold
+from warehouse.quality import raw_partition_attached
 
 _COL = dg.TableColumn
 
@@ -86,10 +89,16 @@ def partition_days(context: dg.AssetExecutionContext) -> list[date]:
 )
 def aggregates(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     days = partition_days(context)
+    cold = get_settings().cold
     totals = {"raw": 0, "rollups": 0, "users": 0, "aggregates": 0}
     with warehouse.connection() as conn:
         for day in days:
-            build = rebuild_day(conn, day, run_id=context.run.run_id)
+            if not raw_partition_attached(conn, day) and cold_projects(conn, day):
+                # Raw data of the day lives only in the cold tier now: DuckDB rebuilds from its Parquet.
+                build = rebuild_day_from_cold(conn, day, cold, run_id=context.run.run_id)
+                context.log.info(f"{day}: rebuilt from the cold tier (Parquet, DuckDB)")
+            else:
+                build = rebuild_day(conn, day, run_id=context.run.run_id)
             if build.skipped:
                 context.log.warning(f"{day}: not rebuilt: {build.skipped}")
                 continue
