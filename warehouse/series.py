@@ -120,17 +120,22 @@ def active_users(conn: psycopg.Connection, scope: Scope, window_days: int = 1) -
         sql.SQL(
             """
             WITH act AS ({source}),
-            local_days AS (
-                SELECT DISTINCT a.distinct_id, c.local_day
-                FROM act a
+            -- slot_mask is not inlinable: evaluate it once per (UTC day, local day), not once per user row
+            masks AS (
+                SELECT u.day, c.local_day,
+                       slot_mask(u.day, c.local_day::timestamp AT TIME ZONE %(tz)s,
+                                 (c.local_day + 1)::timestamp AT TIME ZONE %(tz)s) AS mask
+                FROM (SELECT d::date AS day FROM generate_series(%(ufirst)s::date, %(ulast)s::date, interval '1 day') d) u
                 CROSS JOIN LATERAL (VALUES
-                    (((a.day::timestamp AT TIME ZONE 'UTC') AT TIME ZONE %(tz)s)::date),
-                    (((((a.day + 1)::timestamp AT TIME ZONE 'UTC') - interval '1 microsecond') AT TIME ZONE %(tz)s)::date)
+                    (((u.day::timestamp AT TIME ZONE 'UTC') AT TIME ZONE %(tz)s)::date),
+                    (((((u.day + 1)::timestamp AT TIME ZONE 'UTC') - interval '1 microsecond') AT TIME ZONE %(tz)s)::date)
                 ) AS c(local_day)
                 WHERE c.local_day BETWEEN %(wstart)s AND %(end)s
-                  AND (a.slots & slot_mask(a.day, c.local_day::timestamp AT TIME ZONE %(tz)s,
-                                           (c.local_day + 1)::timestamp AT TIME ZONE %(tz)s))
-                      <> repeat('0', 96)::bit(96)
+            ),
+            local_days AS (
+                SELECT DISTINCT a.distinct_id, m.local_day
+                FROM act a JOIN masks m ON m.day = a.day
+                WHERE (a.slots & m.mask) <> repeat('0', 96)::bit(96)
             ),
             ranges AS (
                 SELECT local_day AS a,
@@ -147,7 +152,15 @@ def active_users(conn: psycopg.Connection, scope: Scope, window_days: int = 1) -
             GROUP BY d ORDER BY d
             """
         ).format(source=source),
-        {**params, "tz": scope.tz, "w": window_days, "wstart": wide.start, "end": scope.end},
+        {
+            **params,
+            "tz": scope.tz,
+            "w": window_days,
+            "wstart": wide.start,
+            "end": scope.end,
+            "ufirst": wide.utc_days[0],
+            "ulast": wide.utc_days[1],
+        },
     ).fetchall()
     edges = dict(rows)
     running = sum(n for d, n in edges.items() if d < scope.start)

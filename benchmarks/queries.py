@@ -1,0 +1,198 @@
+"""Dashboard query benchmark: `python -m benchmarks.queries --size …`.
+
+Data is generated inside PostgreSQL (3 projects at 60/30/10 % of traffic), every day but the last two is
+aggregated, then the dashboard query set runs against two API processes on the same database: one with the
+Redis result cache, one whose Redis is unreachable (every answer computed). Each query is timed from the
+client (localhost HTTP, keep-alive, one request at a time), and the same warehouse call is timed directly on
+a psycopg connection in the same run: API time / SQL time is the API's overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import psycopg
+
+from benchmarks.harness import Services, free_port, machine_notes, scratch_database, services_env, tansu
+from benchmarks.orchestration import generate
+from benchmarks.report import write_report
+from pulseops.settings import Settings
+from warehouse import explore, series
+from warehouse.aggregates import rebuild_day
+from warehouse.exact import Scope, snapshot
+from warehouse.filters import FilterOp, PropertyFilter
+from warehouse.tenants import create_api_key, ensure_org, ensure_project
+
+SIZES = {
+    "small": {"days": 14, "per_day": 10_000, "cached": 50, "uncached": 10},
+    "medium": {"days": 90, "per_day": 56_000, "cached": 300, "uncached": 40},
+}
+
+SERIES = "query($p: ID!, $f: Date!, $t: Date!, $g: Granularity!, $tz: String, $x: [PropertyFilter!]) { eventCounts(projectId: $p, from: $f, to: $t, granularity: $g, timezone: $tz, filters: $x) { total buckets { start value } } }"
+USERS = "query($p: ID!, $f: Date!, $t: Date!) { activeUsers(projectId: $p, from: $f, to: $t, kind: DAU) { days { date value } } }"
+TOP = "query($p: ID!, $f: Date!, $t: Date!) { topEvents(projectId: $p, from: $f, to: $t, limit: 10) { eventName count } }"
+OVERVIEW = "query($p: ID!, $f: Date!, $t: Date!) { metrics(projectId: $p, from: $f, to: $t) { totalEvents dailyActiveUsers { date value } topEvents { eventName count } } }"
+BREAKDOWN = 'query($p: ID!, $f: Date!, $t: Date!) { breakdown(projectId: $p, property: "plan", from: $f, to: $t) { totalEvents groups { value events users } } }'
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+
+def _timed(fn: Callable[[], object], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def run(size: str) -> tuple[str, dict]:
+    cfg = SIZES[size]
+    settings = Settings()
+    today = datetime.now(UTC).date()
+    days = [today - timedelta(days=cfg["days"] - 1 - i) for i in range(cfg["days"])]
+    raw: dict[str, str] = {}
+    lines: list[str] = []
+    with (
+        scratch_database(settings.db.url) as db_url,
+        psycopg.connect(db_url, autocommit=True) as conn,
+        tansu() as bootstrap,
+    ):
+        org = ensure_org(conn, "bench")
+        projects = [ensure_project(conn, org, f"p{i}") for i in range(3)]
+        gen_s = generate(conn, days, cfg["per_day"], projects, org)
+        total = cfg["days"] * cfg["per_day"]
+        t = time.perf_counter()
+        for d in days[:-2]:
+            rebuild_day(conn, d)
+        build_s = time.perf_counter() - t
+        conn.execute("VACUUM ANALYZE")
+        _id, key = create_api_key(
+            conn, org_id=org, project_id=projects[0], kind="read", rate_per_s=1e6, burst=1e6
+        )
+        lines.append(
+            f"data: {cfg['days']} days x {cfg['per_day']:,} = {total:,} events, 3 projects 60/30/10 %, generated in "
+            f"{gen_s:.0f}s; {len(days) - 2} days aggregated in {build_s:.0f}s, the last 2 days raw only"
+        )
+        hot = projects[0]
+        last = today
+        month = (last - timedelta(days=29), last)
+        week = (last - timedelta(days=6), last)
+        pro = (PropertyFilter("plan", FilterOp.EQ, "pro"),)
+        cases = [
+            ("eventCounts DAY 30d", SERIES, {"g": "DAY"}, month,
+             lambda c, s: series.event_counts(c, s, "day"), Scope(hot, *month)),
+            ("eventCounts HOUR 7d New York", SERIES, {"g": "HOUR", "tz": "America/New_York"}, week,
+             lambda c, s: series.event_counts(c, s, "hour"), Scope(hot, *week, "America/New_York")),
+            ("activeUsers DAU 30d", USERS, {}, month, lambda c, s: series.active_users(c, s, 1), Scope(hot, *month)),
+            ("topEvents 30d", TOP, {}, month, lambda c, s: series.top_events(c, s, 10), Scope(hot, *month)),
+            ("metrics overview 30d", OVERVIEW, {}, month,
+             lambda c, s: (series.total_events(c, s), series.active_users(c, s, 1), series.top_events(c, s, 10)),
+             Scope(hot, *month)),
+            ("eventCounts DAY 7d plan=pro (raw)", SERIES,
+             {"g": "DAY", "x": [{"property": "plan", "op": "EQ", "value": "pro"}]}, week,
+             lambda c, s: series.event_counts(c, s, "day"), replace(Scope(hot, *week), filters=pro)),
+            ("breakdown plan 7d (raw)", BREAKDOWN, {}, week, lambda c, s: explore.breakdown(c, s, "plan", 20),
+             Scope(hot, *week)),
+        ]  # fmt: skip
+        suffix = uuid.uuid4().hex[:8]
+        cached_env = services_env(db_url, bootstrap, "redis://127.0.0.1:6379/13", suffix)
+        uncached_env = services_env(db_url, bootstrap, "redis://127.0.0.1:1/0", suffix)
+        apis = {"cached": Services(cached_env, free_port()), "uncached": Services(uncached_env, free_port())}
+        try:
+            for svc in apis.values():
+                svc.start_ingest(workers=1)
+            headers = {"X-API-Key": key}
+            table = [
+                "| query | SQL direct p50/p95 ms | API uncached p50/p95/p99 ms | API cached p50/p95/p99 ms | uncached/SQL (p50) |",
+                "|---|---|---|---|---|",
+            ]
+            for name, query, extra, (f, to), direct, scope in cases:
+                variables = {"p": str(hot), "f": f.isoformat(), "t": to.isoformat(), **extra}
+                body = {"query": query, "variables": variables}
+                sql_ms = _timed(
+                    lambda direct=direct, scope=scope: _direct(conn, direct, scope), cfg["uncached"]
+                )
+                res = {}
+                for mode, svc in apis.items():
+                    with httpx.Client(base_url=svc.url, headers=headers, timeout=30) as client:
+                        first = client.post("/graphql", json=body)
+                        assert first.status_code == 200 and "errors" not in first.json(), first.text[:500]
+                        n = cfg["cached"] if mode == "cached" else cfg["uncached"]
+                        res[mode] = _timed(
+                            lambda client=client, body=body: client.post("/graphql", json=body), n
+                        )
+                u, c = res["uncached"], res["cached"]
+                table.append(
+                    f"| {name} | {_pct(sql_ms, 0.5):.1f} / {_pct(sql_ms, 0.95):.1f} | "
+                    f"{_pct(u, 0.5):.1f} / {_pct(u, 0.95):.1f} / {_pct(u, 0.99):.1f} | "
+                    f"{_pct(c, 0.5):.2f} / {_pct(c, 0.95):.2f} / {_pct(c, 0.99):.2f} | "
+                    f"{_pct(u, 0.5) / _pct(sql_ms, 0.5):.2f} |"
+                )
+                raw[f"{name}: samples (ms)"] = (
+                    f"sql: {', '.join(f'{v:.1f}' for v in sql_ms)}\nuncached: {', '.join(f'{v:.1f}' for v in u)}\n"
+                    f"cached: {', '.join(f'{v:.2f}' for v in c)}"
+                )
+            lines += table
+            # throughput: one client, cached mix, back to back
+            with httpx.Client(base_url=apis["cached"].url, headers=headers, timeout=30) as client:
+                bodies = [
+                    {"query": q, "variables": {"p": str(hot), "f": f.isoformat(), "t": to.isoformat(), **x}}
+                    for _n, q, x, (f, to), _d, _s in cases
+                ]
+                t = time.perf_counter()
+                count = 0
+                while time.perf_counter() - t < 5:
+                    client.post("/graphql", json=bodies[count % len(bodies)])
+                    count += 1
+                lines.append(
+                    f"cached mix, one client back to back for 5 s: {count / (time.perf_counter() - t):,.0f} req/s "
+                    f"(one API worker process)"
+                )
+            plan = conn.execute(
+                "EXPLAIN (ANALYZE, BUFFERS) SELECT count(*) FROM events e WHERE e.project_id = %s "
+                'AND e.event_time >= %s AND e.event_time < %s AND e.properties @> \'{"plan": "pro"}\'',
+                (hot, datetime.combine(week[0], datetime.min.time(), UTC), datetime.now(UTC)),
+            ).fetchall()
+            raw["EXPLAIN ANALYZE: 7-day property filter"] = "\n".join(r[0] for r in plan)
+        finally:
+            for svc in apis.values():
+                svc.stop()
+    lines.append(
+        "latency is measured by the client over localhost HTTP (keep-alive), one request at a time; the client, "
+        "API and PostgreSQL share the machine"
+    )
+    return "\n".join(lines), raw
+
+
+def _direct(conn: psycopg.Connection, fn: Callable, scope: Scope) -> object:
+    with snapshot(conn, 30_000):
+        return fn(conn, scope)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.queries", description=__doc__.split("\n")[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--no-report", action="store_true")
+    args = parser.parse_args(argv)
+    machine = machine_notes()
+    text, raw = run(args.size)
+    print(text)
+    if not args.no_report:
+        path = write_report(
+            "queries", args.size, f"python -m benchmarks.queries --size {args.size}", machine, text, raw
+        )
+        print(f"report: {path}")
+
+
+if __name__ == "__main__":
+    main()
