@@ -44,3 +44,13 @@ def test_orchestration_benchmark_runs_at_small_size():
         "late event landed -> corrected",
     ):
         assert line in out.stdout
+
+
+def test_query_benchmark_runs_at_small_size():
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.queries", "--size", "small", "--no-report"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    for line in ("eventCounts DAY 30d", "activeUsers DAU 30d", "breakdown plan 7d (raw)", "cached mix"):
+        assert line in out.stdout
