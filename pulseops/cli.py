@@ -59,6 +59,26 @@ def main(argv: list[str] | None = None) -> None:
         "--to", dest="end", required=True, type=date.fromisoformat, help="last day, YYYY-MM-DD"
     )
 
+    query = sub.add_parser(
+        "sql",
+        help="ad-hoc SQL (DuckDB) over one project's cold tier: views events, event_rollups, daily_aggregates",
+        description="Runs SQL in DuckDB over the verified Parquet files of one project only (the connection "
+        "cannot open any other file). Days appear once exported (the day after they end, by default).",
+    )
+    query.add_argument(
+        "query", help='e.g. "SELECT event_name, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC"'
+    )
+    query.add_argument(
+        "--project", help="org/project slugs (required unless a project-bound read key is given)"
+    )
+    query.add_argument(
+        "--key", help="a read key: limits the query to its project (or its org); default $PULSEOPS_READ_KEY"
+    )
+    query.add_argument("--from", dest="start", type=date.fromisoformat, help="first UTC day, YYYY-MM-DD")
+    query.add_argument("--to", dest="end", type=date.fromisoformat, help="last UTC day, YYYY-MM-DD")
+    query.add_argument("--format", choices=["table", "csv", "jsonl"], default="table")
+    query.add_argument("--max-rows", type=int, default=100, help="rows printed in table format")
+
     demo = sub.add_parser("demo", help="create demo org/project/keys and send generated events over HTTP")
     demo.add_argument("--events", type=int, default=20_000)
     demo.add_argument("--days", type=int, default=30)
@@ -74,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(up_command(settings, args))
     elif args.command == "backfill":
         sys.exit(backfill_command(settings, args.start, args.end))
+    elif args.command == "sql":
+        sys.exit(sql_command(settings, args))
     elif args.command == "demo":
         run_demo(settings, args.url or _ingest_url(settings), args.events, args.days)
 
@@ -161,6 +183,91 @@ def backfill_command(settings: Settings, start: date, end: date) -> int:
     ]  # fmt: skip
     print("$", " ".join(cmd), flush=True)
     return subprocess.call(cmd, env=env, cwd=ROOT)
+
+
+def sql_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`pulseops sql`: one project's cold-tier views in a sealed DuckDB connection (warehouse.cold.open_cold)."""
+    import duckdb
+
+    from warehouse.cold import iter_days, open_cold
+    from warehouse.db import connect
+
+    with connect(settings.db.url, autocommit=True) as conn:
+        project_id = _sql_scope(conn, args.project, args.key or os.environ.get("PULSEOPS_READ_KEY"))
+        days = None
+        if args.start or args.end:
+            first = args.start or date(1970, 1, 1)
+            last = args.end or datetime.now(UTC).date()
+            days = iter_days(first, last)
+        scope = open_cold(conn, project_id, settings.cold, days=days)
+    with scope:
+        try:
+            cur = scope.duck.execute(args.query)
+        except duckdb.Error as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if cur.description is None:
+            return 0
+        columns = [d[0] for d in cur.description]
+        if args.format == "csv":
+            import csv
+
+            writer = csv.writer(sys.stdout)
+            writer.writerow(columns)
+            while batch := cur.fetchmany(10_000):
+                writer.writerows(batch)
+        elif args.format == "jsonl":
+            import orjson
+
+            while batch := cur.fetchmany(10_000):
+                for row in batch:
+                    sys.stdout.write(
+                        orjson.dumps(dict(zip(columns, row, strict=True)), default=str).decode() + "\n"
+                    )
+        else:
+            rows = cur.fetchmany(args.max_rows + 1)
+            _print_table(columns, rows[: args.max_rows])
+            if len(rows) > args.max_rows:
+                print(f"(more than {args.max_rows} rows; use --max-rows or --format csv)")
+        return 0
+
+
+def _sql_scope(conn, project: str | None, key: str | None):
+    """The project a `pulseops sql` may read: --project org/project, narrowed by a read key when given."""
+    from warehouse.tenants import find_project, lookup_api_key
+
+    wanted = None
+    if project:
+        org_slug, _, project_slug = project.partition("/")
+        wanted = find_project(conn, org_slug, project_slug)
+        if wanted is None:
+            sys.exit(f"no project {project!r} (expected org/project)")
+    if key is None:
+        if wanted is None:
+            sys.exit("give --project org/project or a read key (--key or PULSEOPS_READ_KEY)")
+        return wanted.id
+    row = lookup_api_key(conn, key)
+    if row is None or row.kind != "read":
+        sys.exit("not an active read key")
+    if row.project_id is not None:
+        if wanted is not None and wanted.id != row.project_id:
+            sys.exit("this read key is for another project")
+        return row.project_id
+    if wanted is None:
+        sys.exit("this read key covers a whole org: add --project org/project")
+    if wanted.org_id != row.org_id:
+        sys.exit("this read key is for another org")
+    return wanted.id
+
+
+def _print_table(columns: list[str], rows: list[tuple]) -> None:
+    cells = [columns, *[["NULL" if v is None else str(v) for v in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    for n, r in enumerate(cells):
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    print(f"({len(rows)} rows)")
 
 
 def _ts(value: datetime | None) -> str:
