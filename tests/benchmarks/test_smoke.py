@@ -54,3 +54,20 @@ def test_query_benchmark_runs_at_small_size():
     assert out.returncode == 0, out.stderr[-3000:]
     for line in ("eventCounts DAY 30d", "activeUsers DAU 30d", "breakdown plan 7d (raw)", "cached mix"):
         assert line in out.stdout
+
+
+def test_cold_tier_benchmark_runs_at_small_size():
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cold", "--size", "small", "--no-report"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    for line in (
+        "export to zstd Parquet",
+        "parity check",
+        "size: Parquet",
+        "-day aggregate",
+        "rebuild one day",
+    ):
+        assert line in out.stdout
+    assert "results identical across engines: True" in out.stdout and "days failed: 0" in out.stdout

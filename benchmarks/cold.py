@@ -1,0 +1,201 @@
+"""Cold-tier benchmark: `python -m benchmarks.cold --size …`.
+
+Figures, all from one run on one scratch database and one scratch cold folder:
+  1. Export: N days x M events/day (generated inside PostgreSQL, 3 projects 60/30/10 %) to zstd Parquet
+     through ADBC, one file per day and project (what the cold_events asset runs): events/s.
+  2. Parity check of the same days (PostgreSQL checksum + DuckDB checksum per file): events/s.
+  3. Size: Parquet bytes vs the PostgreSQL partitions' bytes (heap + TOAST, and with the primary key index).
+  4. A 90-day aggregate (events and distinct users per day and event name) on PostgreSQL and on DuckDB over
+     the Parquet files, same run, warm (best of 3): all projects, and one project through the sealed
+     per-tenant views `pulseops sql` and the API use. Also DuckDB through an Arrow dataset (the S3 path).
+  5. Rebuild of one day's aggregates: from PostgreSQL vs from Parquet with DuckDB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pyarrow.fs as pafs
+
+from benchmarks.harness import machine_notes, scratch_database
+from benchmarks.orchestration import generate
+from benchmarks.report import write_report
+from pulseops.settings import ColdSettings, Settings
+from warehouse.aggregates import rebuild_day
+from warehouse.cold import (
+    EVENTS,
+    ColdStore,
+    duckdb_connection,
+    export_day,
+    open_cold,
+    register_files,
+    verify_day,
+)
+from warehouse.cold_rebuild import rebuild_day_from_cold
+from warehouse.tenants import ensure_org, ensure_project
+
+SIZES = {
+    "small": {"days": 3, "per_day": 5_000},
+    "medium": {"days": 90, "per_day": 100_000},
+}
+
+_PG_QUERY = """
+SELECT (event_time AT TIME ZONE 'UTC')::date AS day, event_name, count(*), count(DISTINCT distinct_id)
+FROM events WHERE event_time >= %(start)s AND event_time < %(end)s {project}
+GROUP BY 1, 2
+"""
+_DUCK_QUERY = """
+SELECT event_time::DATE AS day, event_name, count(*), count(DISTINCT distinct_id)
+FROM {table} WHERE event_time >= ? AND event_time < ? GROUP BY 1, 2
+"""
+
+
+def best_of(n: int, fn) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(n):
+        started = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - started)
+    return best, result
+
+
+def run(size: str) -> tuple[str, dict]:
+    cfg = SIZES[size]
+    settings = Settings()
+    raw: dict[str, str] = {}
+    today = datetime.now(UTC).date()
+    days = [today - timedelta(days=cfg["days"] + 1 - i) for i in range(cfg["days"])]
+    start = datetime.combine(days[0], datetime.min.time(), UTC)
+    end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC)
+    total = cfg["days"] * cfg["per_day"]
+    with scratch_database(settings.db.url) as db_url, tempfile.TemporaryDirectory() as tmp:
+        cold = ColdSettings(url=str(Path(tmp) / "cold"))
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            org = ensure_org(conn, "bench")
+            projects = [ensure_project(conn, org, f"p{i}") for i in range(3)]
+            gen_s = generate(conn, days, cfg["per_day"], projects, org)
+
+            started = time.perf_counter()
+            files = [f for d in days for f in export_day(conn, db_url, d, cold, [EVENTS])]
+            export_s = time.perf_counter() - started
+            exported = sum(f.rows for f in files)
+            parquet_bytes = sum(f.bytes for f in files)
+
+            started = time.perf_counter()
+            parity = [verify_day(conn, d, cold, [EVENTS]) for d in days]
+            verify_s = time.perf_counter() - started
+            failed = sum(not p.ok for p in parity)
+
+            heap, with_index = conn.execute(
+                "SELECT sum(pg_table_size(c.oid)), sum(pg_total_relation_size(c.oid)) FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'events'::regclass"
+            ).fetchone()
+
+            params = {"start": start, "end": end}
+            pg_all_s, pg_all = best_of(
+                3, lambda: conn.execute(_PG_QUERY.format(project=""), params).fetchall()
+            )
+            one = projects[0]
+            pg_one_s, pg_one = best_of(
+                3,
+                lambda: conn.execute(
+                    _PG_QUERY.format(project="AND project_id = %(project)s"), {**params, "project": one}
+                ).fetchall(),
+            )
+            plan = conn.execute(
+                "EXPLAIN (ANALYZE, BUFFERS) " + _PG_QUERY.format(project=""), params
+            ).fetchall()
+            raw["PostgreSQL plan of the all-projects query"] = "\n".join(r[0] for r in plan)
+
+            store = ColdStore.from_settings(cold)
+            duck = duckdb_connection()
+            register_files(duck, store, "ev", [f.path for f in files], EVENTS)
+            duck_all_s, duck_all = best_of(
+                3, lambda: duck.execute(_DUCK_QUERY.format(table="ev"), [start, end]).fetchall()
+            )
+            duck.close()
+            with open_cold(conn, one, cold, datasets=[EVENTS]) as scope:
+                duck_one_s, duck_one = best_of(
+                    3, lambda: scope.duck.execute(_DUCK_QUERY.format(table="events"), [start, end]).fetchall()
+                )
+            # the path S3 takes: a pyarrow dataset registered in DuckDB (here over the same local files)
+            arrow_store = ColdStore(
+                pafs.SubTreeFileSystem("/", pafs.LocalFileSystem()), store.root.lstrip("/")
+            )
+            duck = duckdb_connection()
+            register_files(duck, arrow_store, "ev", [f.path for f in files], EVENTS)
+            arrow_all_s, arrow_all = best_of(
+                3, lambda: duck.execute(_DUCK_QUERY.format(table="ev"), [start, end]).fetchall()
+            )
+            duck.close()
+            same = _norm(pg_all) == _norm(duck_all) == _norm(arrow_all) and _norm(pg_one) == _norm(duck_one)
+
+            day = days[len(days) // 2]
+            pg_build = rebuild_day(conn, day)
+            pg_rows = _aggregates(conn, day)
+            cold_build = rebuild_day_from_cold(conn, day, cold)
+            rebuild_same = _aggregates(conn, day) == pg_rows
+
+    text = "\n".join(
+        [
+            f"data: {cfg['days']} days x {cfg['per_day']:,} events = {total:,} events (3 projects 60/30/10 %), "
+            f"generated in PostgreSQL in {gen_s:.1f}s",
+            f"export to zstd Parquet (ADBC -> pyarrow, {len(files)} files, file checksum included): "
+            f"{exported:,} events in {export_s:.1f}s = {exported / export_s:,.0f} events/s",
+            f"parity check (PostgreSQL md5 checksum + DuckDB checksum per file): {verify_s:.1f}s = "
+            f"{exported / verify_s:,.0f} events/s; days failed: {failed}",
+            f"size: Parquet {parquet_bytes / 2**20:,.1f} MiB vs PostgreSQL partitions {heap / 2**20:,.1f} MiB "
+            f"(heap+TOAST; {with_index / 2**20:,.1f} MiB with the primary key) = "
+            f"{parquet_bytes / heap:.1%} ({parquet_bytes / with_index:.1%} with the index); "
+            f"{parquet_bytes / exported:.1f} bytes/event",
+            f"{cfg['days']}-day aggregate (per day and event: events, distinct users), all projects, best of 3: "
+            f"PostgreSQL {pg_all_s:.2f}s, DuckDB/Parquet {duck_all_s:.2f}s = {pg_all_s / duck_all_s:.1f}x faster "
+            f"({len(duck_all):,} groups)",
+            f"same, one project (60 %) through the sealed tenant views: PostgreSQL {pg_one_s:.2f}s, "
+            f"DuckDB {duck_one_s:.2f}s = {pg_one_s / duck_one_s:.1f}x faster",
+            f"same, all projects, DuckDB over a pyarrow dataset (the S3 code path): {arrow_all_s:.2f}s "
+            f"= {pg_all_s / arrow_all_s:.1f}x faster than PostgreSQL",
+            f"results identical across engines: {same}",
+            f"rebuild one day's aggregates ({pg_build.raw_events:,} events): from PostgreSQL {pg_build.seconds:.2f}s, "
+            f"from Parquet with DuckDB {cold_build.seconds:.2f}s; same rows: {rebuild_same}",
+        ]
+    )
+    if not same or not rebuild_same or failed:
+        raise SystemExit(text + "\nMISMATCH: see above")
+    return text, raw
+
+
+def _norm(rows) -> list[tuple]:
+    return sorted((str(r[0]), r[1], int(r[2]), int(r[3])) for r in rows)
+
+
+def _aggregates(conn: psycopg.Connection, day) -> list[tuple]:
+    return conn.execute(
+        "SELECT project_id, metric, dimensions::text, round(value::numeric, 6), events FROM daily_aggregates "
+        "WHERE date = %s ORDER BY 1, 2, 3",
+        (day,),
+    ).fetchall()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cold", description=__doc__.split("\n")[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--no-report", action="store_true")
+    args = parser.parse_args(argv)
+    machine = machine_notes()
+    text, raw = run(args.size)
+    print(text)
+    if not args.no_report:
+        path = write_report(
+            "cold-tier", args.size, f"python -m benchmarks.cold --size {args.size}", machine, text, raw
+        )
+        print(f"report: {path}")
+
+
+if __name__ == "__main__":
+    main()
