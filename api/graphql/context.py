@@ -53,10 +53,15 @@ class ProjectsCache:
         self._ttl = ttl_s
         self._entries: dict[uuid.UUID, tuple[float, dict[uuid.UUID, ProjectAccess]]] = {}
 
-    def lookup(self, key: ApiKeyRow) -> dict[uuid.UUID, ProjectAccess]:
+    def cached(self, key: ApiKeyRow) -> dict[uuid.UUID, ProjectAccess] | None:
+        """Non-blocking probe, so a hit costs no worker-thread hop."""
         hit = self._entries.get(key.id)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
+        return hit[1] if hit and hit[0] > time.monotonic() else None
+
+    def lookup(self, key: ApiKeyRow) -> dict[uuid.UUID, ProjectAccess]:
+        hit = self.cached(key)
+        if hit is not None:
+            return hit
         with self._pool.connection() as conn:
             rows = conn.execute(
                 """
@@ -112,6 +117,9 @@ class Context(BaseContext):
 
     async def projects(self) -> dict[uuid.UUID, ProjectAccess]:
         key = await self.key()
+        hit = self.services.projects.cached(key)
+        if hit is not None:
+            return hit
         try:
             return await run_in_threadpool(self.services.projects.lookup, key)
         except (psycopg.OperationalError, PoolTimeout) as exc:
@@ -185,6 +193,13 @@ class Context(BaseContext):
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise ClientError("the warehouse is unavailable; retry shortly", UNAVAILABLE) from exc
 
+    def _plain(self, fn: Callable[[psycopg.Connection], T]) -> T:
+        try:
+            with self.services.pool.connection() as conn:
+                return fn(conn)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise ClientError("the warehouse is unavailable; retry shortly", UNAVAILABLE) from exc
+
     async def write(self, fn: Callable[[psycopg.Connection], T]) -> T:
         """`fn(conn)` in one read-write transaction (metric definitions)."""
 
@@ -222,7 +237,7 @@ class Context(BaseContext):
 
         cache = self.services.cache
         if cache.available:
-            current = await self.run(version)
+            current = await run_in_threadpool(self._plain, version)  # one statement: no snapshot needed
             hit = await cache.get(
                 cache_key(project.org_id, project.id, field_name, current, arguments), field_name, result_type
             )

