@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -152,6 +152,40 @@ class OrchestrationSettings(BaseModel):
     aggregates_retention_days: int = 365
 
 
+class DashboardSettings(BaseModel):
+    """The web dashboard (`python -m dashboards`): pages, static files and a same-origin GraphQL relay."""
+
+    host: str = "127.0.0.1"
+    port: int = 8050
+    api_url: str | None = Field(
+        None, description="Where the GraphQL API answers; default http://<ingest host>:<ingest port>."
+    )
+    dagster_url: str | None = Field(
+        None, description="Dagster UI linked from the health page; default the local webserver."
+    )
+    relay_timeout_s: float = Field(15.0, description="How long the relay waits for the API per request.")
+
+
+class AlertSettings(BaseModel):
+    """The alert evaluator (`python -m dashboards.alerts`) and its delivery channels."""
+
+    interval_s: float = Field(
+        5.0, description="A rule is evaluated again this long after its last evaluation (latency bound)."
+    )
+    tick_s: float = Field(0.5, description="How often the evaluator looks for due rules.")
+    http_timeout_s: float = Field(5.0, description="Per attempt, webhook and Slack deliveries.")
+    max_attempts: int = Field(3, description="Delivery attempts per channel and firing (backoff 0.5 s, 1 s).")
+    signature_tolerance_s: int = Field(
+        300, description="Receivers should refuse a webhook whose timestamp is further off than this."
+    )
+    smtp_host: str | None = Field(None, description="SMTP server for e-mail alerts; unset: e-mail fails.")
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_from: str = "pulseops@localhost"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PULSEOPS_", env_nested_delimiter="__", extra="ignore")
 
@@ -164,6 +198,8 @@ class Settings(BaseSettings):
     warehouse: WarehouseSettings = WarehouseSettings()
     orchestration: OrchestrationSettings = OrchestrationSettings()
     cold: ColdSettings = ColdSettings()
+    dashboard: DashboardSettings = DashboardSettings()
+    alerts: AlertSettings = AlertSettings()
     state_dir: str = Field(
         "/var/tmp/pulseops",  # noqa: S108 - a fixed, documented state dir
         description="Runtime files: embedded services, logs.",
