@@ -78,6 +78,8 @@ def snapshot(conn: psycopg.Connection, statement_timeout_ms: int) -> Iterator[ps
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     try:
         conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(statement_timeout_ms),))
+        # distinct-user questions sort and hash a row per user-day; keep that in memory
+        conn.execute("SET LOCAL work_mem = '64MB'")
         yield conn
     finally:
         conn.execute("ROLLBACK")
@@ -115,24 +117,50 @@ def data_version(conn: psycopg.Connection, project_id: uuid.UUID, first: date, l
     return f"{landed}.{built}.{builds}.{stamp}"
 
 
-def raw_events_sql(scope: Scope, columns: str) -> tuple[sql.Composable, dict[str, Any]]:
-    """Raw rows of the scope's raw days: one index range scan per day, pruned to that day's partition."""
+def raw_events_sql(scope: Scope, columns: str, raw: list[date]) -> tuple[sql.Composable, dict[str, Any]]:
+    """Raw rows of the scope on the UTC days `raw`, as an OR of constant time ranges (consecutive days merged).
+
+    Constant ranges let the planner prune partitions and use the primary key per range; a join against a
+    list of days was flattened into a scan of every partition in the scope.
+    """
     condition, params = compile_filters(scope.filters)
+    s, e = scope.utc_range
+    ranges: list[sql.Composable] = []
+    for i, (lo, hi) in enumerate(_runs(raw)):
+        a = max(s, datetime.combine(lo, time(0), UTC))
+        b = min(e, datetime.combine(hi + timedelta(days=1), time(0), UTC))
+        if a < b:
+            params[f"r{i}a"], params[f"r{i}b"] = a, b
+            ranges.append(
+                sql.SQL("(e.event_time >= {} AND e.event_time < {})").format(
+                    sql.Placeholder(f"r{i}a"), sql.Placeholder(f"r{i}b")
+                )
+            )
     query = sql.SQL(
         """
-        SELECT d.day, {columns}
-        FROM unnest(%(raw)s::date[]) AS d(day)
-        CROSS JOIN LATERAL (
-            SELECT * FROM events e
-            WHERE e.project_id = %(p)s
-              AND e.event_time >= greatest(%(s)s, d.day::timestamp AT TIME ZONE 'UTC')
-              AND e.event_time < least(%(e)s, (d.day + 1)::timestamp AT TIME ZONE 'UTC')
-              AND (%(names)s::text[] IS NULL OR e.event_name = ANY(%(names)s::text[]))
-              AND {condition}
-        ) e
+        SELECT (e.event_time AT TIME ZONE 'UTC')::date AS day, {columns}
+        FROM events e
+        WHERE e.project_id = %(p)s AND ({ranges})
+          AND (%(names)s::text[] IS NULL OR e.event_name = ANY(%(names)s::text[]))
+          AND {condition}
         """
-    ).format(columns=sql.SQL(columns), condition=condition)
+    ).format(
+        columns=sql.SQL(columns),
+        ranges=sql.SQL(" OR ").join(ranges) if ranges else sql.SQL("FALSE"),
+        condition=condition,
+    )
     return query, params
+
+
+def _runs(days: list[date]) -> list[tuple[date, date]]:
+    """Sorted days as inclusive runs of consecutive days."""
+    runs: list[tuple[date, date]] = []
+    for d in sorted(set(days)):
+        if runs and runs[-1][1] + timedelta(days=1) == d:
+            runs[-1] = (runs[-1][0], d)
+        else:
+            runs.append((d, d))
+    return runs
 
 
 def base_params(scope: Scope, raw: list[date]) -> dict[str, Any]:
@@ -141,29 +169,55 @@ def base_params(scope: Scope, raw: list[date]) -> dict[str, Any]:
     return {"p": scope.project_id, "s": s, "e": e, "raw": raw, "names": names, "epoch": _EPOCH}
 
 
-def rollup_source(conn: psycopg.Connection, scope: Scope) -> tuple[sql.Composable, dict[str, Any]]:
-    """SQL yielding (bucket, event_name, events) rows equal to `event_rollups` over the scope, exactly."""
+UTC_ZONES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu"})
+
+
+def rollup_source(
+    conn: psycopg.Connection, scope: Scope, daily: bool = False
+) -> tuple[sql.Composable, dict[str, Any]]:
+    """SQL yielding (bucket, event_name, events) rows equal to `event_rollups` over the scope, exactly.
+
+    `daily=True` promises the caller groups by whole days or coarser: in UTC, built days then come from
+    `daily_aggregates` (one row per event name and day) instead of 96 rollup rows per event name and day.
+    """
     first, last = scope.utc_days
     if scope.filters:
         # Rollups hold no properties: a filtered question is answered from raw events alone.
         raw = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     else:
         raw = raw_days(conn, scope.project_id, first, last)
-    raw_query, params = raw_events_sql(scope, "e.event_time, e.event_name")
-    query = sql.SQL(
+    raw_query, params = raw_events_sql(scope, "e.event_time, e.event_name", raw)
+    if daily and scope.tz in UTC_ZONES:
+        built = """
+        SELECT (a.date::timestamp AT TIME ZONE 'UTC') AS bucket, a.dimensions ->> 'event' AS event_name,
+               a.value::bigint AS events
+        FROM daily_aggregates a
+        WHERE a.project_id = %(p)s AND a.metric = 'events' AND a.dimensions ? 'event'
+          AND a.date BETWEEN %(first)s AND %(last)s AND NOT (a.date = ANY(%(raw)s::date[]))
+          AND (%(names)s::text[] IS NULL OR a.dimensions ->> 'event' = ANY(%(names)s::text[]))
+          AND {aggregates_allowed}
         """
+        grain = "1 day"
+    else:
+        built = """
         SELECT r.bucket, r.event_name, r.events FROM event_rollups r
         WHERE r.project_id = %(p)s AND r.bucket >= %(s)s AND r.bucket < %(e)s
           AND NOT ((r.bucket AT TIME ZONE 'UTC')::date = ANY(%(raw)s::date[]))
           AND (%(names)s::text[] IS NULL OR r.event_name = ANY(%(names)s::text[]))
           AND {aggregates_allowed}
+        """
+        grain = "15 minutes"
+    union = sql.SQL(
+        """
         UNION ALL
-        SELECT date_bin('15 minutes', x.event_time, %(epoch)s), x.event_name, count(*)
+        SELECT date_bin({grain}, x.event_time, %(epoch)s), x.event_name, count(*)
         FROM ({raw_query}) x
         GROUP BY 1, 2
         """
-    ).format(aggregates_allowed=sql.SQL("FALSE" if scope.filters else "TRUE"), raw_query=raw_query)
-    return query, {**params, **base_params(scope, raw)}
+    ).format(grain=sql.Literal(grain) + sql.SQL("::interval"), raw_query=raw_query)
+    allowed = sql.SQL("FALSE" if scope.filters else "TRUE")
+    query = sql.SQL(built).format(aggregates_allowed=allowed) + union
+    return query, {**params, **base_params(scope, raw), "first": first, "last": last}
 
 
 def activity_source(conn: psycopg.Connection, scope: Scope) -> tuple[sql.Composable, dict[str, Any]]:
@@ -180,7 +234,9 @@ def activity_source(conn: psycopg.Connection, scope: Scope) -> tuple[sql.Composa
         use_aggregates = True
     raw_query, params = raw_events_sql(
         scope,
-        "e.distinct_id, floor(extract(epoch FROM e.event_time - d.day::timestamp AT TIME ZONE 'UTC') / 900)::int AS slot",
+        # seconds since the event's UTC midnight, floored to its 15-minute slot (as the build does)
+        "e.distinct_id, floor(extract(epoch FROM (e.event_time AT TIME ZONE 'UTC')::time) / 900)::int AS slot",
+        raw,
     )
     query = sql.SQL(
         """

@@ -187,6 +187,7 @@ def metric_series(
         scope,
         "e.event_time, e.distinct_id, e.properties, CASE WHEN jsonb_typeof(e.properties -> %(prop)s) = 'number' "
         "THEN (e.properties ->> %(prop)s)::double precision END AS num",
+        raw,
     )
     query = sql.SQL(
         """

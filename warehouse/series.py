@@ -17,7 +17,16 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
-from warehouse.exact import Scope, activity_source, offset_at, rollup_source
+from warehouse.exact import (
+    UTC_ZONES,
+    Scope,
+    activity_source,
+    base_params,
+    offset_at,
+    raw_days,
+    raw_events_sql,
+    rollup_source,
+)
 
 Granularity = Literal["hour", "day", "week", "month"]
 SLOT = timedelta(minutes=15)
@@ -72,7 +81,7 @@ def bucket_count(scope: Scope, granularity: Granularity) -> int:
 
 def event_counts(conn: psycopg.Connection, scope: Scope, granularity: Granularity = "day") -> list[Point]:
     """Events per local hour, day, week or month over the scope."""
-    source, params = rollup_source(conn, scope)
+    source, params = rollup_source(conn, scope, daily=granularity != "hour")
     rows = conn.execute(
         sql.SQL(
             """
@@ -92,14 +101,14 @@ def event_counts(conn: psycopg.Connection, scope: Scope, granularity: Granularit
 
 
 def total_events(conn: psycopg.Connection, scope: Scope) -> int:
-    source, params = rollup_source(conn, scope)
+    source, params = rollup_source(conn, scope, daily=True)
     query = sql.SQL("SELECT coalesce(sum(events), 0)::bigint FROM ({source}) src").format(source=source)
     return conn.execute(query, params).fetchone()[0]
 
 
 def top_events(conn: psycopg.Connection, scope: Scope, limit: int) -> list[tuple[str, int]]:
     """Most frequent event names; ties broken by name so answers are stable."""
-    source, params = rollup_source(conn, scope)
+    source, params = rollup_source(conn, scope, daily=True)
     query = sql.SQL(
         "SELECT event_name, sum(events)::bigint AS n FROM ({source}) src "
         "GROUP BY 1 ORDER BY n DESC, event_name LIMIT %(limit)s"
@@ -114,6 +123,8 @@ def active_users(conn: psycopg.Connection, scope: Scope, window_days: int = 1) -
     disjoint ranges, so the counts are a running sum of +1/-1 edges, with cost linear in user-days instead
     of user-days times the window.
     """
+    if window_days == 1 and scope.tz in UTC_ZONES and not scope.filters and scope.event_names is None:
+        return _utc_daily_users(conn, scope)
     wide = scope.widened(window_days - 1)
     source, params = activity_source(conn, wide)
     rows = conn.execute(
@@ -121,8 +132,8 @@ def active_users(conn: psycopg.Connection, scope: Scope, window_days: int = 1) -
             """
             WITH act AS ({source}),
             -- slot_mask is not inlinable: evaluate it once per (UTC day, local day), not once per user row
-            masks AS (
-                SELECT u.day, c.local_day,
+            masks AS MATERIALIZED (
+                SELECT DISTINCT u.day, c.local_day,
                        slot_mask(u.day, c.local_day::timestamp AT TIME ZONE %(tz)s,
                                  (c.local_day + 1)::timestamp AT TIME ZONE %(tz)s) AS mask
                 FROM (SELECT d::date AS day FROM generate_series(%(ufirst)s::date, %(ulast)s::date, interval '1 day') d) u
@@ -169,6 +180,31 @@ def active_users(conn: psycopg.Connection, scope: Scope, window_days: int = 1) -
     while day <= scope.end:
         running += edges.get(day, 0)
         out.append((day, running))
+        day += timedelta(days=1)
+    return out
+
+
+def _utc_daily_users(conn: psycopg.Connection, scope: Scope) -> list[tuple[date, int]]:
+    """DAU in UTC: local days are UTC days, so clean days read the build's per-day count directly."""
+    raw = raw_days(conn, scope.project_id, scope.start, scope.end)
+    raw_query, params = raw_events_sql(scope, "e.distinct_id", raw)
+    rows = dict(
+        conn.execute(
+            sql.SQL(
+                """
+                SELECT date, value::bigint FROM daily_aggregates
+                WHERE project_id = %(p)s AND metric = 'unique_users' AND dimensions = '{{}}'::jsonb
+                  AND date BETWEEN %(a)s AND %(b)s AND NOT (date = ANY(%(raw)s::date[]))
+                UNION ALL
+                SELECT x.day, count(DISTINCT x.distinct_id) FROM ({raw_query}) x GROUP BY 1
+                """
+            ).format(raw_query=raw_query),
+            {**params, **base_params(scope, raw), "a": scope.start, "b": scope.end},
+        ).fetchall()
+    )
+    out, day = [], scope.start
+    while day <= scope.end:
+        out.append((day, rows.get(day, 0)))
         day += timedelta(days=1)
     return out
 
