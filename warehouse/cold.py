@@ -169,8 +169,8 @@ def export_day(
     """
     store = ColdStore.from_settings(cold)
     out: list[ExportedFile] = []
-    with adbc.connect(libpq_url(database_url)) as arrow_conn:
-        arrow_conn.autocommit = True  # one short statement per file, no transaction held open for the day
+    # autocommit: one statement per file, no transaction (and no snapshot) held open for the whole day
+    with adbc.connect(libpq_url(database_url), autocommit=True) as arrow_conn, duckdb_connection() as duck:
         for name in datasets:
             spec = _SPECS[name]
             source = _source(conn, name, day)
@@ -180,13 +180,15 @@ def export_day(
                 # what is in the cold tier is now the only copy, never replaced by nothing.
                 continue
             for project_id in projects:
+                # Version read before the rows: rows landing in between make the file newer than its
+                # recorded version, never older, so the day is re-exported rather than wrongly trusted.
                 version = conn.execute(spec.version, {"project": project_id, "day": day}).fetchone()[0]
                 rel = relative_path(name, day, project_id)
                 rows = _write_parquet(
                     arrow_conn, _select_sql(spec, day, source), project_id, store, rel, cold
                 )
                 size = store.size(rel) or 0
-                _record(conn, name, project_id, day, rows, store, rel, size, version)
+                _record(conn, duck, name, project_id, day, rows, store, rel, size, version)
                 out.append(ExportedFile(name, project_id, day, rows, size, rel, version))
             _remove_others(conn, store, name, day, projects)
     return out
@@ -266,6 +268,7 @@ def _plain_schema(schema: pa.Schema) -> pa.Schema:
 
 def _record(
     conn: psycopg.Connection,
+    duck: duckdb.DuckDBPyConnection,
     dataset: str,
     project_id: uuid.UUID,
     day: date,
@@ -275,7 +278,7 @@ def _record(
     size: int,
     version: int,
 ) -> None:
-    checksum_rows, checksum = parquet_checksum(store, dataset, [rel])
+    checksum_rows, checksum = parquet_checksum(store, dataset, [rel], duck)
     conn.execute(
         """
         INSERT INTO cold_exports (dataset, project_id, day, rows, checksum, path, bytes, source_version)
@@ -350,7 +353,8 @@ def postgres_checksum(
     if dataset == EVENTS and source is None:
         return 0, 0
     start, end = day_bounds(day)
-    inner = sql.SQL(spec.select).format(
+    # the export's query without its ORDER BY: a sum does not care about order
+    inner = sql.SQL(spec.select.rsplit(" ORDER BY ", 1)[0]).format(
         source=source, project=sql.Placeholder("project"), start=sql.Placeholder("start"),
         end=sql.Placeholder("end"), day=sql.Placeholder("day"),
     )  # fmt: skip
@@ -363,17 +367,28 @@ def postgres_checksum(
     return int(rows), int(checksum)
 
 
-def parquet_checksum(store: ColdStore, dataset: str, relative_paths: Sequence[str]) -> tuple[int, int]:
-    """(rows, checksum) of Parquet files, computed by DuckDB; a truncated or corrupt file raises."""
-    duck = duckdb_connection()
+def parquet_checksum(
+    store: ColdStore,
+    dataset: str,
+    relative_paths: Sequence[str],
+    duck: duckdb.DuckDBPyConnection | None = None,
+) -> tuple[int, int]:
+    """(rows, checksum) of Parquet files, computed by DuckDB; a truncated or corrupt file raises.
+
+    Pass `duck` (from `duckdb_connection()`) to reuse one connection over many files: opening one costs
+    tens of milliseconds."""
+    own = duck is None
+    duck = duck or duckdb_connection()
     try:
-        register_files(duck, store, "f", relative_paths, dataset)
+        register_files(duck, store, "_checksum_files", relative_paths, dataset)
         line = _SPECS[dataset].duck_line
         rows, checksum = duck.execute(
-            f"SELECT count(*), coalesce(sum(('0x' || left(md5({line}), 15))::BIGINT), 0) FROM f"  # noqa: S608
-        ).fetchone()
+            f"SELECT count(*), coalesce(sum(('0x' || left(md5({line}), 15))::BIGINT), 0) "  # noqa: S608
+            "FROM _checksum_files"
+        ).fetchall()[0]
     finally:
-        duck.close()
+        if own:
+            duck.close()
     return int(rows), int(checksum)
 
 
@@ -418,51 +433,54 @@ def verify_day(
     """
     store = ColdStore.from_settings(cold)
     report = DayParity(day)
-    for name in datasets:
-        spec = _SPECS[name]
-        records = conn.execute(
-            "SELECT project_id, rows, checksum, path, source_version FROM cold_exports "
-            "WHERE dataset = %s AND day = %s ORDER BY project_id",
-            (name, day),
-        ).fetchall()
-        recorded_projects = {r[0] for r in records}
-        source = _source(conn, name, day)
-        in_postgres = name != EVENTS or source is not None
-        if in_postgres:
-            missing = set(_projects(conn, name, day, source)) - recorded_projects
-            report.unexported += sorted(f"{name}/{p}" for p in missing)
-        for project_id, rows, checksum, rel, version in records:
-            recorded = (int(rows), int(Decimal(checksum)))
-            try:
-                parquet = parquet_checksum(store, name, [rel])
-            except (duckdb.Error, OSError, pa.ArrowException) as exc:
-                parquet = None
-                problem = f"file unreadable: {str(exc).splitlines()[0][:300]}"
-            else:
-                problem = None
-            pg = None
+    with duckdb_connection() as duck:
+        for name in datasets:
+            spec = _SPECS[name]
+            records = conn.execute(
+                "SELECT project_id, rows, checksum, path, source_version FROM cold_exports "
+                "WHERE dataset = %s AND day = %s ORDER BY project_id",
+                (name, day),
+            ).fetchall()
+            recorded_projects = {r[0] for r in records}
+            source = _source(conn, name, day)
+            in_postgres = name != EVENTS or source is not None
             if in_postgres:
-                current = conn.execute(spec.version, {"project": project_id, "day": day}).fetchone()[0]
-                if current != version:
-                    _set_status(
-                        conn, name, project_id, day, "exported", f"source version {current} != {version}"
+                missing = set(_projects(conn, name, day, source)) - recorded_projects
+                report.unexported += sorted(f"{name}/{p}" for p in missing)
+            for project_id, rows, checksum, rel, version in records:
+                recorded = (int(rows), int(Decimal(checksum)))
+                try:
+                    parquet = parquet_checksum(store, name, [rel], duck)
+                except (duckdb.Error, OSError, pa.ArrowException) as exc:
+                    parquet = None
+                    problem = f"file unreadable: {str(exc).splitlines()[0][:300]}"
+                else:
+                    problem = None
+                pg = None
+                if in_postgres:
+                    current = conn.execute(spec.version, {"project": project_id, "day": day}).fetchone()[0]
+                    if current != version:
+                        _set_status(
+                            conn, name, project_id, day, "exported", f"source version {current} != {version}"
+                        )
+                        report.results.append(
+                            Parity(name, project_id, day, False, "stale",
+                                   f"data changed since the export (version {version} -> {current}): export again",
+                                   None, parquet, recorded)
+                        )  # fmt: skip
+                        continue
+                    pg = postgres_checksum(conn, name, day, project_id)
+                if problem is None and parquet != recorded:
+                    problem = f"file holds rows/checksum {parquet}, export recorded {recorded}"
+                if problem is None and pg is not None and pg != parquet:
+                    problem = f"PostgreSQL has rows/checksum {pg}, the file {parquet}"
+                status = "failed" if problem else "verified"
+                _set_status(conn, name, project_id, day, status, problem or "")
+                report.results.append(
+                    Parity(
+                        name, project_id, day, problem is None, status, problem or "", pg, parquet, recorded
                     )
-                    report.results.append(
-                        Parity(name, project_id, day, False, "stale",
-                               f"data changed since the export (version {version} -> {current}): export again",
-                               None, parquet, recorded)
-                    )  # fmt: skip
-                    continue
-                pg = postgres_checksum(conn, name, day, project_id)
-            if problem is None and parquet != recorded:
-                problem = f"file holds rows/checksum {parquet}, export recorded {recorded}"
-            if problem is None and pg is not None and pg != parquet:
-                problem = f"PostgreSQL has rows/checksum {pg}, the file {parquet}"
-            status = "failed" if problem else "verified"
-            _set_status(conn, name, project_id, day, status, problem or "")
-            report.results.append(
-                Parity(name, project_id, day, problem is None, status, problem or "", pg, parquet, recorded)
-            )
+                )
     return report
 
 
@@ -505,7 +523,8 @@ def drop_exported_partitions_before(conn: psycopg.Connection, cutoff: date, cold
 
 def _raw_days(conn: psycopg.Connection) -> list[date]:
     rows = conn.execute(
-        "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname ~ '^events_p[0-9]{8}$' ORDER BY 1"
+        "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname ~ '^events_p[0-9]{8}$' "
+        "AND pg_table_is_visible(oid) ORDER BY 1"
     ).fetchall()
     return [datetime.strptime(name, "events_p%Y%m%d").date() for (name,) in rows]
 
@@ -681,7 +700,7 @@ def register_files(
     """Make `name` a view over the files: DuckDB's own reader for local files, an Arrow dataset otherwise
     (DuckDB's S3 support is an extension that cannot be downloaded here)."""
     if not relative_paths:
-        duck.execute(f"CREATE VIEW {name} AS {_EMPTY[dataset]}")
+        duck.execute(f"CREATE OR REPLACE VIEW {name} AS {_EMPTY[dataset]}")
     elif store.local:
         duck.read_parquet([store.full(p) for p in relative_paths]).create_view(name)
     else:

@@ -266,7 +266,7 @@ def test_cold_events_gives_one_projects_rows_with_the_postgres_columns(
         assert len(got) == len(want) > 0
         assert [(g[0], g[1]) for g in got] == [(w[0], w[1]) for w in want]
         # JSON text: DuckDB prints compactly; the parsed values are the same
-        assert [duckdb.execute("SELECT ?::JSON::VARCHAR", [w[2]]).fetchone()[0] for w in want[:20]] == [
+        assert [duckdb.execute("SELECT ?::JSON::VARCHAR", [w[2]]).fetchall()[0][0] for w in want[:20]] == [
             g[2] for g in got[:20]
         ]
         # the sealed connection cannot read another project's file, nor change that
