@@ -14,6 +14,7 @@ Figures, all from one run on one scratch database and one scratch cold folder:
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -73,6 +74,7 @@ def run(size: str) -> tuple[str, dict]:
     start = datetime.combine(days[0], datetime.min.time(), UTC)
     end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC)
     total = cfg["days"] * cfg["per_day"]
+    load_before = os.getloadavg()
     with scratch_database(settings.db.url) as db_url, tempfile.TemporaryDirectory() as tmp:
         cold = ColdSettings(url=str(Path(tmp) / "cold"))
         with psycopg.connect(db_url, autocommit=True) as conn:
@@ -163,11 +165,17 @@ def run(size: str) -> tuple[str, dict]:
             f"results identical across engines: {same}",
             f"rebuild one day's aggregates ({pg_build.raw_events:,} events): from PostgreSQL {pg_build.seconds:.2f}s, "
             f"from Parquet with DuckDB {cold_build.seconds:.2f}s; same rows: {rebuild_same}",
+            f"machine load (1/5/15-min load average; 2 = both cores busy): before {_load(load_before)}, "
+            f"after {_load(os.getloadavg())}",
         ]
     )
     if not same or not rebuild_same or failed:
         raise SystemExit(text + "\nMISMATCH: see above")
     return text, raw
+
+
+def _load(load: tuple[float, float, float]) -> str:
+    return "/".join(f"{x:.1f}" for x in load)
 
 
 def _norm(rows) -> list[tuple]:
