@@ -420,3 +420,19 @@ def test_an_event_just_before_a_slot_boundary_counts_in_its_own_slot(db, databas
     )
     assert got == want
     db.execute(psycopg.sql.SQL("DROP TABLE {}").format(psycopg.sql.Identifier(f"events_p{day:%Y%m%d}")))
+
+
+def test_an_s3_url_selects_pyarrows_s3_filesystem_without_touching_the_network():
+    """S3 itself cannot be tested here (no bucket, no network); this pins the configuration mapping."""
+    import pyarrow.fs as pafs
+
+    store = cold.ColdStore.from_settings(
+        ColdSettings(
+            url="s3://analytics-cold/pulseops/", s3_endpoint="http://127.0.0.1:9", s3_region="eu-west-1"
+        )
+    )
+    assert isinstance(store.fs, pafs.S3FileSystem) and not store.local
+    assert store.fs.region == "eu-west-1"
+    assert store.full("events/x.parquet") == "analytics-cold/pulseops/events/x.parquet"
+    local = cold.ColdStore.from_settings(ColdSettings(url="relative/cold"))
+    assert local.local and local.root == str(Path("relative/cold").absolute())
