@@ -13,12 +13,20 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.tools import merge_types
 
+from api.graphql.alerts import AlertMutation, AlertQuery
+from api.graphql.dashboards import DashboardMutation, DashboardQuery
 from api.graphql.mutations import Mutation
+from api.graphql.pipeline import PipelineQuery
 from api.graphql.queries import Query
 from api.graphql.subscriptions import Subscription
 from api.graphql.types import LONG_SCALAR, Long
 from pulseops.settings import QuerySettings
+
+# Domains of the web dashboard (saved dashboards, alerts, pipeline detail) live in their own modules.
+RootQuery = merge_types("Query", (Query, DashboardQuery, AlertQuery, PipelineQuery))
+RootMutation = merge_types("Mutation", (Mutation, DashboardMutation, AlertMutation))
 
 
 def _unexpected(error: GraphQLError) -> bool:
@@ -40,8 +48,8 @@ def build_schema(settings: QuerySettings) -> strawberry.Schema:
     if not settings.introspection:
         extensions.append(DisableIntrospection())
     return strawberry.Schema(
-        query=Query,
-        mutation=Mutation,
+        query=RootQuery,
+        mutation=RootMutation,
         subscription=Subscription,
         extensions=extensions,
         scalar_overrides={Long: LONG_SCALAR},

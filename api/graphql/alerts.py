@@ -1,0 +1,317 @@
+"""Alert rules and their firings. Rules are evaluated by `python -m dashboards.alerts` (see
+docs/dashboards.md); the API only stores them and reports state and history.
+
+Webhook secrets are returned once, by the mutation that stores them; queries never return secrets and
+show webhook/Slack URLs only as scheme://host/… (a Slack URL is itself a credential).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import strawberry
+
+from api.graphql.context import Context
+from api.graphql.errors import bad_input, forbidden
+from api.graphql.queries import Ctx, ProjectId, load_metric
+from warehouse import alerts
+
+
+@strawberry.enum(description="What a rule measures over its trailing window.")
+class AlertMetric(Enum):
+    EVENTS = "events"
+    UNIQUE_USERS = "unique_users"
+    CUSTOM_METRIC = "custom_metric"
+    DEAD_LETTERS = "dead_letters"
+    SECONDS_SINCE_LAST_EVENT = "seconds_since_last_event"
+
+
+@strawberry.enum(description="value <comparison> threshold means the rule is breached.")
+class Comparison(Enum):
+    GT = "gt"
+    GTE = "gte"
+    LT = "lt"
+    LTE = "lte"
+
+
+@strawberry.enum(description="PENDING: not evaluated yet; OK; FIRING: breached; ERROR: evaluation failed.")
+class AlertState(Enum):
+    PENDING = "pending"
+    OK = "ok"
+    FIRING = "firing"
+    ERROR = "error"
+
+
+@strawberry.enum(
+    description="WEBHOOK: signed JSON POST; SLACK: Slack-compatible incoming webhook; EMAIL: SMTP."
+)
+class ChannelKind(Enum):
+    WEBHOOK = "webhook"
+    SLACK = "slack"
+    EMAIL = "email"
+
+
+@strawberry.type(description="Where a firing is sent.")
+class AlertChannel:
+    id: str
+    kind: ChannelKind
+    target: str = strawberry.field(
+        description="E-mail address, or the URL's scheme://host/… (never in full)."
+    )
+    secret: str | None = strawberry.field(
+        description="HMAC secret of a webhook: only in the response of the mutation that stored it."
+    )
+
+
+@strawberry.type(description="A threshold rule and its current state.")
+class AlertRule:
+    id: strawberry.ID
+    project_id: strawberry.ID
+    name: str
+    metric: AlertMetric
+    event_name: str | None
+    metric_id: strawberry.ID | None
+    comparison: Comparison
+    threshold: float
+    window_seconds: int
+    cooldown_seconds: int
+    channels: list[AlertChannel]
+    enabled: bool
+    state: AlertState
+    last_value: float | None
+    last_evaluated_at: datetime | None
+    last_fired_at: datetime | None
+    last_error: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@strawberry.type(description="The outcome of sending one firing to one channel.")
+class AlertDelivery:
+    kind: ChannelKind
+    target: str
+    ok: bool
+    status: int | None = strawberry.field(description="HTTP status (webhook, Slack); null for e-mail.")
+    error: str
+    attempts: int
+
+
+@strawberry.type(description="One notification of a breached rule.")
+class AlertFiring:
+    id: strawberry.ID
+    rule_id: strawberry.ID
+    rule_name: str
+    fired_at: datetime
+    value: float
+    threshold: float
+    comparison: Comparison
+    window_seconds: int
+    deliveries: list[AlertDelivery]
+
+
+@strawberry.input(description="A channel; give only `id` (and `kind`) to keep a stored one unchanged.")
+class AlertChannelInput:
+    kind: ChannelKind
+    id: str | None = None
+    url: str | None = strawberry.field(default=None, description="webhook and slack")
+    to: str | None = strawberry.field(default=None, description="email: one address")
+    secret: str | None = strawberry.field(
+        default=None, description="webhook: 16..200 characters; omitted: one is generated and returned once"
+    )
+
+
+@strawberry.input(description="A threshold rule: metric over the trailing window, compared with threshold.")
+class AlertRuleInput:
+    name: str
+    metric: AlertMetric
+    comparison: Comparison
+    threshold: float
+    window_seconds: int = strawberry.field(description="Trailing window, 60..604800 s.")
+    cooldown_seconds: int = strawberry.field(default=3600, description="Minimum time between notifications.")
+    event_name: str | None = strawberry.field(
+        default=None, description="EVENTS/UNIQUE_USERS: only this event."
+    )
+    metric_id: strawberry.ID | None = strawberry.field(default=None, description="CUSTOM_METRIC: which one.")
+    channels: list[AlertChannelInput] = strawberry.field(default_factory=list)
+    enabled: bool = True
+
+
+def _masked(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/…" if parts.path not in ("", "/") or parts.query else url
+
+
+def _channel(c: dict[str, Any], reveal: bool) -> AlertChannel:
+    kind = ChannelKind(c["kind"])
+    target = c["to"] if kind is ChannelKind.EMAIL else _masked(c["url"])
+    return AlertChannel(id=c["id"], kind=kind, target=target, secret=c.get("secret") if reveal else None)
+
+
+def _public(r: alerts.AlertRuleRow, reveal: bool = False) -> AlertRule:
+    return AlertRule(
+        id=strawberry.ID(str(r.id)),
+        project_id=strawberry.ID(str(r.project_id)),
+        name=r.name,
+        metric=AlertMetric(r.metric),
+        event_name=r.event_name,
+        metric_id=strawberry.ID(str(r.metric_id)) if r.metric_id else None,
+        comparison=Comparison(r.comparison),
+        threshold=r.threshold,
+        window_seconds=r.window_s,
+        cooldown_seconds=r.cooldown_s,
+        channels=[_channel(c, reveal) for c in r.channels],
+        enabled=r.enabled,
+        state=AlertState(r.state),
+        last_value=r.last_value,
+        last_evaluated_at=r.last_evaluated_at,
+        last_fired_at=r.last_fired_at,
+        last_error=r.last_error,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+    )
+
+
+def _firing(f: alerts.FiringRow) -> AlertFiring:
+    return AlertFiring(
+        id=strawberry.ID(str(f.id)),
+        rule_id=strawberry.ID(str(f.rule_id)),
+        rule_name=f.rule_name,
+        fired_at=f.fired_at,
+        value=f.value,
+        threshold=f.threshold,
+        comparison=Comparison(f.comparison),
+        window_seconds=f.window_s,
+        deliveries=[
+            AlertDelivery(
+                kind=ChannelKind(d["kind"]),
+                target=d["target"],
+                ok=bool(d["ok"]),
+                status=d.get("status"),
+                error=d.get("error", ""),
+                attempts=int(d.get("attempts", 1)),
+            )
+            for d in f.deliveries
+        ],
+    )
+
+
+async def _spec(ctx: Context, data: AlertRuleInput) -> alerts.AlertSpec:
+    metric_id = None
+    if data.metric_id is not None:
+        metric_id = (await load_metric(ctx, data.metric_id)).id
+    spec = alerts.AlertSpec(
+        name=data.name,
+        metric=data.metric.value,
+        comparison=data.comparison.value,
+        threshold=data.threshold,
+        window_s=data.window_seconds,
+        cooldown_s=data.cooldown_seconds,
+        event_name=data.event_name,
+        metric_id=metric_id,
+        channels=tuple(
+            {"kind": c.kind.value, "id": c.id, "url": c.url, "to": c.to, "secret": c.secret}
+            for c in data.channels
+        ),
+        enabled=data.enabled,
+    )
+    try:
+        spec.validate()
+    except alerts.AlertError as exc:
+        raise bad_input(f"input.{exc.field}", exc.reason) from None
+    return spec
+
+
+async def _write(ctx: Context, fn):
+    def in_transaction(conn):
+        try:
+            return fn(conn)
+        except alerts.AlertError as exc:
+            raise bad_input(f"input.{exc.field}", exc.reason) from None
+
+    return await ctx.write(in_transaction)
+
+
+async def _load(ctx: Context, rule_id: str) -> alerts.AlertRuleRow:
+    try:
+        rid = uuid.UUID(str(rule_id))
+    except ValueError:
+        raise bad_input("id", "not an alert rule id (UUID)") from None
+    found = await ctx.run(lambda conn: alerts.get_rule(conn, rid))
+    if found is None or found.project_id not in await ctx.projects():
+        raise forbidden("this alert rule")
+    return found
+
+
+RuleId = Annotated[strawberry.ID, strawberry.argument(description="An alert rule of the key's projects.")]
+
+
+@strawberry.type
+class AlertQuery:
+    @strawberry.field(description="Alert rules of a project with their state; never cached.")
+    async def alert_rules(self, info: Ctx, project_id: ProjectId) -> list[AlertRule]:
+        ctx = info.context
+        project = await ctx.project(project_id)
+        return [_public(r) for r in await ctx.run(lambda conn: alerts.list_rules(conn, project.id))]
+
+    @strawberry.field(description="Firings of a project (or one rule), newest first.")
+    async def alert_firings(
+        self,
+        info: Ctx,
+        project_id: ProjectId,
+        rule_id: Annotated[strawberry.ID | None, strawberry.argument(description="Only this rule.")] = None,
+        limit: Annotated[int, strawberry.argument(description="1..200.")] = 50,
+    ) -> list[AlertFiring]:
+        ctx = info.context
+        if not 1 <= limit <= 200:
+            raise bad_input("limit", "must be between 1 and 200")
+        project = await ctx.project(project_id)
+        rid = None
+        if rule_id is not None:
+            rule = await _load(ctx, rule_id)
+            if rule.project_id != project.id:
+                raise forbidden("this alert rule")
+            rid = rule.id
+        rows = await ctx.run(lambda conn: alerts.list_firings(conn, project.id, rid, limit))
+        return [_firing(f) for f in rows]
+
+
+@strawberry.type
+class AlertMutation:
+    @strawberry.mutation(description="Create a rule; the response carries generated webhook secrets (once).")
+    async def create_alert_rule(self, info: Ctx, project_id: ProjectId, input: AlertRuleInput) -> AlertRule:
+        ctx = info.context
+        project = await ctx.project(project_id)
+        spec = await _spec(ctx, input)
+        if spec.metric_id is not None:
+            metric = await load_metric(ctx, str(spec.metric_id))
+            if metric.project_id != project.id:
+                raise bad_input("input.metricId", "not a metric of this project")
+        created = await _write(ctx, lambda conn: alerts.create_rule(conn, project.org_id, project.id, spec))
+        return _public(created, reveal=True)
+
+    @strawberry.mutation(
+        description="Replace a rule's definition (state restarts at PENDING); new webhook secrets are returned."
+    )
+    async def update_alert_rule(self, info: Ctx, id: RuleId, input: AlertRuleInput) -> AlertRule:
+        ctx = info.context
+        current = await _load(ctx, id)
+        spec = await _spec(ctx, input)
+        updated = await _write(ctx, lambda conn: alerts.update_rule(conn, current.id, spec))
+        if updated is None:
+            raise forbidden("this alert rule")
+        kept = {c["id"] for c in current.channels}
+        rule = _public(updated, reveal=True)
+        for c in rule.channels:
+            if c.id in kept:
+                c.secret = None  # only secrets created by this mutation are shown
+        return rule
+
+    @strawberry.mutation(description="Delete a rule and its history. True if it existed.")
+    async def delete_alert_rule(self, info: Ctx, id: RuleId) -> bool:
+        ctx = info.context
+        current = await _load(ctx, id)
+        return await ctx.write(lambda conn: alerts.delete_rule(conn, current.id))

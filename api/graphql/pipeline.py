@@ -1,0 +1,106 @@
+"""Pipeline detail for the health page: dead-letter samples with payloads, and the build of each day."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
+
+import strawberry
+
+from api.graphql.errors import bad_input
+from api.graphql.queries import Ctx, ProjectId
+from api.graphql.types import Long
+from warehouse import pipeline
+
+MAX_SAMPLES = 50
+MAX_BUILD_DAYS = 400
+
+
+@strawberry.type(description="A message the landing workers could not land, as it was received.")
+class DeadLetter:
+    id: strawberry.ID
+    dead_at: datetime
+    reason: str
+    detail: str
+    payload: str = strawberry.field(description="The original bytes as text, cut at 4 KiB.")
+    payload_bytes: int
+    source_topic: str
+    source_partition: int
+    source_offset: Long
+
+
+@strawberry.type(description="A landed UTC day and the aggregate build (Dagster run) that last rebuilt it.")
+class DayBuild:
+    date: date
+    events: Long
+    landed_version: Long
+    built_version: Long | None = strawberry.field(description="Null: never built.")
+    built_at: datetime | None
+    run_id: str | None = strawberry.field(description="Dagster run id of the build; null outside Dagster.")
+    stale: bool = strawberry.field(description="Data landed after the build (a rebuild is due).")
+    last_landed_at: datetime
+
+
+@strawberry.type
+class PipelineQuery:
+    @strawberry.field(description="Newest dead letters of a project (last 7 days), optionally of one reason.")
+    async def dead_letter_samples(
+        self,
+        info: Ctx,
+        project_id: ProjectId,
+        reason: Annotated[str | None, strawberry.argument(description="Only this reason code.")] = None,
+        limit: Annotated[int, strawberry.argument(description="1..50.")] = 10,
+    ) -> list[DeadLetter]:
+        ctx = info.context
+        if not 1 <= limit <= MAX_SAMPLES:
+            raise bad_input("limit", f"must be between 1 and {MAX_SAMPLES}")
+        if reason is not None and not 1 <= len(reason) <= 100:
+            raise bad_input("reason", "must be 1..100 characters")
+        project = await ctx.project(project_id)
+        since = datetime.now(UTC) - timedelta(days=7)
+        rows = await ctx.run(
+            lambda conn: pipeline.dead_letter_samples(conn, project.id, reason, since, limit)
+        )
+        return [
+            DeadLetter(
+                id=strawberry.ID(str(r.id)),
+                dead_at=r.dead_at,
+                reason=r.reason,
+                detail=r.detail,
+                payload=r.payload,
+                payload_bytes=r.payload_bytes,
+                source_topic=r.source_topic,
+                source_partition=r.source_partition,
+                source_offset=r.source_offset,
+            )
+            for r in rows
+        ]
+
+    @strawberry.field(description="Landed UTC days in [from, to], newest first, with their last build's run.")
+    async def day_builds(
+        self,
+        info: Ctx,
+        project_id: ProjectId,
+        from_: Annotated[date, strawberry.argument(name="from", description="First UTC day.")],
+        to: Annotated[date, strawberry.argument(description="Last UTC day.")],
+    ) -> list[DayBuild]:
+        ctx = info.context
+        if to < from_:
+            raise bad_input("to", "must not be before from")
+        if (to - from_).days + 1 > MAX_BUILD_DAYS:
+            raise bad_input("from", f"at most {MAX_BUILD_DAYS} days")
+        project = await ctx.project(project_id)
+        rows = await ctx.run(lambda conn: pipeline.day_builds(conn, project.id, from_, to))
+        return [
+            DayBuild(
+                date=r.day,
+                events=r.events,
+                landed_version=r.landed_version,
+                built_version=r.built_version,
+                built_at=r.built_at,
+                run_id=r.run_id,
+                stale=r.built_version != r.landed_version,
+                last_landed_at=r.last_landed_at,
+            )
+            for r in rows
+        ]
