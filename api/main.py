@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import install_error_handlers
-from api.graphql.cache import QueryCache
+from api.graphql.cache import QueryCache, VersionMemo
 from api.graphql.context import ProjectsCache, ReadServices
 from api.graphql.lag import ConsumerLag
 from api.ingest.publisher import Publisher
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keys=app.state.key_cache,
             projects=ProjectsCache(pool, settings.ingest.key_cache_ttl_s),
             lag=lag,
+            versions=VersionMemo(settings.query.version_ttl_s),
         )
         toucher = asyncio.create_task(_touch_keys_forever(app.state.key_cache))
         # Start-up objects live as long as the process: keep them out of every GC pass.

@@ -32,6 +32,7 @@ from warehouse.tenants import create_api_key, ensure_org, ensure_project
 SIZES = {
     "small": {"days": 14, "per_day": 10_000, "cached": 50, "uncached": 10},
     "medium": {"days": 90, "per_day": 56_000, "cached": 300, "uncached": 40},
+    "large": {"days": 90, "per_day": 111_112, "cached": 300, "uncached": 40},  # 10 M events
 }
 
 SERIES = "query($p: ID!, $f: Date!, $t: Date!, $g: Granularity!, $tz: String, $x: [PropertyFilter!]) { eventCounts(projectId: $p, from: $f, to: $t, granularity: $g, timezone: $tz, filters: $x) { total buckets { start value } } }"

@@ -92,6 +92,9 @@ class QuerySettings(BaseModel):
     max_page_size: int = 200
     statement_timeout_ms: int = 5000
     cache_ttl_s: int = 300
+    version_ttl_s: float = Field(
+        1.0, description="Bound, in seconds, on how much staler a cached answer may be than the database."
+    )
     rate_per_s: float = Field(50, description="Read requests per second per read key.")
     burst: float = 100
     live_interval_s: float = Field(1.0, description="How often `liveEventCounts` pushes a value.")

@@ -1,8 +1,9 @@
 """Redis cache of resolver results, keyed by tenant, project, data version and the normalized arguments.
 
-The data version is read from PostgreSQL on every request (`warehouse.exact.data_version`), inside the same
-snapshot that computes a miss, so a hit is never staler than the database at the moment of the request: the
-staleness bound is the time the request itself takes. TTL only bounds memory. Values are msgspec JSON of the
+The data version is read from PostgreSQL (`warehouse.exact.data_version`) at most every
+`query.version_ttl_s` seconds per process and (project, days), and again inside the snapshot that computes a
+miss, so a hit is never staler than the database by more than `version_ttl_s` (default 1 s). TTL only
+bounds memory. Values are msgspec JSON of the
 resolver's result, so a hit renders the same bytes as the miss that stored it. When Redis fails, the cache
 steps aside for `RETRY_AFTER_S` and answers are computed uncached.
 """
@@ -76,3 +77,27 @@ class QueryCache:
     def _trip(self, exc: Exception) -> None:
         log.warning("query cache: Redis unavailable (%s); answering uncached for %.0f s", exc, RETRY_AFTER_S)
         self._down_until = time.monotonic() + RETRY_AFTER_S
+
+
+class VersionMemo:
+    """Data versions read in the last `ttl_s` seconds, per (project, UTC days).
+
+    Skips the version query (a thread hop and a database round trip) on most cached requests; the price is
+    that a cached answer may be up to `ttl_s` seconds staler than the database. `ttl_s = 0` reads every time.
+    """
+
+    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
+        self._ttl = ttl_s
+        self._max = max_entries
+        self._entries: dict[tuple, tuple[float, str]] = {}
+
+    def get(self, key: tuple) -> str | None:
+        hit = self._entries.get(key)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def put(self, key: tuple, version: str) -> None:
+        if self._ttl <= 0:
+            return
+        if len(self._entries) >= self._max:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + self._ttl, version)

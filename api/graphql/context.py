@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from strawberry.fastapi import BaseContext
 
-from api.graphql.cache import QueryCache, cache_key
+from api.graphql.cache import QueryCache, VersionMemo, cache_key
 from api.graphql.errors import QUERY_TIMEOUT, UNAVAILABLE, ClientError, bad_input, forbidden
 from api.graphql.inputs import PropertyFilter as PropertyFilterInput
 from api.ratelimit import RateLimiter
@@ -89,6 +89,7 @@ class ReadServices:
     keys: KeyCache
     projects: ProjectsCache
     lag: Callable[[], int | None] = field(default=lambda: None)
+    versions: VersionMemo = field(default_factory=lambda: VersionMemo(1.0))
 
 
 class Context(BaseContext):
@@ -236,8 +237,13 @@ class Context(BaseContext):
             return v + "/" + extra_version(conn) if extra_version else v
 
         cache = self.services.cache
+        memo_key = (project.id, days) if extra_version is None else None
         if cache.available:
-            current = await run_in_threadpool(self._plain, version)  # one statement: no snapshot needed
+            current = self.services.versions.get(memo_key) if memo_key else None
+            if current is None:
+                current = await run_in_threadpool(self._plain, version)  # one statement: no snapshot needed
+                if memo_key:
+                    self.services.versions.put(memo_key, current)
             hit = await cache.get(
                 cache_key(project.org_id, project.id, field_name, current, arguments), field_name, result_type
             )
@@ -248,6 +254,8 @@ class Context(BaseContext):
             return version(conn), build(conn)  # the version of the snapshot the answer comes from
 
         seen, result = await self.run(compute)
+        if memo_key:
+            self.services.versions.put(memo_key, seen)
         await cache.put(cache_key(project.org_id, project.id, field_name, seen, arguments), result)
         return result
 

@@ -3,6 +3,7 @@ with late data pending, tenant isolation, the result cache, protections and the 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from api.graphql.cache import VersionMemo
 from api.main import create_app
 from benchmarks.generator import GeneratorConfig, TenantSpec, generate
 from tests.fixtures.system import make_settings
@@ -86,6 +88,7 @@ def api(db, database_url, broker, redis_url) -> Iterator[Api]:
     )  # fmt: skip
     rows = landing_rows(generate(config), projects, received_at=END)
     settings = make_settings(database_url, broker, redis_url)
+    settings.query.version_ttl_s = 0  # tests land rows and query at once; the bound is tested on its own
     with TestClient(create_app(settings)) as client:
         yield Api(client, db, tenants, rows)
 
@@ -135,7 +138,9 @@ def test_answers_equal_truth_raw_only_built_and_with_late_data(api):
     land_rows(api.db, on_time)
     assert_matches_truth(api, on_time)  # nothing aggregated yet: raw only
     sources = api.data(SERIES, _vars(api, g="DAY"))["eventCounts"]["sources"]
-    assert sources["aggregatedDays"] == 0
+    hot = api.tenants["hot"]["project_id"]
+    landed_days = {r[1].date() for r in on_time if r[0] == hot and START <= r[1].date() <= LAST}
+    assert sources["rawDays"] == len(landed_days)  # days without data count as (empty) aggregates
     for day in sorted({r[1].date() for r in on_time}):
         rebuild_day(api.db, day)
     assert_matches_truth(api, on_time)  # every day from aggregates
@@ -302,6 +307,7 @@ def test_custom_metric_lifecycle(api):
 
 
 def test_cached_answers_are_byte_identical_and_move_with_new_data(api, redis_url):
+    api.client.app.state.reads.versions = VersionMemo(1.0)  # the default staleness bound
     land_rows(api.db, api.rows[:3000])
     r = redis.Redis.from_url(redis_url)
     body = {"query": OVERVIEW, "variables": _vars(api)}
@@ -313,6 +319,7 @@ def test_cached_answers_are_byte_identical_and_move_with_new_data(api, redis_url
     metrics = api.client.get("/metrics").text
     assert 'pulseops_graphql_cache_total{field="metrics",result="hit"}' in metrics
     land_rows(api.db, api.rows[3000:])  # new data in the range moves the version: no stale hit
+    time.sleep(1.05)  # the documented staleness bound (query.version_ttl_s, 1 s)
     third = api.client.post("/graphql", json=body, headers=headers)
     assert third.json()["data"]["totalEvents"] > first.json()["data"]["totalEvents"]
     truth = Truth(rows_of(api.rows), api.tenants["hot"]["project_id"], "UTC", START, LAST)

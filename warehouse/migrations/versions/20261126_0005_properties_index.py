@@ -18,7 +18,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute("CREATE INDEX IF NOT EXISTS events_properties_gin ON events USING gin (properties jsonb_path_ops)")
+    op.execute(
+        "CREATE INDEX IF NOT EXISTS events_properties_gin ON events USING gin (properties jsonb_path_ops)"
+    )
 
 
 def downgrade() -> None:
