@@ -6,9 +6,13 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
 venv: .venv/.synced
 
-.venv/.synced: pyproject.toml uv.lock
+.venv/.synced: pyproject.toml uv.lock dashboards/package-lock.json
 	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
 	$(UV) sync --frozen --extra dev
+	@# plotly.js "basic" for the dashboard (1.2 MB, fast first chart); without npm it serves the wheel's full bundle
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix dashboards --no-audit --no-fund --loglevel=error \
+	  || echo "npm ci failed: the dashboard will serve the full plotly.js of the plotly wheel"; \
+	  else echo "npm not found: the dashboard will serve the full plotly.js of the plotly wheel (slower first chart)"; fi
 	@touch $@
 
 up: venv

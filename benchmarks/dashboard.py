@@ -1,0 +1,121 @@
+"""Browser benchmark of the web dashboard: time to first chart and bytes downloaded, in headless Chromium.
+
+    python -m benchmarks.dashboard --url http://127.0.0.1:8050 --key <read key> [--runs 5]
+
+Each run opens a fresh browser context (empty cache), signs in with the key through session storage, loads
+the overview and waits until its event chart has drawn. Time to first chart = navigation start → the chart's
+SVG exists with data, read from `performance.now()` in the page. Bytes = encoded (wire) sizes of every
+response, from the Chrome DevTools protocol. A warm run (same context, cache filled) is reported too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+from dataclasses import dataclass
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+FIRST_CHART = """() => new Promise((resolve, reject) => {
+  setTimeout(() => reject(new Error("no chart within 30 s (no data in the project, or a bad key?)")), 30000);
+  const done = () => {
+    const c = document.querySelector('[data-chart="events"]');
+    if (c && c.data && c.querySelector('.main-svg')) { resolve(performance.now()); return true; }
+    return false;
+  };
+  if (!done()) { const t = setInterval(() => { if (done()) clearInterval(t); }, 5); }
+})"""
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@dataclass(frozen=True)
+class PageLoad:
+    first_chart_ms: float
+    bytes_on_wire: int
+    requests: int
+
+
+def load_once(context, url: str, key: str, project: str | None) -> PageLoad:
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    sizes: list[int] = []
+    cdp.on("Network.loadingFinished", lambda e: sizes.append(int(e["encodedDataLength"])))
+    script = f"sessionStorage.setItem('pulseops.key', {key!r});"
+    if project:
+        script += f"sessionStorage.setItem('pulseops.project', {project!r});"
+    page.add_init_script(script)
+    page.goto(f"{url}/#/overview")
+    ms = page.evaluate(FIRST_CHART)
+    page.wait_for_load_state("networkidle")
+    page.close()
+    return PageLoad(ms, sum(sizes), len(sizes))
+
+
+def measure(
+    url: str, key: str, runs: int = 5, project: str | None = None, executable: str | None = None, browser=None
+) -> dict:
+    """Cold loads (fresh context) and one warm load per run; uses `browser` if given (Playwright's sync API
+    allows one driver per thread), else launches Chromium."""
+    if browser is None:
+        from playwright.sync_api import sync_playwright
+
+        executable = executable or chromium_path()
+        if executable is None:
+            raise RuntimeError("Chromium not found (apt-get install chromium)")
+        with sync_playwright() as p:
+            launched = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            try:
+                return measure(url, key, runs, project, browser=launched)
+            finally:
+                launched.close()
+    cold: list[PageLoad] = []
+    warm: list[PageLoad] = []
+    for _ in range(runs):
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        cold.append(load_once(context, url, key, project))
+        warm.append(load_once(context, url, key, project))
+        context.close()
+    times = sorted(r.first_chart_ms for r in cold)
+    return {
+        "runs": runs,
+        "first_chart_ms_median": statistics.median(times),
+        "first_chart_ms_max": times[-1],
+        "warm_first_chart_ms": statistics.median(r.first_chart_ms for r in warm),
+        "bytes_cold": cold[-1].bytes_on_wire,
+        "requests_cold": cold[-1].requests,
+        "bytes_warm": warm[-1].bytes_on_wire,
+    }
+
+
+def report(result: dict) -> str:
+    return (
+        f"time to first chart (cold cache, median of {result['runs']}): {result['first_chart_ms_median']:.0f} ms "
+        f"(max {result['first_chart_ms_max']:.0f} ms; warm cache {result['warm_first_chart_ms']:.0f} ms); "
+        f"page weight: {result['bytes_cold'] / 1024:.0f} KiB on the wire in {result['requests_cold']} requests "
+        f"(warm: {result['bytes_warm'] / 1024:.0f} KiB)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8050", help="dashboard base URL")
+    parser.add_argument("--key", required=True, help="a read key")
+    parser.add_argument("--project", help="project id to open (default: the key's first project)")
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    print(report(measure(args.url.rstrip("/"), args.key, args.runs, args.project)))
+
+
+if __name__ == "__main__":
+    main()

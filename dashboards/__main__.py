@@ -1,0 +1,18 @@
+"""`python -m dashboards`: serve the web dashboard (uvicorn, one process; it only relays to the API)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from pulseops.settings import get_settings
+
+
+def main() -> None:
+    d = get_settings().dashboard
+    uvicorn.run(
+        "dashboards.app:app", factory=True, host=d.host, port=d.port, log_level="warning", access_log=False
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Alert evaluation and delivery (`python -m dashboards.alerts`)."""
