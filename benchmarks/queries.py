@@ -10,6 +10,7 @@ a psycopg connection in the same run: API time / SQL time is the API's overhead.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -88,12 +89,20 @@ def run(size: str) -> tuple[str, dict]:
         last = today
         month = (last - timedelta(days=29), last)
         week = (last - timedelta(days=6), last)
+        built = (last - timedelta(days=29), last - timedelta(days=2))  # every day aggregated
         pro = (PropertyFilter("plan", FilterOp.EQ, "pro"),)
         cases = [
             ("eventCounts DAY 30d", SERIES, {"g": "DAY"}, month,
              lambda c, s: series.event_counts(c, s, "day"), Scope(hot, *month)),
             ("eventCounts HOUR 7d New York", SERIES, {"g": "HOUR", "tz": "America/New_York"}, week,
              lambda c, s: series.event_counts(c, s, "hour"), Scope(hot, *week, "America/New_York")),
+            ("eventCounts DAY 28 built days", SERIES, {"g": "DAY"}, built,
+             lambda c, s: series.event_counts(c, s, "day"), Scope(hot, *built)),
+            ("eventCounts DAY 28 built days, New York", SERIES, {"g": "DAY", "tz": "America/New_York"}, built,
+             lambda c, s: series.event_counts(c, s, "day"), Scope(hot, *built, "America/New_York")),
+            ("metrics overview 28 built days", OVERVIEW, {}, built,
+             lambda c, s: (series.total_events(c, s), series.active_users(c, s, 1), series.top_events(c, s, 10)),
+             Scope(hot, *built)),
             ("activeUsers DAU 30d", USERS, {}, month, lambda c, s: series.active_users(c, s, 1), Scope(hot, *month)),
             ("topEvents 30d", TOP, {}, month, lambda c, s: series.top_events(c, s, 10), Scope(hot, *month)),
             ("metrics overview 30d", OVERVIEW, {}, month,
@@ -144,6 +153,7 @@ def run(size: str) -> tuple[str, dict]:
                     f"cached: {', '.join(f'{v:.2f}' for v in c)}"
                 )
             lines += table
+            lines.append(f"load average during the query runs: {os.getloadavg()[0]:.2f} (1 min)")
             # throughput: one client, cached mix, back to back
             with httpx.Client(base_url=apis["cached"].url, headers=headers, timeout=30) as client:
                 bodies = [
