@@ -29,18 +29,18 @@ class FilterOp(Enum):
     "GT..LTE a number in `value` (only numeric properties match), EXISTS/NOT_EXISTS nothing."
 )
 class PropertyFilter:
-    property: str
-    op: FilterOp
-    value: JSON | None = None
-    values: list[JSON] | None = None
+    property: str = strawberry.field(description="Property key.")
+    op: FilterOp = strawberry.field(description="Comparison.")
+    value: JSON | None = strawberry.field(default=None, description="Operand of EQ, NEQ and GT..LTE.")
+    values: list[JSON] | None = strawberry.field(default=None, description="Operands of IN and NOT_IN.")
 
 
 @strawberry.input(description="A custom metric: which events, how to aggregate them, grouped by what.")
 class MetricInput:
-    name: str
-    aggregation: Aggregation
-    description: str = ""
-    event_name: str | None = None
+    name: str = strawberry.field(description="Unique in the project, 1..200 characters.")
+    aggregation: Aggregation = strawberry.field(description="How matching events are aggregated.")
+    description: str = strawberry.field(default="", description="Free text.")
+    event_name: str | None = strawberry.field(default=None, description="Only events of this name.")
     filters: JSON | None = strawberry.field(
         default=None, description='Property equality, e.g. {"plan": "pro"}.'
     )

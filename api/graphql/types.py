@@ -45,18 +45,18 @@ class Aggregation(Enum):
 
 @strawberry.type(description="A project the API key may read.")
 class Project:
-    id: strawberry.ID
-    slug: str
-    name: str
-    org_slug: str
+    id: strawberry.ID = strawberry.field(description="Project id: pass it as `projectId`.")
+    slug: str = strawberry.field(description="URL-safe name, unique in the org.")
+    name: str = strawberry.field(description="Display name.")
+    org_slug: str = strawberry.field(description="Slug of the project's org.")
     timezone: str = strawberry.field(description="Default zone of queries that name none.")
 
 
 @strawberry.type(description="The range a result covers: local dates, inclusive, in `timezone`.")
 class DateRange:
-    from_: date = strawberry.field(name="from")
-    to: date
-    timezone: str
+    from_: date = strawberry.field(name="from", description="First local date.")
+    to: date = strawberry.field(description="Last local date (inclusive).")
+    timezone: str = strawberry.field(description="IANA zone the dates are in.")
 
 
 @strawberry.type(description="One bucket of a series. DST days have 23 or 25 hourly buckets.")
@@ -65,7 +65,7 @@ class Bucket:
     local_date: date = strawberry.field(description="Local calendar date of the bucket's start.")
     local_time: str = strawberry.field(description="Local wall time of the start, HH:MM.")
     utc_offset: str = strawberry.field(description="UTC offset at the start, ±HH:MM.")
-    value: Long
+    value: Long = strawberry.field(description="Events in the bucket.")
 
 
 @strawberry.type(description="Where the answer came from: built aggregates, or raw events where they lag.")
@@ -76,143 +76,155 @@ class Sources:
 
 @strawberry.type(description="Event counts per bucket.")
 class EventSeries:
-    range: DateRange
-    granularity: Granularity
-    total: Long
-    buckets: list[Bucket]
-    sources: Sources
+    range: DateRange = strawberry.field(description="The dates and zone the series covers.")
+    granularity: Granularity = strawberry.field(description="Bucket size.")
+    total: Long = strawberry.field(description="Sum of all buckets.")
+    buckets: list[Bucket] = strawberry.field(description="Every bucket of the range, zeros included.")
+    sources: Sources = strawberry.field(
+        description="How many UTC days came from aggregates and from raw events."
+    )
 
 
 @strawberry.type(description="A value for one local date.")
 class DayValue:
-    date: date
-    value: Long
+    date: date = strawberry.field(description="Local date.")
+    value: Long = strawberry.field(description="Value for that date.")
 
 
 @strawberry.type(description="Distinct users per local day over a trailing window.")
 class ActiveUsersSeries:
-    kind: ActiveUsersKind
-    range: DateRange
-    days: list[DayValue]
+    kind: ActiveUsersKind = strawberry.field(description="DAU, WAU or MAU.")
+    range: DateRange = strawberry.field(description="The dates and zone covered.")
+    days: list[DayValue] = strawberry.field(
+        description="Distinct users of the window ending on each local date."
+    )
 
 
 @strawberry.type(description="An event name and how often it occurred.")
 class TopEvent:
-    event_name: str
-    count: Long
+    event_name: str = strawberry.field(description="Event name.")
+    count: Long = strawberry.field(description="Events with that name in the range.")
 
 
 @strawberry.type(description="The overview the earlier dashboard showed, in one round trip.")
 class Metrics:
-    total_events: Long
-    daily_active_users: list[DayValue]
-    top_events: list[TopEvent]
-    date_range: DateRange
+    total_events: Long = strawberry.field(description="All events in the range.")
+    daily_active_users: list[DayValue] = strawberry.field(description="Distinct users per local day.")
+    top_events: list[TopEvent] = strawberry.field(description="Most frequent event names.")
+    date_range: DateRange = strawberry.field(description="The dates and zone covered.")
 
 
 @strawberry.type(description="Events and distinct users for one value of a property.")
 class BreakdownGroup:
     value: JSON | None = strawberry.field(description="The property's value; null where events lack it.")
-    events: Long
-    users: Long
+    events: Long = strawberry.field(description="Events with that value.")
+    users: Long = strawberry.field(description="Distinct users with that value.")
 
 
 @strawberry.type(description="Top values of a property by events.")
 class Breakdown:
-    property: str
-    range: DateRange
+    property: str = strawberry.field(description="The property grouped by.")
+    range: DateRange = strawberry.field(description="The dates and zone covered.")
     total_events: Long = strawberry.field(
         description="All matching events, including values beyond the limit."
     )
-    groups: list[BreakdownGroup]
+    groups: list[BreakdownGroup] = strawberry.field(description="Values by events, descending.")
 
 
 @strawberry.type(description="A raw event as landed.")
 class Event:
-    event_id: strawberry.ID
-    event_name: str
-    distinct_id: str
-    event_time: datetime
-    received_at: datetime
-    landed_at: datetime
-    properties: JSON
+    event_id: strawberry.ID = strawberry.field(description="The event's UUID (idempotency key).")
+    event_name: str = strawberry.field(description="Event name.")
+    distinct_id: str = strawberry.field(description="The user or device.")
+    event_time: datetime = strawberry.field(description="When it happened (skew-corrected).")
+    received_at: datetime = strawberry.field(description="When ingest accepted it.")
+    landed_at: datetime = strawberry.field(description="When it was written to the warehouse.")
+    properties: JSON = strawberry.field(description="The event's properties.")
 
 
 @strawberry.type
 class EventEdge:
-    cursor: str
-    node: Event
+    cursor: str = strawberry.field(description="Opaque position; pass as `after`.")
+    node: Event = strawberry.field(description="The event.")
 
 
 @strawberry.type
 class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
+    has_next_page: bool = strawberry.field(description="More events follow.")
+    end_cursor: str | None = strawberry.field(description="Cursor of the last event of this page.")
 
 
 @strawberry.type(description="Newest events first; pass `pageInfo.endCursor` as `after` for the next page.")
 class EventConnection:
-    edges: list[EventEdge]
-    page_info: PageInfo
+    edges: list[EventEdge] = strawberry.field(description="Events of this page, newest first.")
+    page_info: PageInfo = strawberry.field(description="Where the next page starts.")
 
 
 @strawberry.type(description="A user-defined metric.")
 class MetricDefinition:
-    id: strawberry.ID
-    project_id: strawberry.ID
-    name: str
-    description: str
+    id: strawberry.ID = strawberry.field(description="Metric id: pass it as `metricId`.")
+    project_id: strawberry.ID = strawberry.field(description="The metric's project.")
+    name: str = strawberry.field(description="Unique name in the project.")
+    description: str = strawberry.field(description="Free text.")
     event_name: str | None = strawberry.field(description="Only events of this name; null for all.")
     filters: JSON = strawberry.field(description='Property equality filter, e.g. {"plan": "pro"}.')
-    aggregation: Aggregation
+    aggregation: Aggregation = strawberry.field(description="How matching events are aggregated.")
     property: str | None = strawberry.field(description="Numeric property summed or averaged.")
     dimensions: list[str] = strawberry.field(description="Property keys the metric is grouped by.")
-    created_at: datetime
-    updated_at: datetime
+    created_at: datetime = strawberry.field(description="Creation time.")
+    updated_at: datetime = strawberry.field(
+        description="Last edit (series read raw events for days built before it)."
+    )
 
 
 @strawberry.type(description="A metric's value for one bucket and one combination of dimension values.")
 class MetricPoint:
-    start: datetime
-    local_date: date
-    local_time: str
-    utc_offset: str
-    dimensions: JSON
-    value: float
+    start: datetime = strawberry.field(description="First instant of the bucket, with its local UTC offset.")
+    local_date: date = strawberry.field(description="Local date of the start.")
+    local_time: str = strawberry.field(description="Local wall time of the start, HH:MM.")
+    utc_offset: str = strawberry.field(description="UTC offset at the start.")
+    dimensions: JSON = strawberry.field(
+        description="Values of the metric's dimension properties (absent keys omitted)."
+    )
+    value: float = strawberry.field(description="The aggregated value.")
     events: Long = strawberry.field(description="Events that contributed to the value.")
 
 
 @strawberry.type
 class MetricSeries:
-    metric_id: strawberry.ID
-    granularity: Granularity
-    range: DateRange
-    points: list[MetricPoint]
+    metric_id: strawberry.ID = strawberry.field(description="The metric.")
+    granularity: Granularity = strawberry.field(description="Bucket size.")
+    range: DateRange = strawberry.field(description="The dates and zone covered.")
+    points: list[MetricPoint] = strawberry.field(description="One point per bucket and dimension values.")
 
 
 @strawberry.type
 class DeadLetterCount:
-    reason: str
-    count: Long
+    reason: str = strawberry.field(description="Reason code (see docs/ingest.md).")
+    count: Long = strawberry.field(description="Messages.")
 
 
 @strawberry.type(description="Events of one UTC day and how many of them arrived late.")
 class LateArrivalDay:
-    date: date
-    events: Long
-    late: Long
-    share: float
+    date: date = strawberry.field(description="UTC date of the events.")
+    events: Long = strawberry.field(description="Events of the day.")
+    late: Long = strawberry.field(
+        description="Of which arrived more than the late threshold after their event time."
+    )
+    share: float = strawberry.field(description="late / events.")
 
 
 @strawberry.type(description="Health of the pipeline for one project.")
 class IngestionHealth:
-    last_landed_at: datetime | None
-    seconds_since_last_landed: float | None
+    last_landed_at: datetime | None = strawberry.field(description="Last time rows of the project landed.")
+    seconds_since_last_landed: float | None = strawberry.field(description="Seconds since then.")
     events_today: Long = strawberry.field(description="Events of the current UTC day landed so far.")
     consumer_lag: Long | None = strawberry.field(
         description="Messages of all tenants waiting in the broker for the landing workers; null if unknown."
     )
-    dead_letters_last_24h: list[DeadLetterCount]
+    dead_letters_last_24h: list[DeadLetterCount] = strawberry.field(
+        description="Dead-lettered messages of the project by reason."
+    )
     late_arrivals: list[LateArrivalDay] = strawberry.field(description="Last 7 UTC days.")
     days_awaiting_rebuild: int = strawberry.field(
         description="Past days whose aggregates miss late data (answers stay exact meanwhile)."
@@ -221,7 +233,7 @@ class IngestionHealth:
 
 @strawberry.type(description="Events of the project with event time in one second, as landed so far.")
 class LiveEventCount:
-    second: datetime
-    events: int
-    events_last_minute: int
-    events_today: Long
+    second: datetime = strawberry.field(description="The second counted (UTC).")
+    events: int = strawberry.field(description="Events with event time in that second.")
+    events_last_minute: int = strawberry.field(description="Events in the 60 seconds ending with it.")
+    events_today: Long = strawberry.field(description="Events of the UTC day.")

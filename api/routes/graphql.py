@@ -1,10 +1,10 @@
-"""`/graphql`: queries and mutations over HTTP POST, subscriptions over WebSocket (graphql-transport-ws)."""
+"""`/graphql`: queries and mutations over HTTP POST, subscriptions over WebSocket."""
 
 from __future__ import annotations
 
 from starlette.requests import HTTPConnection
 from strawberry.fastapi import GraphQLRouter
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from api.deps import authenticate, key_from_headers
 from api.errors import ApiError
@@ -47,7 +47,8 @@ def graphql_router(settings: QuerySettings) -> GraphQLRouter:
         graphql_ide="graphiql" if settings.graphiql else None,
         allow_queries_via_get=False,
         context_getter=get_context,
-        subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
+        # graphql-transport-ws (current) and the legacy graphql-ws (subscriptions-transport-ws) clients
+        subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL],
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         include_in_schema=False,
     )

@@ -89,6 +89,9 @@ def test_dst_days_have_23_and_25_hours(db, database_url, landed):
     hourly = series.event_counts(
         db, Scope(project_id, date(2026, 11, 1), date(2026, 11, 1), "America/New_York"), "hour"
     )
+    assert len(hourly) == 25  # dense: every hour of the fall-back day, the repeated one twice
+    spring = Scope(project_id, date(2026, 3, 8), date(2026, 3, 8), "America/New_York")
+    assert len(series.event_counts(db, spring, "hour")) == 23
     one_am = [p for p in hourly if p.local_start.hour == 1]
     assert sorted(p.utc_offset for p in one_am) == [timedelta(hours=-5), timedelta(hours=-4)]
     lord_howe = series.event_counts(
