@@ -263,18 +263,18 @@ def list_firings(
 # --- evaluation ------------------------------------------------------------------------------------------
 
 
-def claim_due_rule(conn: psycopg.Connection, interval_s: float) -> AlertRuleRow | None:
-    """One enabled rule not evaluated for `interval_s`, locked until the caller's transaction ends."""
+def claim_due_rule(conn: psycopg.Connection, interval_s: float, started: datetime) -> AlertRuleRow | None:
+    """One enabled rule last evaluated at least `interval_s` before `started` (the evaluation pass's start,
+    so a pass sees each rule once), locked until the caller's transaction ends; others skip it."""
     with conn.cursor(row_factory=class_row(AlertRuleRow)) as cur:
         return cur.execute(
             f"""
             SELECT {_COLUMNS} FROM alert_rules
-            WHERE enabled AND (last_evaluated_at IS NULL
-                               OR last_evaluated_at <= clock_timestamp() - %s * interval '1 second')
+            WHERE enabled AND (last_evaluated_at IS NULL OR last_evaluated_at <= %s - %s * interval '1 second')
             ORDER BY last_evaluated_at NULLS FIRST
             LIMIT 1 FOR UPDATE SKIP LOCKED
             """,  # noqa: S608 - constant column list
-            (interval_s,),
+            (started, interval_s),
         ).fetchone()
 
 

@@ -39,9 +39,10 @@ class Evaluation:
 def evaluate_due(conn: psycopg.Connection, settings: Settings, limit: int = 1000) -> list[Evaluation]:
     """Evaluate every due rule once, one transaction per rule; returns what happened."""
     done: list[Evaluation] = []
+    started = datetime.now(UTC)
     while len(done) < limit:
         with conn.transaction():
-            rule = alerts.claim_due_rule(conn, settings.alerts.interval_s)
+            rule = alerts.claim_due_rule(conn, settings.alerts.interval_s, started)
             if rule is None:
                 break
             done.append(_evaluate(conn, rule, settings))
