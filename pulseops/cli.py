@@ -372,6 +372,8 @@ def up_command(settings: Settings, args: argparse.Namespace) -> int:
             env=dagster,
             directory=str(ROOT),
         ),
+        services.Program("dashboard", services.python_module("dashboards"), priority=40),
+        services.Program("alerts", services.python_module("dashboards.alerts"), priority=40),
     ]
     conf = state / "supervisord.conf"
     passthrough = {
@@ -415,6 +417,8 @@ def _announce(settings: Settings, ingest: str, workers: int, demo: bool, demo_ev
                 "PulseOps is up:",
                 f"  ingest API      {ingest}  (docs {ingest}/docs, metrics {ingest}/metrics)",
                 f"  landing workers {workers} (metrics http://127.0.0.1:{settings.streams.metrics_port}/metrics ...)",
+                f"  Dashboard       http://{settings.dashboard.host}:{settings.dashboard.port}  (sign in with a read key)",
+                f"  Alerts          evaluated every {settings.alerts.interval_s:g} s (python -m dashboards.alerts)",
                 f"  Dagster UI      http://{settings.orchestration.webserver_host}:{settings.orchestration.webserver_port}",
                 f"  Kafka           {settings.kafka.servers}",
                 f"  PostgreSQL      {settings.db.url}",
@@ -460,6 +464,10 @@ def run_demo(settings: Settings, ingest_url: str, events: int, days: int) -> Non
             lines.append(
                 f"  {org_slug}/{project_slug:7} project {project_id}\n    ingest key {ingest_key}\n    read key   {read_key}"
             )
+    with connect(settings.db.url, autocommit=True) as conn:
+        acme = ensure_org(conn, "acme")
+        _, org_key = create_api_key(conn, org_id=acme, project_id=None, kind="read", name="demo dashboard")
+    lines.append(f"  dashboard demo key (read key of every acme project) {org_key}")
     print("Demo tenants (keys are shown once):\n" + "\n".join(lines), flush=True)
     config = GeneratorConfig(
         seed=int(date.today().strftime("%Y%m%d")),
