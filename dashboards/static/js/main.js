@@ -74,6 +74,7 @@ function renderSignIn(message) {
 
 async function start(list) {
   projects = list;
+  session.set("projects", JSON.stringify(list));
   if (!projects.some((p) => p.id === session.get("project"))) session.set("project", projects[0].id);
   projectSelect.replaceChildren(...projects.map((p) => el("option", {
     value: p.id, text: `${p.orgSlug}/${p.slug}`, selected: p.id === ctx.project.id,
@@ -112,10 +113,20 @@ window.addEventListener("hashchange", () => { route(); main.focus(); });
 async function boot() {
   const configLoad = fetch("/config.json").then((r) => r.json()).then((c) => { config = c; }).catch(() => {});
   if (!session.key) return renderSignIn();
+  // A reload of a signed-in tab renders at once from the cached project list and refreshes it meanwhile.
+  const cached = JSON.parse(session.get("projects", "null"));
+  const fresh = gql(PROJECTS);
   try {
-    const data = await gql(PROJECTS);
     await configLoad;
-    await start(data.projects);
+    if (cached?.length) {
+      await start(cached);
+      fresh.then((d) => {
+        if (JSON.stringify(d.projects) === JSON.stringify(cached)) return;
+        start(d.projects); // re-renders with the new list
+      }).catch((err) => { if (err.kind === "auth" || err.kind === "forbidden") signOut(err.message); });
+      return;
+    }
+    await start((await fresh).projects);
   } catch (err) {
     if (err.kind === "auth" || err.kind === "forbidden") signOut(err.message);
     else {

@@ -4,16 +4,20 @@ import {
   bucketX, chart, el, emptyState, field, fmt, loadPlotly, rangeControls, resolveRange, select, zones,
 } from "../ui.js";
 
-export const OVERVIEW = `
-query Overview($p: ID!, $from: Date!, $to: Date!, $g: Granularity!, $tz: String) {
+// Two requests in parallel: the trend (the first chart) does not wait for the distinct-user counts.
+export const TREND = `
+query Trend($p: ID!, $from: Date!, $to: Date!, $g: Granularity!, $tz: String) {
   eventCounts(projectId: $p, from: $from, to: $to, granularity: $g, timezone: $tz) {
     total buckets { start localDate localTime utcOffset value }
   }
+  totalEvents(projectId: $p, from: $from, to: $to, timezone: $tz)
+}`;
+export const USERS = `
+query Users($p: ID!, $from: Date!, $to: Date!, $tz: String) {
   dau: activeUsers(projectId: $p, from: $from, to: $to, kind: DAU, timezone: $tz) { days { date value } }
   wau: activeUsers(projectId: $p, from: $from, to: $to, kind: WAU, timezone: $tz) { days { date value } }
   mau: activeUsers(projectId: $p, from: $from, to: $to, kind: MAU, timezone: $tz) { days { date value } }
   topEvents(projectId: $p, from: $from, to: $to, limit: 10, timezone: $tz) { eventName count }
-  totalEvents(projectId: $p, from: $from, to: $to, timezone: $tz)
 }`;
 const LIVE = `subscription Live($p: ID!) { liveEventCounts(projectId: $p) { second events eventsLastMinute eventsToday } }`;
 const GRANULARITIES = [["HOUR", "Hour"], ["DAY", "Day"], ["WEEK", "Week"], ["MONTH", "Month"]];
@@ -71,22 +75,17 @@ export function render(root, ctx) {
   async function load() {
     const mine = ++seq;
     const { from, to } = resolveRange(s.range, ctx.tz);
+    const v = { p: project.id, from, to, tz: ctx.tz };
     root.dataset.loading = "true";
+    const trendQuery = gql(TREND, { ...v, g: s.granularity });
+    const usersQuery = gql(USERS, v);
+    loadPlotly().catch(() => {}); // evaluated while the API answers
     try {
-      const pending = gql(OVERVIEW, { p: project.id, from, to, g: s.granularity, tz: ctx.tz });
-      loadPlotly().catch(() => {}); // evaluated while the API answers
-      const d = await pending;
+      const d = await trendQuery;
       if (mine !== seq) return;
-      const last = (series) => series.days.at(-1)?.value;
       cards.total.textContent = fmt(d.totalEvents);
-      cards.dau.textContent = fmt(last(d.dau));
-      cards.wau.textContent = fmt(last(d.wau));
-      cards.mau.textContent = fmt(last(d.mau));
       if (!d.totalEvents) {
-        const hint = "No events in this range yet. Send some to /v1/events with an ingest key, or pick a longer range.";
-        trend.replaceChildren(emptyState(hint));
-        users.replaceChildren(emptyState("No active users in this range."));
-        top.replaceChildren(emptyState("No events yet."));
+        trend.replaceChildren(emptyState("No events in this range yet. Send some to /v1/events with an ingest key, or pick a longer range."));
       } else {
         const b = d.eventCounts.buckets;
         chart(trend, "events", [{
@@ -94,11 +93,22 @@ export function render(root, ctx) {
           x: b.map(bucketX), y: b.map((x) => x.value),
           text: b.map((x) => `UTC${x.utcOffset}`), hovertemplate: "%{x} (%{text})<br>%{y} events<extra></extra>",
         }], { yTitle: `events per ${s.granularity.toLowerCase()} (${ctx.tz})` });
+      }
+      const u = await usersQuery;
+      if (mine !== seq) return;
+      const last = (series) => series.days.at(-1)?.value;
+      cards.dau.textContent = fmt(last(u.dau));
+      cards.wau.textContent = fmt(last(u.wau));
+      cards.mau.textContent = fmt(last(u.mau));
+      if (!d.totalEvents) {
+        users.replaceChildren(emptyState("No active users in this range."));
+        top.replaceChildren(emptyState("No events yet."));
+      } else {
         const line = (series, name) => ({
           type: "scatter", mode: "lines+markers", name, x: series.days.map((x) => x.date), y: series.days.map((x) => x.value),
         });
-        chart(users, "active-users", [line(d.dau, "DAU"), line(d.wau, "WAU"), line(d.mau, "MAU")], { yTitle: "users" });
-        const t = [...d.topEvents].reverse();
+        chart(users, "active-users", [line(u.dau, "DAU"), line(u.wau, "WAU"), line(u.mau, "MAU")], { yTitle: "users" });
+        const t = [...u.topEvents].reverse();
         chart(top, "top-events", [{
           type: "bar", orientation: "h", x: t.map((x) => x.count), y: t.map((x) => x.eventName), name: "events",
         }], { horizontal: true });
@@ -108,6 +118,7 @@ export function render(root, ctx) {
     } catch (err) {
       if (mine !== seq) return;
       root.dataset.loading = "error";
+      usersQuery.catch(() => {});
       ctx.handleError(err, trend);
     }
   }
