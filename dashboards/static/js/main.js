@@ -111,6 +111,7 @@ document.getElementById("sign-out").addEventListener("click", () => signOut());
 window.addEventListener("hashchange", () => { route(); main.focus(); });
 
 async function boot() {
+  performance.mark("pulseops:boot");
   const configLoad = fetch("/config.json").then((r) => r.json()).then((c) => { config = c; }).catch(() => {});
   if (!session.key) return renderSignIn();
   // A reload of a signed-in tab renders at once from the cached project list and refreshes it meanwhile.

@@ -123,7 +123,7 @@ export function loadPlotly() {
   plotly ??= new Promise((resolve, reject) => {
     const script = document.createElement("script");
     script.src = document.querySelector('meta[name="plotly"]').content;
-    script.onload = () => resolve(window.Plotly);
+    script.onload = () => { performance.mark("pulseops:plotly-ready"); resolve(window.Plotly); };
     script.onerror = () => { plotly = null; reject(new Error("Could not load the charting library.")); };
     document.head.append(script);
   });
@@ -148,6 +148,7 @@ export function chart(container, name, traces, { title = "", yTitle = "", barmod
     paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
   };
   loadPlotly().then((P) => P.newPlot(div, traces, layout, CONFIG))
+    .then(() => { if (!performance.getEntriesByName("pulseops:first-chart").length) performance.mark("pulseops:first-chart"); })
     .catch((err) => container.replaceChildren(errorState(err)));
   return div;
 }

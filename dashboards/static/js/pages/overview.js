@@ -77,11 +77,13 @@ export function render(root, ctx) {
     const { from, to } = resolveRange(s.range, ctx.tz);
     const v = { p: project.id, from, to, tz: ctx.tz };
     root.dataset.loading = "true";
+    performance.mark("pulseops:trend-sent");
     const trendQuery = gql(TREND, { ...v, g: s.granularity });
     const usersQuery = gql(USERS, v);
     loadPlotly().catch(() => {}); // evaluated while the API answers
     try {
       const d = await trendQuery;
+      performance.mark("pulseops:trend-received");
       if (mine !== seq) return;
       cards.total.textContent = fmt(d.totalEvents);
       if (!d.totalEvents) {
