@@ -27,21 +27,23 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import adbc_driver_postgresql.dbapi as adbc
-import duckdb
 import psycopg
-import pyarrow as pa
-import pyarrow.dataset as pads
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 from psycopg import sql
 
 from pulseops.settings import ColdSettings
 from warehouse.aggregates import day_bounds
 from warehouse.db import libpq_url
 from warehouse.partitions import partition_name
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+# DuckDB, pyarrow and the ADBC driver (which pulls in pandas) are imported where they are used: every
+# Dagster process loads this module with the code location, and most never touch a Parquet file.
 
 EVENTS = "events"
 ROLLUPS = "event_rollups"
@@ -117,6 +119,8 @@ class ColdStore:
 
     @classmethod
     def from_settings(cls, cold: ColdSettings) -> ColdStore:
+        import pyarrow.fs as pafs
+
         if cold.url.startswith("s3://"):
             # Credentials come from the AWS_* environment variables / profile, as for any S3 client.
             fs = pafs.S3FileSystem(endpoint_override=cold.s3_endpoint, region=cold.s3_region or "us-east-1")
@@ -126,12 +130,16 @@ class ColdStore:
 
     @property
     def local(self) -> bool:
+        import pyarrow.fs as pafs
+
         return isinstance(self.fs, pafs.LocalFileSystem)
 
     def full(self, relative: str) -> str:
         return f"{self.root}/{relative}"
 
     def size(self, relative: str) -> int | None:
+        import pyarrow.fs as pafs
+
         info = self.fs.get_file_info(self.full(relative))
         return info.size if info.type == pafs.FileType.File else None
 
@@ -167,6 +175,8 @@ def export_day(
     projects no longer in the day are removed). `conn` is an autocommit psycopg connection to the warehouse
     at `database_url`, through which the rows themselves are read with ADBC.
     """
+    import adbc_driver_postgresql.dbapi as adbc
+
     store = ColdStore.from_settings(cold)
     out: list[ExportedFile] = []
     # autocommit: one statement per file, no transaction (and no snapshot) held open for the whole day
@@ -237,6 +247,10 @@ def _select_sql(spec: _Dataset, day: date, source: sql.Composable | None) -> str
 def _write_parquet(
     arrow_conn: Any, query: str, project_id: uuid.UUID, store: ColdStore, rel: str, cold: ColdSettings
 ) -> int:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
     final = store.full(rel)
     tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
     store.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
@@ -263,6 +277,8 @@ def _write_parquet(
 
 def _plain_schema(schema: pa.Schema) -> pa.Schema:
     """Drop the driver's per-field metadata (PostgreSQL type names) from the files."""
+    import pyarrow as pa
+
     return pa.schema([pa.field(f.name, f.type, f.nullable) for f in schema])
 
 
@@ -431,6 +447,9 @@ def verify_day(
     Marks each export `verified` or `failed` (a stale one, whose source data changed since, goes back to
     `exported`). When the raw day is no longer in PostgreSQL, the file is checked against the record alone.
     """
+    import duckdb
+    import pyarrow as pa
+
     store = ColdStore.from_settings(cold)
     report = DayParity(day)
     with duckdb_connection() as duck:
@@ -687,6 +706,8 @@ _EMPTY = {
 
 def duckdb_connection() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB in UTC that never downloads extensions nor scans Python variables."""
+    import duckdb
+
     # Extensions never come from the network (the ones used here are built in).
     duck = duckdb.connect(config={"autoinstall_known_extensions": "false"})
     duck.execute("SET TimeZone = 'UTC'")
@@ -705,6 +726,8 @@ def register_files(
         duck.read_parquet([store.full(p) for p in relative_paths]).create_view(name)
     else:
         files = [store.full(p) for p in relative_paths]
+        import pyarrow.dataset as pads
+
         duck.register(name, pads.dataset(files, filesystem=store.fs, format="parquet"))
 
 

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import orjson
 import psycopg
 from psycopg import sql
@@ -25,6 +24,9 @@ from psycopg import sql
 from pulseops.settings import ColdSettings
 from warehouse.aggregates import DayBuild, day_bounds, day_build, record_build
 from warehouse.cold import EVENTS, ColdStore, duckdb_connection, register_files
+
+if TYPE_CHECKING:
+    import duckdb
 
 AGGREGATE_COLUMNS = ("org_id", "project_id", "metric", "date", "dimensions", "value", "events", "sum")
 _NUMBER_TYPES = "('UBIGINT', 'BIGINT', 'DOUBLE', 'HUGEINT')"
