@@ -53,7 +53,8 @@ export function render(root, ctx) {
       ]), "Dead letters by reason") : emptyState("No dead letters in the last 24 hours."));
       if (h.lateArrivals.length) {
         chart(late, "late-share", [{ type: "bar", x: h.lateArrivals.map((x) => x.date), y: h.lateArrivals.map((x) => x.share * 100),
-          text: h.lateArrivals.map((x) => `${fmt(x.late)} of ${fmt(x.events)}`), name: "late %" }], { yTitle: "% late" });
+          customdata: h.lateArrivals.map((x) => `${fmt(x.late)} of ${fmt(x.events)}`), name: "late %",
+          hovertemplate: "%{x}: %{y:.2f}% late (%{customdata})<extra></extra>" }], { yTitle: "% late" });
       } else late.replaceChildren(emptyState("No events in the last 7 days."));
       const link = (runId) => (runId && ctx.config.dagsterUrl
         ? el("a", { href: `${ctx.config.dagsterUrl}/runs/${encodeURIComponent(runId)}`, target: "_blank", rel: "noopener", text: runId.slice(0, 8) })

@@ -93,7 +93,7 @@ export function render(root, ctx) {
         chart(trend, "events", [{
           type: s.granularity === "HOUR" ? "scatter" : "bar", mode: "lines", name: "events",
           x: b.map(bucketX), y: b.map((x) => x.value),
-          text: b.map((x) => `UTC${x.utcOffset}`), hovertemplate: "%{x} (%{text})<br>%{y} events<extra></extra>",
+          customdata: b.map((x) => `UTC${x.utcOffset}`), hovertemplate: "%{x} (%{customdata})<br>%{y} events<extra></extra>",
         }], { yTitle: `events per ${s.granularity.toLowerCase()} (${ctx.tz})` });
       }
       const u = await usersQuery;
