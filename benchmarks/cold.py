@@ -4,7 +4,7 @@ Figures, all from one run on one scratch database and one scratch cold folder:
   1. Export: N days x M events/day (generated inside PostgreSQL, 3 projects 60/30/10 %) to zstd Parquet
      through ADBC, one file per day and project (what the cold_events asset runs): events/s.
   2. Parity check of the same days (PostgreSQL checksum + DuckDB checksum per file): events/s.
-  3. Size: Parquet bytes vs the PostgreSQL partitions' bytes (heap + TOAST, and with the primary key index).
+  3. Size: Parquet bytes vs the PostgreSQL partitions' bytes (heap + TOAST, and with their indexes).
   4. A 90-day aggregate (events and distinct users per day and event name) on PostgreSQL and on DuckDB over
      the Parquet files, same run, warm (best of 3): all projects, and one project through the sealed
      per-tenant views `pulseops sql` and the API use. Also DuckDB through an Arrow dataset (the S3 path).
@@ -152,8 +152,8 @@ def run(size: str) -> tuple[str, dict]:
             f"parity check (PostgreSQL md5 checksum + DuckDB checksum per file): {verify_s:.1f}s = "
             f"{exported / verify_s:,.0f} events/s; days failed: {failed}",
             f"size: Parquet {parquet_bytes / 2**20:,.1f} MiB vs PostgreSQL partitions {heap / 2**20:,.1f} MiB "
-            f"(heap+TOAST; {with_index / 2**20:,.1f} MiB with the primary key) = "
-            f"{parquet_bytes / heap:.1%} ({parquet_bytes / with_index:.1%} with the index); "
+            f"(heap+TOAST; {with_index / 2**20:,.1f} MiB with their indexes) = "
+            f"{parquet_bytes / heap:.1%} ({parquet_bytes / with_index:.1%} with the indexes); "
             f"{parquet_bytes / exported:.1f} bytes/event",
             f"{cfg['days']}-day aggregate (per day and event: events, distinct users), all projects, best of 3: "
             f"PostgreSQL {pg_all_s:.2f}s, DuckDB/Parquet {duck_all_s:.2f}s = {pg_all_s / duck_all_s:.1f}x faster "
