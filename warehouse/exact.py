@@ -102,6 +102,27 @@ def raw_days(conn: psycopg.Connection, project_id: uuid.UUID, first: date, last:
     ]
 
 
+def days_without_raw(conn: psycopg.Connection, project_id: uuid.UUID, first: date, last: date) -> list[date]:
+    """UTC days in [first, last] with landed data whose raw partition is gone (cold tier or detached):
+    questions only raw events answer cannot be exact there."""
+    return [
+        row[0]
+        for row in conn.execute(
+            """
+            SELECT l.day FROM landed_days l
+            WHERE l.project_id = %s AND l.day BETWEEN %s AND %s
+              AND NOT EXISTS (
+                  SELECT 1 FROM pg_inherits i
+                  WHERE i.inhparent = 'events'::regclass
+                    AND i.inhrelid = to_regclass(format('events_p%%s', to_char(l.day, 'YYYYMMDD')))
+              )
+            ORDER BY l.day
+            """,
+            (project_id, first, last),
+        )
+    ]
+
+
 def data_version(conn: psycopg.Connection, project_id: uuid.UUID, first: date, last: date) -> str:
     """Moves whenever rows land in, or aggregates are rebuilt for, the project's UTC days [first, last]."""
     landed, built, builds, last_build = conn.execute(

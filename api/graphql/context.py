@@ -26,7 +26,7 @@ from api.graphql.inputs import PropertyFilter as PropertyFilterInput
 from api.ratelimit import RateLimiter
 from api.security import KeyCache
 from pulseops.settings import Settings
-from warehouse.exact import Scope, data_version, snapshot
+from warehouse.exact import Scope, data_version, days_without_raw, snapshot
 from warehouse.filters import FilterError, FilterOp, PropertyFilter
 from warehouse.tenants import ApiKeyRow
 
@@ -168,6 +168,16 @@ class Context(BaseContext):
                 raise bad_input(
                     "from",
                     f"property filters and breakdowns read raw events, kept from {oldest.isoformat()} on",
+                )
+            probe = Scope(project.id, start, end, tz)
+            gone = await run_in_threadpool(
+                self._plain, lambda conn: days_without_raw(conn, project.id, *probe.utc_days)
+            )
+            if gone:
+                raise bad_input(
+                    "from",
+                    f"raw events up to {gone[-1].isoformat()} (UTC) moved to the cold tier; property filters and "
+                    "breakdowns read raw events: start after that day",
                 )
         names = None
         if event_names is not None:
