@@ -4,6 +4,7 @@ signatures, with a local HTTP receiver (no mocks)."""
 from __future__ import annotations
 
 import http.server
+import socketserver
 import threading
 import time
 import uuid
@@ -196,3 +197,43 @@ def test_rule_validation_names_the_field(db) -> None:
         with pytest.raises(alerts.AlertError) as err:
             rule(db, t, **kw)
         assert err.value.field == where
+
+
+class Smtp(socketserver.StreamRequestHandler):
+    """The smallest SMTP server that accepts one message (no TLS): enough to see what the evaluator sends."""
+
+    messages: list[bytes] = []
+
+    def handle(self) -> None:
+        self.wfile.write(b"220 test\r\n")
+        while line := self.rfile.readline():
+            verb = line.split(b" ", 1)[0].strip().upper()
+            if verb == b"DATA":
+                self.wfile.write(b"354 go\r\n")
+                data = b"".join(iter(self.rfile.readline, b".\r\n"))
+                type(self).messages.append(data)
+                self.wfile.write(b"250 queued\r\n")
+            elif verb == b"QUIT":
+                self.wfile.write(b"221 bye\r\n")
+                return
+            else:
+                self.wfile.write(b"250 ok\r\n")
+
+
+def test_email_goes_through_the_configured_smtp_server(db, database_url) -> None:
+    Smtp.messages = []
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", free_port()), Smtp)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        t = make_tenant(db)
+        land_rows(db, events(t, 8))
+        rule(db, t, name="mail me", channels=({"kind": "email", "to": "ops@example.com"},))
+        s = Settings(db={"url": database_url}, alerts={"interval_s": 0, "smtp_host": "127.0.0.1",
+                     "smtp_port": server.server_address[1], "smtp_starttls": False, "smtp_from": "alerts@example.com"})  # fmt: skip
+        (result,) = evaluate_due(db, s)
+        assert result.deliveries[0].ok, result.deliveries[0]
+        (message,) = Smtp.messages
+        assert b"To: ops@example.com" in message and b"From: alerts@example.com" in message
+        assert b"Subject: [PulseOps] mail me (acme/web): events = 8 > 5 over the last 300 s" in message
+    finally:
+        server.shutdown()

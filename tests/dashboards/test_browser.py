@@ -424,6 +424,28 @@ def test_phone_width_and_labelled_controls(browser, stack: Stack) -> None:
     context.close()
 
 
+def test_keyboard_only_sign_in_and_navigation(page, stack: Stack) -> None:
+    page.goto(stack.url)
+    page.get_by_label("Read key").wait_for()
+    assert (
+        page.evaluate("document.activeElement.getAttribute('type')") == "password"
+    )  # focus starts at the key
+    page.keyboard.type(stack.key)
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Overview", exact=False).wait_for()
+    page.reload()  # focus navigation starts at the top of the page
+    page.get_by_role("heading", name="Overview", exact=False).wait_for()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    for _ in range(4):
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Alerts"
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"  # visible focus
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Alerts", exact=True).wait_for()
+    assert page.get_by_role("link", name="Alerts").get_attribute("aria-current") == "page"
+
+
 def test_api_down_shows_an_error_state(browser, stack: Stack, tmp_path) -> None:
     port = free_port()
     env = {
