@@ -57,8 +57,10 @@ class ChannelKind(Enum):
 
 @strawberry.type(description="Where a firing is sent.")
 class AlertChannel:
-    id: str
-    kind: ChannelKind
+    id: str = strawberry.field(
+        description="Send it back (with kind) to keep this channel unchanged on an update."
+    )
+    kind: ChannelKind = strawberry.field(description="Webhook, Slack or e-mail.")
     target: str = strawberry.field(
         description="E-mail address, or the URL's scheme://host/… (never in full)."
     )
@@ -69,54 +71,64 @@ class AlertChannel:
 
 @strawberry.type(description="A threshold rule and its current state.")
 class AlertRule:
-    id: strawberry.ID
-    project_id: strawberry.ID
-    name: str
-    metric: AlertMetric
-    event_name: str | None
-    metric_id: strawberry.ID | None
-    comparison: Comparison
-    threshold: float
-    window_seconds: int
-    cooldown_seconds: int
-    channels: list[AlertChannel]
-    enabled: bool
-    state: AlertState
-    last_value: float | None
-    last_evaluated_at: datetime | None
-    last_fired_at: datetime | None
-    last_error: str
-    created_at: datetime
-    updated_at: datetime
+    id: strawberry.ID = strawberry.field(description="The rule's id.")
+    project_id: strawberry.ID = strawberry.field(description="The project it watches.")
+    name: str = strawberry.field(description="Unique within the project.")
+    metric: AlertMetric = strawberry.field(description="What is measured over the window.")
+    event_name: str | None = strawberry.field(
+        description="EVENTS/UNIQUE_USERS: only this event; null for all."
+    )
+    metric_id: strawberry.ID | None = strawberry.field(description="CUSTOM_METRIC: the metric.")
+    comparison: Comparison = strawberry.field(description="How the value is compared with the threshold.")
+    threshold: float = strawberry.field(description="The breach threshold.")
+    window_seconds: int = strawberry.field(description="Trailing window in seconds.")
+    cooldown_seconds: int = strawberry.field(description="Minimum time between two notifications.")
+    channels: list[AlertChannel] = strawberry.field(description="Where firings are sent.")
+    enabled: bool = strawberry.field(description="Disabled rules are not evaluated.")
+    state: AlertState = strawberry.field(description="As of the last evaluation.")
+    last_value: float | None = strawberry.field(
+        description="Value at the last evaluation; null if undefined or not evaluated."
+    )
+    last_evaluated_at: datetime | None = strawberry.field(
+        description="When the evaluator last looked at the rule."
+    )
+    last_fired_at: datetime | None = strawberry.field(description="When the rule last notified.")
+    last_error: str = strawberry.field(
+        description="Why the last evaluation failed (state ERROR), else empty."
+    )
+    created_at: datetime = strawberry.field(description="When it was created.")
+    updated_at: datetime = strawberry.field(description="When its definition last changed.")
 
 
 @strawberry.type(description="The outcome of sending one firing to one channel.")
 class AlertDelivery:
-    kind: ChannelKind
-    target: str
-    ok: bool
+    kind: ChannelKind = strawberry.field(description="The channel's kind.")
+    target: str = strawberry.field(description="E-mail address, or the URL's scheme://host/….")
+    ok: bool = strawberry.field(description="Whether the receiver accepted it.")
     status: int | None = strawberry.field(description="HTTP status (webhook, Slack); null for e-mail.")
-    error: str
-    attempts: int
+    error: str = strawberry.field(description="Why it failed, else empty.")
+    attempts: int = strawberry.field(description="How many attempts were made.")
 
 
 @strawberry.type(description="One notification of a breached rule.")
 class AlertFiring:
-    id: strawberry.ID
-    rule_id: strawberry.ID
-    rule_name: str
-    fired_at: datetime
-    value: float
-    threshold: float
-    comparison: Comparison
-    window_seconds: int
-    deliveries: list[AlertDelivery]
+    id: strawberry.ID = strawberry.field(description="The firing's id.")
+    rule_id: strawberry.ID = strawberry.field(description="The rule that fired.")
+    rule_name: str = strawberry.field(description="Its current name.")
+    fired_at: datetime = strawberry.field(description="When it fired.")
+    value: float = strawberry.field(description="The value that breached.")
+    threshold: float = strawberry.field(description="The rule's threshold at that time.")
+    comparison: Comparison = strawberry.field(description="The rule's comparison at that time.")
+    window_seconds: int = strawberry.field(description="The rule's window at that time.")
+    deliveries: list[AlertDelivery] = strawberry.field(description="One outcome per channel.")
 
 
 @strawberry.input(description="A channel; give only `id` (and `kind`) to keep a stored one unchanged.")
 class AlertChannelInput:
-    kind: ChannelKind
-    id: str | None = None
+    kind: ChannelKind = strawberry.field(description="Webhook, Slack or e-mail.")
+    id: str | None = strawberry.field(
+        default=None, description="A stored channel of this rule, kept as it is."
+    )
     url: str | None = strawberry.field(default=None, description="webhook and slack")
     to: str | None = strawberry.field(default=None, description="email: one address")
     secret: str | None = strawberry.field(
@@ -126,18 +138,18 @@ class AlertChannelInput:
 
 @strawberry.input(description="A threshold rule: metric over the trailing window, compared with threshold.")
 class AlertRuleInput:
-    name: str
-    metric: AlertMetric
-    comparison: Comparison
-    threshold: float
+    name: str = strawberry.field(description="1..200 characters, unique within the project.")
+    metric: AlertMetric = strawberry.field(description="What to measure over the window.")
+    comparison: Comparison = strawberry.field(description="Breached when value <comparison> threshold.")
+    threshold: float = strawberry.field(description="A finite number.")
     window_seconds: int = strawberry.field(description="Trailing window, 60..604800 s.")
     cooldown_seconds: int = strawberry.field(default=3600, description="Minimum time between notifications.")
     event_name: str | None = strawberry.field(
         default=None, description="EVENTS/UNIQUE_USERS: only this event."
     )
     metric_id: strawberry.ID | None = strawberry.field(default=None, description="CUSTOM_METRIC: which one.")
-    channels: list[AlertChannelInput] = strawberry.field(default_factory=list)
-    enabled: bool = True
+    channels: list[AlertChannelInput] = strawberry.field(default_factory=list, description="Up to 5.")
+    enabled: bool = strawberry.field(default=True, description="Disabled rules are not evaluated.")
 
 
 def _masked(url: str) -> str:
@@ -247,6 +259,7 @@ async def _load(ctx: Context, rule_id: str) -> alerts.AlertRuleRow:
 
 
 RuleId = Annotated[strawberry.ID, strawberry.argument(description="An alert rule of the key's projects.")]
+RuleDefinition = Annotated[AlertRuleInput, strawberry.argument(description="The whole definition.")]
 
 
 @strawberry.type
@@ -282,7 +295,7 @@ class AlertQuery:
 @strawberry.type
 class AlertMutation:
     @strawberry.mutation(description="Create a rule; the response carries generated webhook secrets (once).")
-    async def create_alert_rule(self, info: Ctx, project_id: ProjectId, input: AlertRuleInput) -> AlertRule:
+    async def create_alert_rule(self, info: Ctx, project_id: ProjectId, input: RuleDefinition) -> AlertRule:
         ctx = info.context
         project = await ctx.project(project_id)
         spec = await _spec(ctx, input)
@@ -296,7 +309,7 @@ class AlertMutation:
     @strawberry.mutation(
         description="Replace a rule's definition (state restarts at PENDING); new webhook secrets are returned."
     )
-    async def update_alert_rule(self, info: Ctx, id: RuleId, input: AlertRuleInput) -> AlertRule:
+    async def update_alert_rule(self, info: Ctx, id: RuleId, input: RuleDefinition) -> AlertRule:
         ctx = info.context
         current = await _load(ctx, id)
         spec = await _spec(ctx, input)

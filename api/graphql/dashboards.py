@@ -20,20 +20,20 @@ from warehouse import dashboards
 
 @strawberry.type(description="A saved dashboard: panels, each a chart with its own date range.")
 class SavedDashboard:
-    id: strawberry.ID
-    project_id: strawberry.ID
-    name: str
+    id: strawberry.ID = strawberry.field(description="The dashboard's id.")
+    project_id: strawberry.ID = strawberry.field(description="The project it belongs to.")
+    name: str = strawberry.field(description="Unique within the project.")
     panels: JSON = strawberry.field(
         description='[{"title", "kind": events|active_users|metric, "granularity", "chart": line|bar, '
         '"range": {"preset": 24h|7d|30d|90d} or {"from", "to"}, "eventNames"?, "metricId"?, "window"?}]'
     )
-    created_at: datetime
-    updated_at: datetime
+    created_at: datetime = strawberry.field(description="When it was created.")
+    updated_at: datetime = strawberry.field(description="When it was last saved.")
 
 
 @strawberry.input(description="A dashboard's whole definition.")
 class DashboardInput:
-    name: str
+    name: str = strawberry.field(description="1..200 characters, unique within the project.")
     panels: JSON = strawberry.field(description="The panel list; see `SavedDashboard.panels`.")
 
 
@@ -70,6 +70,7 @@ async def _write(ctx: Context, fn) -> dashboards.DashboardRow | bool | None:
 
 
 DashboardId = Annotated[strawberry.ID, strawberry.argument(description="A dashboard of the key's projects.")]
+Definition = Annotated[DashboardInput, strawberry.argument(description="The whole definition.")]
 
 
 @strawberry.type
@@ -84,9 +85,7 @@ class DashboardQuery:
 @strawberry.type
 class DashboardMutation:
     @strawberry.mutation(description="Save a new dashboard.")
-    async def create_dashboard(
-        self, info: Ctx, project_id: ProjectId, input: DashboardInput
-    ) -> SavedDashboard:
+    async def create_dashboard(self, info: Ctx, project_id: ProjectId, input: Definition) -> SavedDashboard:
         ctx = info.context
         project = await ctx.project(project_id)
         created = await _write(
@@ -98,7 +97,7 @@ class DashboardMutation:
         return _public(created)
 
     @strawberry.mutation(description="Replace a dashboard's name and panels.")
-    async def update_dashboard(self, info: Ctx, id: DashboardId, input: DashboardInput) -> SavedDashboard:
+    async def update_dashboard(self, info: Ctx, id: DashboardId, input: Definition) -> SavedDashboard:
         ctx = info.context
         current = await _load(ctx, id)
         updated = await _write(

@@ -18,27 +18,27 @@ MAX_BUILD_DAYS = 400
 
 @strawberry.type(description="A message the landing workers could not land, as it was received.")
 class DeadLetter:
-    id: strawberry.ID
-    dead_at: datetime
-    reason: str
-    detail: str
+    id: strawberry.ID = strawberry.field(description="The dead letter's id.")
+    dead_at: datetime = strawberry.field(description="When the landing worker gave up on it.")
+    reason: str = strawberry.field(description="Stable snake_case reason code, e.g. invalid_json.")
+    detail: str = strawberry.field(description="What exactly was wrong, if known.")
     payload: str = strawberry.field(description="The original bytes as text, cut at 4 KiB.")
-    payload_bytes: int
-    source_topic: str
-    source_partition: int
-    source_offset: Long
+    payload_bytes: int = strawberry.field(description="Size of the original payload.")
+    source_topic: str = strawberry.field(description="Kafka topic it was read from.")
+    source_partition: int = strawberry.field(description="Partition of that topic.")
+    source_offset: Long = strawberry.field(description="Offset in that partition.")
 
 
 @strawberry.type(description="A landed UTC day and the aggregate build (Dagster run) that last rebuilt it.")
 class DayBuild:
-    date: date
-    events: Long
-    landed_version: Long
+    date: date = strawberry.field(description="The UTC day.")
+    events: Long = strawberry.field(description="Events landed for the day.")
+    landed_version: Long = strawberry.field(description="Bumped by every landing transaction of the day.")
     built_version: Long | None = strawberry.field(description="Null: never built.")
-    built_at: datetime | None
+    built_at: datetime | None = strawberry.field(description="When the last build ran.")
     run_id: str | None = strawberry.field(description="Dagster run id of the build; null outside Dagster.")
     stale: bool = strawberry.field(description="Data landed after the build (a rebuild is due).")
-    last_landed_at: datetime
+    last_landed_at: datetime = strawberry.field(description="When data of the day last landed.")
 
 
 @strawberry.type
