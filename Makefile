@@ -4,16 +4,17 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
 .PHONY: venv up test lint bench
 
-venv: .venv/.synced
+venv: .venv/.synced dashboards/node_modules/.installed
 
-.venv/.synced: pyproject.toml uv.lock dashboards/package-lock.json
+.venv/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
 	$(UV) sync --frozen --extra dev
-	@# plotly.js "basic" for the dashboard (1.2 MB, fast first chart); without npm it serves the wheel's full bundle
-	@if command -v npm >/dev/null 2>&1; then npm ci --prefix dashboards --no-audit --no-fund --loglevel=error \
-	  || echo "npm ci failed: the dashboard will serve the full plotly.js of the plotly wheel"; \
-	  else echo "npm not found: the dashboard will serve the full plotly.js of the plotly wheel (slower first chart)"; fi
 	@touch $@
+
+# plotly.js "basic" for the dashboard (1.2 MB, fast first chart); without npm it serves the wheel's full bundle
+dashboards/node_modules/.installed: dashboards/package.json dashboards/package-lock.json
+	@if command -v npm >/dev/null 2>&1 && npm ci --prefix dashboards --no-audit --no-fund --loglevel=error; then \
+	  touch $@; else echo "npm missing or failed: the dashboard serves the full plotly.js of the plotly wheel"; fi
 
 up: venv
 	.venv/bin/pulseops up --demo
