@@ -311,6 +311,17 @@ def test_custom_metric_with_a_dimension_is_created_and_charted(page, stack: Stac
     assert {t["name"]: dict(zip(t["x"], t["y"], strict=True)) for t in traces} == want
     shot(page, "metrics")
 
+    page.get_by_role("button", name="Edit Events by plan").click()
+    page.get_by_label("Name", exact=True).fill("Users by plan")
+    page.get_by_role("button", name="Save changes").click()
+    page.get_by_role("cell", name="Users by plan", exact=True).wait_for()
+    page.on("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete Users by plan").click()
+    page.get_by_text("No custom metrics yet").wait_for()
+    assert stack.gql("query($p: ID!) { metricDefinitions(projectId: $p) { id } }", {"p": str(stack.web)}) == {
+        "metricDefinitions": []
+    }
+
 
 def test_saved_dashboard_keeps_panels_with_their_own_ranges(page, stack: Stack) -> None:
     sign_in(page, stack)
