@@ -178,9 +178,6 @@ class AlertSettings(BaseModel):
     tick_s: float = Field(0.5, description="How often the evaluator looks for due rules.")
     http_timeout_s: float = Field(5.0, description="Per attempt, webhook and Slack deliveries.")
     max_attempts: int = Field(3, description="Delivery attempts per channel and firing (backoff 0.5 s, 1 s).")
-    signature_tolerance_s: int = Field(
-        300, description="Receivers should refuse a webhook whose timestamp is further off than this."
-    )
     smtp_host: str | None = Field(None, description="SMTP server for e-mail alerts; unset: e-mail fails.")
     smtp_port: int = 587
     smtp_user: str | None = None
