@@ -36,6 +36,13 @@ def _unexpected(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, GraphQLError)
 
 
+class Schema(strawberry.Schema):
+    """Logs only unexpected errors: a client's FORBIDDEN or bad input is an answer, not an incident."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context=None) -> None:
+        super().process_errors([e for e in errors if _unexpected(e)], execution_context)
+
+
 def build_schema(settings: QuerySettings) -> strawberry.Schema:
     extensions = [
         ParserCache(maxsize=1000),
@@ -47,7 +54,7 @@ def build_schema(settings: QuerySettings) -> strawberry.Schema:
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection())
-    return strawberry.Schema(
+    return Schema(
         query=RootQuery,
         mutation=RootMutation,
         subscription=Subscription,

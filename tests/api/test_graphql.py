@@ -503,3 +503,11 @@ def test_live_event_counts_over_websocket(api):
             if msg["id"] == "2":
                 break
         assert msg["type"] == "error" or msg["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_client_errors_are_not_logged_as_incidents(api, caplog):
+    foreign = {"p": str(api.tenants["quiet"]["project_id"]), "f": "2026-01-01", "t": "2026-01-02"}
+    q = "query($p: ID!, $f: Date!, $t: Date!) { totalEvents(projectId: $p, from: $f, to: $t) }"
+    with caplog.at_level("ERROR"):
+        assert api.error(q, foreign)["extensions"]["code"] == "FORBIDDEN"
+    assert not [r for r in caplog.records if r.name.startswith("strawberry")]
