@@ -84,7 +84,9 @@ class QuerySettings(BaseModel):
     max_depth: int = 8
     max_aliases: int = 20
     max_tokens: int = 2000
-    max_range_days: int = Field(400, description="Longest date range a query may ask for.")
+    max_range_days: int = Field(
+        365, description="Longest date range a query may ask for (at most the aggregates' retention)."
+    )
     max_raw_range_days: int = Field(
         92, description="Longest range for questions only raw events answer (property filters, breakdowns)."
     )

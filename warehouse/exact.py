@@ -123,6 +123,25 @@ def days_without_raw(conn: psycopg.Connection, project_id: uuid.UUID, first: dat
     ]
 
 
+class RawDataGone(Exception):
+    """Raw events of these UTC days are no longer in PostgreSQL (cold tier, retention): a question that needs
+    them cannot be answered exactly here, and must not be answered with a silent undercount."""
+
+    def __init__(self, days: list[date]) -> None:
+        super().__init__(f"raw events of {days[0]}..{days[-1]} are no longer in PostgreSQL")
+        self.days = days
+
+
+def require_raw(conn: psycopg.Connection, project_id: uuid.UUID, days: list[date]) -> None:
+    """Raise `RawDataGone` if any of `days` that received data lost its raw partition."""
+    if not days:
+        return
+    wanted = set(days)
+    gone = [d for d in days_without_raw(conn, project_id, min(days), max(days)) if d in wanted]
+    if gone:
+        raise RawDataGone(gone)
+
+
 def data_version(conn: psycopg.Connection, project_id: uuid.UUID, first: date, last: date) -> str:
     """Moves whenever rows land in, or aggregates are rebuilt for, the project's UTC days [first, last]."""
     landed, built, builds, last_build = conn.execute(
@@ -207,6 +226,7 @@ def rollup_source(
         raw = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     else:
         raw = raw_days(conn, scope.project_id, first, last)
+    require_raw(conn, scope.project_id, raw)
     raw_query, params = raw_events_sql(scope, "e.event_time, e.event_name", raw)
     if daily and scope.tz in UTC_ZONES:
         built = """
@@ -253,6 +273,7 @@ def activity_source(conn: psycopg.Connection, scope: Scope) -> tuple[sql.Composa
     else:
         raw = raw_days(conn, scope.project_id, first, last)
         use_aggregates = True
+    require_raw(conn, scope.project_id, raw)
     raw_query, params = raw_events_sql(
         scope,
         # seconds since the event's UTC midnight, floored to its 15-minute slot (as the build does)

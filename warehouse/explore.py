@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
-from warehouse.exact import Scope
+from warehouse.exact import Scope, require_raw
 from warehouse.filters import PropertyFilter, compile_filters
 
 
@@ -24,6 +24,8 @@ class BreakdownRow:
 
 def breakdown(conn: psycopg.Connection, scope: Scope, key: str, limit: int) -> tuple[list[BreakdownRow], int]:
     """Events and distinct users per value of property `key` (top `limit` by events), and the total events."""
+    first, last = scope.utc_days
+    require_raw(conn, scope.project_id, [first + timedelta(days=i) for i in range((last - first).days + 1)])
     condition, params = compile_filters(scope.filters)
     s, e = scope.utc_range
     names = list(scope.event_names) if scope.event_names is not None else None

@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from warehouse.exact import Scope, base_params, offset_at, raw_days, raw_events_sql
+from warehouse.exact import Scope, base_params, offset_at, raw_days, raw_events_sql, require_raw
 from warehouse.filters import FilterOp, PropertyFilter
 
 Aggregation = Literal["count", "unique_users", "sum", "avg"]
@@ -183,6 +183,7 @@ def metric_series(
     every_day = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     from_aggregates = scope.tz == "UTC" and granularity == "day"
     raw = _rebuild_needed(conn, metric, first, last) if from_aggregates else every_day
+    require_raw(conn, metric.project_id, raw)
     raw_query, params = raw_events_sql(
         scope,
         "e.event_time, e.distinct_id, e.properties, CASE WHEN jsonb_typeof(e.properties -> %(prop)s) = 'number' "

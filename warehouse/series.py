@@ -25,6 +25,7 @@ from warehouse.exact import (
     offset_at,
     raw_days,
     raw_events_sql,
+    require_raw,
     rollup_source,
 )
 
@@ -187,6 +188,7 @@ def active_users(conn: psycopg.Connection, scope: Scope, window_days: int = 1) -
 def _utc_daily_users(conn: psycopg.Connection, scope: Scope) -> list[tuple[date, int]]:
     """DAU in UTC: local days are UTC days, so clean days read the build's per-day count directly."""
     raw = raw_days(conn, scope.project_id, scope.start, scope.end)
+    require_raw(conn, scope.project_id, raw)
     raw_query, params = raw_events_sql(scope, "e.distinct_id", raw)
     rows = dict(
         conn.execute(

@@ -95,9 +95,15 @@ class VersionMemo:
         hit = self._entries.get(key)
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
-    def put(self, key: tuple, version: str) -> None:
-        if self._ttl <= 0:
+    def put(self, key: tuple, version: str, read_at: float) -> None:
+        """`read_at`: `time.monotonic()` taken before the version was read. The entry expires `ttl_s` after
+        that moment (not after a slow computation ends), and an older read never replaces a newer one."""
+        expires = read_at + self._ttl
+        if self._ttl <= 0 or expires <= time.monotonic():
+            return
+        current = self._entries.get(key)
+        if current is not None and current[0] >= expires:
             return
         if len(self._entries) >= self._max:
             self._entries.clear()
-        self._entries[key] = (time.monotonic() + self._ttl, version)
+        self._entries[key] = (expires, version)

@@ -26,13 +26,14 @@ from api.graphql.inputs import PropertyFilter as PropertyFilterInput
 from api.ratelimit import RateLimiter
 from api.security import KeyCache
 from pulseops.settings import Settings
-from warehouse.exact import Scope, data_version, days_without_raw, snapshot
+from warehouse.exact import RawDataGone, Scope, data_version, snapshot
 from warehouse.filters import FilterError, FilterOp, PropertyFilter
 from warehouse.tenants import ApiKeyRow
 
 T = TypeVar("T")
 ZONES = frozenset(zoneinfo.available_timezones())
 MAX_EVENT_NAMES = 50
+EARLIEST, LATEST = date(1970, 1, 1), date(2199, 12, 31)  # far from datetime's limits in any zone and window
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,8 @@ class Context(BaseContext):
             raise bad_input("timezone", f"unknown IANA time zone {tz[:64]!r}")
         if end < start:
             raise bad_input("to", "must not be before from")
+        if start < EARLIEST or end > LATEST:
+            raise bad_input("from" if start < EARLIEST else "to", f"dates must lie in {EARLIEST}..{LATEST}")
         converted = tuple(_filter(i, f) for i, f in enumerate(filters or ()))
         raw_only = raw_only or bool(converted)
         limit = self.settings.max_raw_range_days if raw_only else self.settings.max_range_days
@@ -168,16 +171,6 @@ class Context(BaseContext):
                 raise bad_input(
                     "from",
                     f"property filters and breakdowns read raw events, kept from {oldest.isoformat()} on",
-                )
-            probe = Scope(project.id, start, end, tz)
-            gone = await run_in_threadpool(
-                self._plain, lambda conn: days_without_raw(conn, project.id, *probe.utc_days)
-            )
-            if gone:
-                raise bad_input(
-                    "from",
-                    f"raw events up to {gone[-1].isoformat()} (UTC) moved to the cold tier; property filters and "
-                    "breakdowns read raw events: start after that day",
                 )
         names = None
         if event_names is not None:
@@ -196,6 +189,12 @@ class Context(BaseContext):
         try:
             with self.services.pool.connection() as conn, snapshot(conn, self.settings.statement_timeout_ms):
                 return fn(conn)
+        except RawDataGone as exc:
+            raise bad_input(
+                "from",
+                f"raw events up to {exc.days[-1].isoformat()} (UTC) are no longer in PostgreSQL (cold tier); "
+                "this question needs them: start after that day, or use `pulseops sql`",
+            ) from None
         except psycopg.errors.QueryCanceled as exc:
             raise ClientError(
                 f"the query ran longer than {self.settings.statement_timeout_ms} ms; narrow the range or filters",
@@ -251,9 +250,10 @@ class Context(BaseContext):
         if cache.available:
             current = self.services.versions.get(memo_key) if memo_key else None
             if current is None:
+                read_at = time.monotonic()
                 current = await run_in_threadpool(self._plain, version)  # one statement: no snapshot needed
                 if memo_key:
-                    self.services.versions.put(memo_key, current)
+                    self.services.versions.put(memo_key, current, read_at)
             hit = await cache.get(
                 cache_key(project.org_id, project.id, field_name, current, arguments), field_name, result_type
             )
@@ -263,9 +263,10 @@ class Context(BaseContext):
         def compute(conn: psycopg.Connection) -> tuple[str, T]:
             return version(conn), build(conn)  # the version of the snapshot the answer comes from
 
+        read_at = time.monotonic()
         seen, result = await self.run(compute)
         if memo_key:
-            self.services.versions.put(memo_key, seen)
+            self.services.versions.put(memo_key, seen, read_at)
         await cache.put(cache_key(project.org_id, project.id, field_name, seen, arguments), result)
         return result
 

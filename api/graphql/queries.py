@@ -176,7 +176,9 @@ class Query:
         filters: Filters = None,
     ) -> ActiveUsersSeries:
         ctx = info.context
-        project, scope = await ctx.scope(project_id, from_, to, timezone, event_names, filters)
+        # user_activity knows no event names: with names, every day is read raw
+        raw_only = event_names is not None
+        project, scope = await ctx.scope(project_id, from_, to, timezone, event_names, filters, raw_only=raw_only)
         wide = scope.widened(kind.value - 1)
 
         def build(conn) -> ActiveUsersSeries:

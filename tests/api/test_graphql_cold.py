@@ -82,3 +82,22 @@ def test_queries_spanning_cold_and_hot_days_equal_truth(db, database_url, broker
         ).json()
         hot_truth = Truth(rows_of(landed), tenant["project_id"], "UTC", old[-1] + timedelta(days=1), last)
         assert body["data"]["eventCounts"]["total"] == hot_truth.total(where=lambda p: p.get("plan") == "pro")
+
+        # other questions that need raw events of the dropped days are refused too, inside the read snapshot
+        for needs_raw in (
+            'query($p: ID!, $f: Date!, $t: Date!) { activeUsers(projectId: $p, from: $f, to: $t, eventNames: ["page_view"]) { days { value } } }',
+            'query($p: ID!, $f: Date!, $t: Date!) { breakdown(projectId: $p, property: "plan", from: $f, to: $t) { totalEvents } }',
+        ):
+            body = client.post(
+                "/graphql", json={"query": needs_raw, "variables": variables}, headers=headers
+            ).json()
+            assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "from"}, needs_raw
+        # a metric created now: its built days predate it, so its series needs raw events of the dropped days
+        create = 'mutation($p: ID!) { createMetric(projectId: $p, input: {name: "views", aggregation: COUNT}) { id } }'
+        metric = client.post(
+            "/graphql", json={"query": create, "variables": {"p": variables["p"]}}, headers=headers
+        )
+        series_q = "query($m: ID!, $f: Date!, $t: Date!) { metricSeries(metricId: $m, from: $f, to: $t) { points { value } } }"
+        mv = {"m": metric.json()["data"]["createMetric"]["id"], "f": variables["f"], "t": variables["t"]}
+        body = client.post("/graphql", json={"query": series_q, "variables": mv}, headers=headers).json()
+        assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "from"}
