@@ -133,16 +133,13 @@ def active_users(conn: psycopg.Connection, scope: Scope, window_days: int = 1) -
             """
             WITH act AS ({source}),
             -- slot_mask is not inlinable: evaluate it once per (UTC day, local day), not once per user row
+            -- (UTC day, local day, local day's first and next midnight) pairs computed in Python: a midnight
+            -- that occurs twice must start the day at its first reading (PostgreSQL's AT TIME ZONE takes the
+            -- later one); slot_mask is not inlinable, so it runs once per pair, not once per user row
             masks AS MATERIALIZED (
-                SELECT DISTINCT u.day, c.local_day,
-                       slot_mask(u.day, c.local_day::timestamp AT TIME ZONE %(tz)s,
-                                 (c.local_day + 1)::timestamp AT TIME ZONE %(tz)s) AS mask
-                FROM (SELECT d::date AS day FROM generate_series(%(ufirst)s::date, %(ulast)s::date, interval '1 day') d) u
-                CROSS JOIN LATERAL (VALUES
-                    (((u.day::timestamp AT TIME ZONE 'UTC') AT TIME ZONE %(tz)s)::date),
-                    (((((u.day + 1)::timestamp AT TIME ZONE 'UTC') - interval '1 microsecond') AT TIME ZONE %(tz)s)::date)
-                ) AS c(local_day)
-                WHERE c.local_day BETWEEN %(wstart)s AND %(end)s
+                SELECT m.day, m.local_day, slot_mask(m.day, m.s, m.e) AS mask
+                FROM unnest(%(mu)s::date[], %(mc)s::date[], %(ms)s::timestamptz[], %(me)s::timestamptz[])
+                     AS m(day, local_day, s, e)
             ),
             local_days AS (
                 SELECT DISTINCT a.distinct_id, m.local_day
@@ -170,8 +167,7 @@ def active_users(conn: psycopg.Connection, scope: Scope, window_days: int = 1) -
             "w": window_days,
             "wstart": wide.start,
             "end": scope.end,
-            "ufirst": wide.utc_days[0],
-            "ulast": wide.utc_days[1],
+            **_mask_pairs(wide, scope.end),
         },
     ).fetchall()
     edges = dict(rows)
@@ -181,6 +177,27 @@ def active_users(conn: psycopg.Connection, scope: Scope, window_days: int = 1) -
     while day <= scope.end:
         running += edges.get(day, 0)
         out.append((day, running))
+        day += timedelta(days=1)
+    return out
+
+
+def _mask_pairs(wide: Scope, end: date) -> dict[str, list]:
+    """For each UTC day of the scope, the local days it overlaps, with their bounds as instants."""
+    zone = ZoneInfo(wide.tz)
+    first, last = wide.utc_days
+    out: dict[str, list] = {"mu": [], "mc": [], "ms": [], "me": []}
+    day = first
+    while day <= last:
+        start = datetime.combine(day, datetime.min.time(), UTC)
+        candidates = {
+            start.astimezone(zone).date(),
+            (start + timedelta(days=1, microseconds=-1)).astimezone(zone).date(),
+        }
+        for local in sorted(c for c in candidates if wide.start <= c <= end):
+            out["mu"].append(day)
+            out["mc"].append(local)
+            out["ms"].append(datetime.combine(local, datetime.min.time(), zone))
+            out["me"].append(datetime.combine(local + timedelta(days=1), datetime.min.time(), zone))
         day += timedelta(days=1)
     return out
 

@@ -182,3 +182,23 @@ def test_an_event_in_the_last_half_second_of_a_slot_stays_in_its_slot(db, built)
     assert series.active_users(db, scope, 1) == [(when.date(), 1)]
     kolkata = Scope(t["project_id"], date(2026, 11, 4), date(2026, 11, 4), "Asia/Kolkata")
     assert series.active_users(db, kolkata, 1) == [(date(2026, 11, 4), 1)]
+
+
+@pytest.mark.parametrize("built", [False, True])
+def test_a_local_midnight_that_occurs_twice_starts_the_day_at_its_first_reading(db, built):
+    """Azores, 2025-10-26: local 00:00-01:00 happens at +00:00 and again at -01:00; 00:30Z is Oct 26 local."""
+    import uuid
+
+    t = make_tenant(db)
+    when = datetime(2025, 10, 26, 0, 30, tzinfo=UTC)
+    land_rows(db, [(t["project_id"], when, uuid.uuid4(), t["org_id"], "page_view", "early", when, "{}")])
+    if built:
+        rebuild_day(db, when.date())
+    scope = Scope(t["project_id"], date(2025, 10, 25), date(2025, 10, 26), "Atlantic/Azores")
+    assert series.active_users(db, scope, 1) == [(date(2025, 10, 25), 0), (date(2025, 10, 26), 1)]
+    assert series.active_users(db, scope, 7) == [(date(2025, 10, 25), 0), (date(2025, 10, 26), 1)]
+    daily = series.event_counts(db, scope, "day")
+    assert [(p.local_start.date(), p.value) for p in daily] == [
+        (date(2025, 10, 25), 0),
+        (date(2025, 10, 26), 1),
+    ]
