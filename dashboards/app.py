@@ -163,14 +163,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> dict:
         return {"status": "ok"}
 
+    async def _read_capped(request: Request, limit: int) -> bytes | None:
+        """The body, or None once it exceeds `limit` (declared or streamed): never buffers more than that."""
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return None
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     @app.post("/graphql", include_in_schema=False)
     async def relay(request: Request) -> Response:
         headers = {"Content-Type": "application/json"}
         for name in ("x-api-key", "authorization"):
             if name in request.headers:
                 headers[name] = request.headers[name]
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
+        body = await _read_capped(request, MAX_BODY_BYTES)
+        if body is None:
             return JSONResponse(
                 {
                     "error": "too_large",

@@ -186,6 +186,11 @@ class AlertSettings(BaseModel):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = True
     smtp_from: str = "pulseops@localhost"
+    allow_private_targets: bool = Field(
+        False,
+        description="Let webhooks reach loopback, private and link-local addresses. Off: any read key could "
+        "otherwise make the evaluator probe internal services (cloud metadata, admin ports).",
+    )
 
 
 class Settings(BaseSettings):

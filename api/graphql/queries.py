@@ -178,7 +178,9 @@ class Query:
         ctx = info.context
         # user_activity knows no event names: with names, every day is read raw
         raw_only = event_names is not None
-        project, scope = await ctx.scope(project_id, from_, to, timezone, event_names, filters, raw_only=raw_only)
+        project, scope = await ctx.scope(
+            project_id, from_, to, timezone, event_names, filters, raw_only=raw_only
+        )
         wide = scope.widened(kind.value - 1)
 
         def build(conn) -> ActiveUsersSeries:

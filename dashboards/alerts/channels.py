@@ -6,7 +6,9 @@ with the firing and shown in the alert history.
 
 from __future__ import annotations
 
+import ipaddress
 import smtplib
+import socket
 import time
 from dataclasses import asdict, dataclass
 from email.message import EmailMessage
@@ -82,11 +84,31 @@ def _post(channel: dict[str, Any], alert: dict[str, Any], settings: AlertSetting
             DELIVERY_HEADER: alert["delivery_id"],
             **sign(channel["secret"], body),
         }
+    _check_target(channel["url"], settings)
     # No redirects: a receiver must not bounce a signed payload (or our request) elsewhere.
     response = httpx.post(
         channel["url"], content=body, headers=headers, timeout=settings.http_timeout_s, follow_redirects=False
     )
     return response.status_code
+
+
+def _check_target(url: str, settings: AlertSettings) -> None:
+    """Refuse webhook hosts that resolve to non-public addresses (SSRF guard) unless allowed by setting.
+
+    Resolved here and again by httpx when it connects: a DNS answer that changes in between (rebinding) is
+    not covered; an egress firewall is the complete answer and docs/dashboards.md says so.
+    """
+    if settings.allow_private_targets:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("webhook URL must be http(s) with a host")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    for info in socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP):
+        if not ipaddress.ip_address(info[4][0].split("%")[0]).is_global:
+            raise ValueError(
+                "webhook host resolves to a non-public address (PULSEOPS_ALERTS__ALLOW_PRIVATE_TARGETS)"
+            )
 
 
 def _email(to: str, alert: dict[str, Any], settings: AlertSettings) -> None:

@@ -48,7 +48,8 @@ def hook() -> Iterator[str]:
 
 def settings(database_url: str) -> Settings:
     return Settings(
-        db={"url": database_url}, alerts={"interval_s": 0, "max_attempts": 2, "http_timeout_s": 2}
+        db={"url": database_url},
+        alerts={"interval_s": 0, "max_attempts": 2, "http_timeout_s": 2, "allow_private_targets": True},
     )
 
 
@@ -237,3 +238,25 @@ def test_email_goes_through_the_configured_smtp_server(db, database_url) -> None
         assert b"Subject: [PulseOps] mail me (acme/web): events = 8 > 5 over the last 300 s" in message
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/x",
+        "http://10.0.0.1/x",
+    ],
+)
+def test_webhooks_to_non_public_addresses_are_refused_by_default(url):
+    """SSRF guard: a read key must not make the evaluator probe internal services."""
+    from dashboards.alerts.channels import deliver
+    from pulseops.settings import AlertSettings
+
+    alert = {"delivery_id": "d-1", "rule": {"name": "r"}, "project": "p", "metric": "events", "value": 1.0,
+             "threshold": 0.0, "comparison": "gt", "window_seconds": 60}  # fmt: skip
+    result = deliver(
+        {"kind": "webhook", "url": url, "secret": "s3cret"}, alert, AlertSettings(max_attempts=1)
+    )
+    assert not result.ok and result.status is None and "non-public" in result.error

@@ -67,3 +67,10 @@ def test_relay_says_when_the_api_is_down_and_refuses_huge_bodies(client: TestCli
     assert r.status_code == 502 and r.json()["error"] == "api_unavailable"
     big = client.post("/graphql", content=b"x" * (300 * 1024), headers={"Content-Type": "application/json"})
     assert big.status_code == 413
+
+    def chunks():  # no Content-Length: the cap applies while streaming
+        for _ in range(300):
+            yield b"x" * 1024
+
+    streamed = client.post("/graphql", content=chunks(), headers={"Content-Type": "application/json"})
+    assert streamed.status_code == 413

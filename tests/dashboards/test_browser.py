@@ -132,6 +132,7 @@ def stack(database_url: str, broker: str) -> Iterator[Stack]:
         "PULSEOPS_DASHBOARD__DAGSTER_URL": "http://127.0.0.1:3999",
         "PULSEOPS_ALERTS__INTERVAL_S": "1",
         "PULSEOPS_ALERTS__TICK_S": "0.2",
+        "PULSEOPS_ALERTS__ALLOW_PRIVATE_TARGETS": "true",  # the test's webhook receiver listens on 127.0.0.1
     }
     procs = [_spawn(env, "dashboard", "-m", "dashboards"), _spawn(env, "alerts", "-m", "dashboards.alerts")]
     s = Stack(f"http://127.0.0.1:{port}", system.url, org_key, t["ingest_key"], t["project_id"], mobile,
