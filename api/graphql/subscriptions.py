@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 
 import strawberry
 
+from api.graphql.errors import ClientError
 from api.graphql.queries import Ctx, ProjectId
 from api.graphql.types import LiveEventCount
 
@@ -21,6 +23,14 @@ WHERE project_id = %(p)s AND event_time >= %(sec)s - interval '59 seconds'
 """
 
 
+KEY_RECHECK_S = 10.0
+
+
+def _key_active(conn, key_id) -> bool:
+    row = conn.execute("SELECT revoked_at IS NULL FROM api_keys WHERE id = %s", (key_id,)).fetchone()
+    return bool(row and row[0])
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
@@ -32,8 +42,14 @@ class Subscription:
     ) -> AsyncGenerator[LiveEventCount, None]:
         ctx = info.context
         project = await ctx.project(project_id)
+        key = await ctx.key()
         interval = ctx.settings.live_interval_s
+        checked = time.monotonic()
         while True:
+            if time.monotonic() - checked >= KEY_RECHECK_S:  # a revoked key stops streaming within this bound
+                if not await ctx.run(lambda conn: _key_active(conn, key.id)):
+                    raise ClientError("the API key was revoked", "UNAUTHENTICATED")
+                checked = time.monotonic()
             now = datetime.now(UTC)
             second = now.replace(microsecond=0) - timedelta(seconds=1)
             params = {"p": project.id, "sec": second, "day": now.date()}

@@ -511,3 +511,30 @@ def test_client_errors_are_not_logged_as_incidents(api, caplog):
     with caplog.at_level("ERROR"):
         assert api.error(q, foreign)["extensions"]["code"] == "FORBIDDEN"
     assert not [r for r in caplog.records if r.name.startswith("strawberry")]
+
+
+def test_a_revoked_key_stops_its_live_subscription(api, monkeypatch):
+    from api.graphql import subscriptions
+    from warehouse.tenants import revoke_api_key
+
+    monkeypatch.setattr(subscriptions, "KEY_RECHECK_S", 0.5)
+    hot = api.tenants["hot"]
+    sub = "subscription($p: ID!) { liveEventCounts(projectId: $p) { eventsToday } }"
+    with api.client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        ws.send_json({"type": "connection_init", "payload": {"apiKey": hot["read_key"]}})
+        assert ws.receive_json()["type"] == "connection_ack"
+        ws.send_json(
+            {
+                "id": "1",
+                "type": "subscribe",
+                "payload": {"query": sub, "variables": {"p": str(hot["project_id"])}},
+            }
+        )
+        assert ws.receive_json()["type"] == "next"
+        assert revoke_api_key(api.db, hot["read_key_id"])
+        for _ in range(5):
+            msg = ws.receive_json()
+            if msg["type"] != "next" or msg["payload"].get("errors"):
+                break
+        errors = msg["payload"] if msg["type"] == "error" else msg["payload"]["errors"]
+        assert errors[0]["extensions"]["code"] == "UNAUTHENTICATED"
