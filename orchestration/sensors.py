@@ -9,6 +9,7 @@ cold_export_sensor: exports each closed day to the cold tier (with its parity ch
 whenever its PostgreSQL data changed since (late data, a rebuild); run key = day + summed source versions.
 """
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -94,7 +95,8 @@ def cold_export_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse
             continue
         requests.append(
             dg.RunRequest(
-                run_key=f"cold:{key}:{d.version}",
+                # a retry of a failed export needs a new run key: one per retry window
+                run_key=f"cold:{key}:{d.version}" + (f":retry{int(time.time() // 3600)}" if d.failed else ""),
                 partition_key=key,
                 tags={
                     "pulseops/reason": "cold_export",

@@ -329,9 +329,16 @@ class DayToExport:
     day: date
     version: int  # sum of the source versions of the day's projects: changes whenever any of them does
     projects: int
+    failed: bool = False  # a previous export or parity check of the day failed: this is a retry
 
 
-def days_to_export(conn: psycopg.Connection, first: date, before: date, limit: int) -> list[DayToExport]:
+def days_to_export(
+    conn: psycopg.Connection,
+    first: date,
+    before: date,
+    limit: int,
+    retry_after: timedelta = timedelta(hours=1),
+) -> list[DayToExport]:
     """Days in [first, before) whose PostgreSQL data is not in the cold tier as it is now: a project never
     exported, or exported before more data landed (events) or before a rebuild (aggregates). Days whose
     raw partition retention dropped are done: their landed version still equals the export's."""
@@ -345,16 +352,20 @@ def days_to_export(conn: psycopg.Connection, first: date, before: date, limit: i
             CROSS JOIN (VALUES ('event_rollups'), ('daily_aggregates')) AS d (dataset)
             WHERE b.day >= %(first)s AND b.day < %(before)s
         )
-        SELECT w.day, sum(w.version)::bigint, count(DISTINCT w.project_id)::int
+        SELECT w.day, sum(w.version)::bigint, count(DISTINCT w.project_id)::int,
+               coalesce(bool_or(c.status = 'failed'), false)
         FROM want w LEFT JOIN cold_exports c USING (dataset, project_id, day)
         GROUP BY w.day
-        HAVING bool_or(c.project_id IS NULL OR c.source_version <> w.version OR c.status = 'exported')
+        -- a failed export or check is retried once its last attempt is older than %(retry_after)s
+        HAVING bool_or(c.project_id IS NULL OR c.source_version <> w.version OR c.status = 'exported'
+                       OR (c.status = 'failed'
+                           AND coalesce(c.verified_at, c.exported_at) < now() - %(retry_after)s::interval))
         ORDER BY w.day
         LIMIT %(limit)s
         """,
-        {"first": first, "before": before, "limit": limit},
+        {"first": first, "before": before, "limit": limit, "retry_after": retry_after},
     ).fetchall()
-    return [DayToExport(d, v, n) for d, v, n in rows]
+    return [DayToExport(d, v, n, f) for d, v, n, f in rows]
 
 
 # --- checksums and the parity check --------------------------------------------------------------------

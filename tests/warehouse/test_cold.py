@@ -436,3 +436,18 @@ def test_an_s3_url_selects_pyarrows_s3_filesystem_without_touching_the_network()
     assert store.full("events/x.parquet") == "analytics-cold/pulseops/events/x.parquet"
     local = cold.ColdStore.from_settings(ColdSettings(url="relative/cold"))
     assert local.local and local.root == str(Path("relative/cold").absolute())
+
+
+def test_a_failed_export_is_retried_after_the_retry_window(db, database_url, landed, cold_settings):
+    _rows, projects, days = landed
+    day = days[0]
+    cold.export_day(db, database_url, day, cold_settings)
+    _org, hot = projects["hot"]
+    path = Path(cold_settings.url) / cold.relative_path(cold.EVENTS, day, hot)
+    path.write_bytes(path.read_bytes()[:100])
+    assert not cold.verify_day(db, day, cold_settings).ok
+    after = days[-1] + timedelta(days=1)
+    waiting = cold.days_to_export(db, day, after, limit=100, retry_after=timedelta(hours=1))
+    assert day not in [d.day for d in waiting]  # not hammered while it keeps failing
+    due = {d.day: d for d in cold.days_to_export(db, day, after, limit=100, retry_after=timedelta(0))}
+    assert due[day].failed
