@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from typing import Any, TypeVar
 
 import msgspec
@@ -36,10 +37,38 @@ def cache_key(org_id: Any, project_id: Any, field: str, version: str, arguments:
 
 
 class QueryCache:
+    """Redis, fronted by a small per-process LRU of the same entries.
+
+    Keys carry the data version, so a key always means the same bytes: a process may keep its own copy as
+    long as Redis would (TTL) without any invalidation, and skip the Redis round trip (~1 ms here) on repeats.
+    """
+
+    LOCAL_ENTRIES = 1000
+    LOCAL_MAX_BYTES = 256 * 1024  # per entry; bigger answers are shared through Redis only
+
     def __init__(self, redis: Redis | None, ttl_s: int) -> None:
         self._redis = redis
         self._ttl = ttl_s
         self._down_until = 0.0
+        self._local: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    def _remember(self, key: str, raw: bytes) -> None:
+        if len(raw) > self.LOCAL_MAX_BYTES:
+            return
+        self._local[key] = (time.monotonic() + self._ttl, raw)
+        self._local.move_to_end(key)
+        while len(self._local) > self.LOCAL_ENTRIES:
+            self._local.popitem(last=False)
+
+    def _recall(self, key: str) -> bytes | None:
+        hit = self._local.get(key)
+        if hit is None:
+            return None
+        if hit[0] <= time.monotonic():
+            del self._local[key]
+            return None
+        self._local.move_to_end(key)
+        return hit[1]
 
     @property
     def available(self) -> bool:
@@ -49,28 +78,35 @@ class QueryCache:
         if not self.available:
             LOOKUPS.labels(field, "bypass").inc()
             return None
-        try:
-            raw = await self._redis.get(key)
-        except (RedisError, OSError) as exc:
-            self._trip(exc)
-            LOOKUPS.labels(field, "error").inc()
-            return None
+        raw = self._recall(key)
+        source = "local_hit"
         if raw is None:
-            LOOKUPS.labels(field, "miss").inc()
-            return None
+            source = "hit"
+            try:
+                raw = await self._redis.get(key)
+            except (RedisError, OSError) as exc:
+                self._trip(exc)
+                LOOKUPS.labels(field, "error").inc()
+                return None
+            if raw is None:
+                LOOKUPS.labels(field, "miss").inc()
+                return None
+            self._remember(key, raw)
         try:
             value = msgspec.json.decode(raw, type=result_type)
         except msgspec.ValidationError:
             LOOKUPS.labels(field, "miss").inc()  # a value from an older schema: recompute and overwrite
             return None
-        LOOKUPS.labels(field, "hit").inc()
+        LOOKUPS.labels(field, source).inc()
         return value
 
     async def put(self, key: str, value: Any) -> None:
         if not self.available:
             return
+        raw = msgspec.json.encode(value)
+        self._remember(key, raw)
         try:
-            await self._redis.set(key, msgspec.json.encode(value), ex=self._ttl)
+            await self._redis.set(key, raw, ex=self._ttl)
         except (RedisError, OSError) as exc:
             self._trip(exc)
 

@@ -317,7 +317,7 @@ def test_cached_answers_are_byte_identical_and_move_with_new_data(api, redis_url
     second = api.client.post("/graphql", json=body, headers=headers)
     assert first.content == second.content
     metrics = api.client.get("/metrics").text
-    assert 'pulseops_graphql_cache_total{field="metrics",result="hit"}' in metrics
+    assert 'pulseops_graphql_cache_total{field="metrics",result="local_hit"}' in metrics
     land_rows(api.db, api.rows[3000:])  # new data in the range moves the version: no stale hit
     time.sleep(1.05)  # the documented staleness bound (query.version_ttl_s, 1 s)
     third = api.client.post("/graphql", json=body, headers=headers)
@@ -351,6 +351,7 @@ def test_redis_stopped_mid_test_answers_stay_correct(db, database_url, broker, t
         )  # fmt: skip
         land_rows(db, rows[:300])
         settings = make_settings(database_url, broker, f"redis://127.0.0.1:{port}/0")
+        settings.query.version_ttl_s = 0  # this test is about Redis loss, not the staleness bound
         query = {
             "query": "query($p: ID!, $f: Date!, $t: Date!) { totalEvents(projectId: $p, from: $f, to: $t) }",
             "variables": {"p": str(tenant["project_id"]), "f": (END - timedelta(days=5)).date().isoformat(), "t": END.date().isoformat()},
