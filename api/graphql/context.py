@@ -288,7 +288,7 @@ def normalized(scope: Scope, **extra: Any) -> dict[str, Any]:
 
 def _filter(index: int, f: PropertyFilterInput) -> PropertyFilter:
     where = f"filters[{index}]"
-    op = FilterOp(f.op.value)
+    op = f.op
     values = tuple(f.values or ())
     if op in (FilterOp.IN, FilterOp.NOT_IN) and f.value is not None and not values:
         values = (f.value,)

@@ -1,27 +1,15 @@
-"""Input types; conversion to warehouse values happens in `scope.py`, which names the field on errors."""
+"""Input types; conversion to warehouse values happens in `context.py`, which names the field on errors."""
 
 from __future__ import annotations
-
-from enum import Enum
 
 import strawberry
 from strawberry.scalars import JSON
 
 from api.graphql.types import Aggregation
+from warehouse import filters
 
-
-@strawberry.enum(description="Comparison applied to a property of each event.")
-class FilterOp(Enum):
-    EQ = "eq"
-    NEQ = "neq"
-    IN = "in"
-    NOT_IN = "not_in"
-    GT = "gt"
-    GTE = "gte"
-    LT = "lt"
-    LTE = "lte"
-    EXISTS = "exists"
-    NOT_EXISTS = "not_exists"
+# The warehouse's own operator enum, exposed as is: one list of operators for SQL and for the schema.
+FilterOp = strawberry.enum(filters.FilterOp, description="Comparison applied to a property of each event.")
 
 
 @strawberry.input(
