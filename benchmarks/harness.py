@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from psycopg import sql
 
 from pulseops.settings import Settings
 from warehouse.db import with_database
@@ -68,14 +69,14 @@ def scratch_database(server_url: str):
     name = f"pulseops_bench_{uuid.uuid4().hex[:8]}"
     admin = with_database(server_url, "postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = with_database(server_url, name)
     try:
         upgrade(url)
         yield url
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @contextmanager
