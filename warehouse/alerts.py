@@ -231,7 +231,7 @@ def delete_rule(conn: psycopg.Connection, rule_id: uuid.UUID) -> bool:
 def get_rule(conn: psycopg.Connection, rule_id: uuid.UUID, lock: bool = False) -> AlertRuleRow | None:
     with conn.cursor(row_factory=class_row(AlertRuleRow)) as cur:
         return cur.execute(
-            f"SELECT {_COLUMNS} FROM alert_rules WHERE id = %s" + (" FOR UPDATE" if lock else ""),  # noqa: S608
+            f"SELECT {_COLUMNS} FROM alert_rules WHERE id = %s" + (" FOR UPDATE" if lock else ""),  # noqa: S608 - constant column list
             (rule_id,),
         ).fetchone()
 
@@ -239,7 +239,7 @@ def get_rule(conn: psycopg.Connection, rule_id: uuid.UUID, lock: bool = False) -
 def list_rules(conn: psycopg.Connection, project_id: uuid.UUID) -> list[AlertRuleRow]:
     with conn.cursor(row_factory=class_row(AlertRuleRow)) as cur:
         return cur.execute(
-            f"SELECT {_COLUMNS} FROM alert_rules WHERE project_id = %s ORDER BY name",  # noqa: S608
+            f"SELECT {_COLUMNS} FROM alert_rules WHERE project_id = %s ORDER BY name",  # noqa: S608 - constant column list
             (project_id,),
         ).fetchall()
 

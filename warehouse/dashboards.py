@@ -160,6 +160,6 @@ def get_dashboard(conn: psycopg.Connection, dashboard_id: uuid.UUID) -> Dashboar
 def list_dashboards(conn: psycopg.Connection, project_id: uuid.UUID) -> list[DashboardRow]:
     with conn.cursor(row_factory=class_row(DashboardRow)) as cur:
         return cur.execute(
-            f"SELECT {_COLUMNS} FROM dashboards WHERE project_id = %s ORDER BY name",  # noqa: S608
+            f"SELECT {_COLUMNS} FROM dashboards WHERE project_id = %s ORDER BY name",  # noqa: S608 - constant column list
             (project_id,),
         ).fetchall()

@@ -148,7 +148,7 @@ def get_metric(conn: psycopg.Connection, metric_id: uuid.UUID) -> MetricDefiniti
 def list_metrics(conn: psycopg.Connection, project_id: uuid.UUID) -> list[MetricDefinition]:
     with conn.cursor(row_factory=class_row(MetricDefinition)) as cur:
         return cur.execute(
-            f"SELECT {_COLUMNS} FROM metric_definitions WHERE project_id = %s ORDER BY name",  # noqa: S608
+            f"SELECT {_COLUMNS} FROM metric_definitions WHERE project_id = %s ORDER BY name",  # noqa: S608 - constant column list
             (project_id,),
         ).fetchall()
 

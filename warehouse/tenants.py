@@ -113,7 +113,7 @@ def lookup_api_key(conn: psycopg.Connection, key: str) -> ApiKeyRow | None:
     """The active (not revoked) key row for a plaintext key, or None."""
     with conn.cursor(row_factory=class_row(ApiKeyRow)) as cur:
         return cur.execute(
-            f"SELECT {_KEY_COLUMNS} FROM api_keys k WHERE key_hash = %s AND revoked_at IS NULL",  # noqa: S608
+            f"SELECT {_KEY_COLUMNS} FROM api_keys k WHERE key_hash = %s AND revoked_at IS NULL",  # noqa: S608 - constant column list
             (hash_key(key),),
         ).fetchone()
 
@@ -121,7 +121,7 @@ def lookup_api_key(conn: psycopg.Connection, key: str) -> ApiKeyRow | None:
 def list_api_keys(conn: psycopg.Connection, org_id: uuid.UUID | None = None) -> list[ApiKeyRow]:
     with conn.cursor(row_factory=class_row(ApiKeyRow)) as cur:
         return cur.execute(
-            f"SELECT {_KEY_COLUMNS}, o.slug AS org_slug, p.slug AS project_slug FROM api_keys k "  # noqa: S608
+            f"SELECT {_KEY_COLUMNS}, o.slug AS org_slug, p.slug AS project_slug FROM api_keys k "  # noqa: S608 - constant column list
             "JOIN orgs o ON o.id = k.org_id LEFT JOIN projects p ON p.id = k.project_id "
             "WHERE %(org)s::uuid IS NULL OR k.org_id = %(org)s ORDER BY k.created_at",
             {"org": org_id},
