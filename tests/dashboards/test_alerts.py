@@ -257,6 +257,8 @@ def test_webhooks_to_non_public_addresses_are_refused_by_default(url):
     alert = {"delivery_id": "d-1", "rule": {"name": "r"}, "project": "p", "metric": "events", "value": 1.0,
              "threshold": 0.0, "comparison": "gt", "window_seconds": 60}  # fmt: skip
     result = deliver(
-        {"kind": "webhook", "url": url, "secret": "s3cret"}, alert, AlertSettings(max_attempts=1)
+        {"kind": "webhook", "url": url, "secret": "s3cret"},  # pragma: allowlist secret
+        alert,
+        AlertSettings(max_attempts=1),
     )
     assert not result.ok and result.status is None and "non-public" in result.error
