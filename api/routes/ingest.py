@@ -34,6 +34,7 @@ _decode_batch = msgspec.json.Decoder(IngestBatch).decode
 _encode = msgspec.json.encode
 
 _ERRORS = {
+    400: "Corrupt or truncated gzip body, or the client went away before sending all of it.",
     401: "Missing, unknown or revoked X-API-Key.",
     403: "A read key was used to ingest.",
     413: "Body (or its decompressed form) larger than 1 MiB.",
