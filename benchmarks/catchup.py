@@ -26,6 +26,7 @@ import os
 import random
 import re
 import signal
+import tempfile
 import threading
 import time
 import uuid
@@ -287,9 +288,14 @@ def _tenant(db_url: str, slug: str) -> tuple[str, uuid.UUID]:
     return key, project_id
 
 
+_STATE_DIR: list[str] = []  # the run's throwaway state dir (an ingest spool, if any, goes there)
+
+
 def _env(db_url: str, bootstrap: str, suffix: str, group: str | None = None, metrics: int = 0) -> dict:
     env = services_env(db_url, bootstrap, Settings().redis.url, suffix, metrics_port=metrics)
     env["PULSEOPS_KAFKA__PARTITIONS"] = str(PARTITIONS)
+    if _STATE_DIR:
+        env["PULSEOPS_STATE_DIR"] = _STATE_DIR[0]
     if group:
         env["PULSEOPS_KAFKA__CONSUMER_GROUP"] = group
     return env
@@ -502,7 +508,12 @@ def run(size: str) -> dict:
     settings = Settings()
     out: dict = {"size": size, "config": cfg, "machine": machine_notes(), "partitions": PARTITIONS}
     say = lambda s: print(s, flush=True)  # noqa: E731
-    with scratch_database(settings.db.url) as db_url, tansu() as bootstrap:
+    with (
+        tempfile.TemporaryDirectory(prefix="pulseops-catchup-") as state,
+        scratch_database(settings.db.url) as db_url,
+        tansu() as bootstrap,
+    ):
+        _STATE_DIR[:] = [state]
         out["scaling"] = scaling(db_url, bootstrap, cfg["backlog"], cfg["workers"], say)
         out["proof"] = proof(db_url, bootstrap, cfg, say)
     series: dict[str, list[tuple[float, float]]] = {}
