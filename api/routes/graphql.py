@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from starlette.requests import HTTPConnection
+import json
+
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
@@ -12,6 +14,42 @@ from api.graphql.context import Context, ReadServices
 from api.graphql.schema import build_schema
 from api.ratelimit import retry_after_header
 from pulseops.settings import QuerySettings
+
+# A query needs a few KiB. The token limit does not bound the body: comments, whitespace and string values
+# cost no or one token, so a 10 MB document used to be read and parsed (seconds of CPU). Same cap as the
+# dashboard relay.
+MAX_BODY_BYTES = 256 * 1024
+
+
+async def _read_capped(request: Request, limit: int = MAX_BODY_BYTES) -> None:
+    """Read the body now, refusing more than `limit` bytes (413, plain JSON) without buffering the rest; the
+    GraphQL view then reads it from Starlette's per-request cache (`Request._body`)."""
+    length = request.headers.get("content-length", "")
+    too_large = ApiError(413, "payload_too_large", [("body", f"larger than {limit} bytes")])
+    if length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(
+            400, "client_disconnected", [("body", "connection closed before the body was read")]
+        ) from None
+    request._body = b"".join(chunks)
+
+
+class _Router(GraphQLRouter):
+    def decode_json(self, data: str | bytes) -> object:
+        """JSON nested thousands deep made `json.loads` raise RecursionError: a 500. Now a 400 like any
+        other unreadable body."""
+        try:
+            return super().decode_json(data)
+        except RecursionError:
+            raise json.JSONDecodeError("nested too deeply", "", 0) from None
 
 
 async def get_context(connection: HTTPConnection) -> Context:
@@ -37,11 +75,13 @@ async def get_context(connection: HTTPConnection) -> Context:
                 [("X-API-Key", "read rate limit exceeded")],
                 {"Retry-After": retry_after_header(wait)},
             )
+        if isinstance(connection, Request):  # always, for HTTP: FastAPI passes the route's Request
+            await _read_capped(connection)
     return Context(services, key)
 
 
 def graphql_router(settings: QuerySettings) -> GraphQLRouter:
-    return GraphQLRouter(
+    return _Router(
         build_schema(settings),
         path="/graphql",
         graphql_ide="graphiql" if settings.graphiql else None,
