@@ -16,6 +16,7 @@ from starlette.requests import HTTPConnection
 
 from api.errors import ApiError
 from api.ingest.publisher import Publisher
+from api.ingest.spool import Spool
 from api.ratelimit import RateLimiter
 from api.security import KeyCache
 from pulseops.settings import Settings
@@ -78,6 +79,7 @@ class IngestContext:
     settings: Settings
     publisher: Publisher
     limiter: RateLimiter
+    spool: Spool | None
 
 
 async def ingest_context(
@@ -87,7 +89,7 @@ async def ingest_context(
     if row.kind != "ingest":
         raise ApiError(403, "forbidden", [("X-API-Key", "read keys cannot ingest; use an ingest key")])
     state = request.app.state
-    return IngestContext(row, state.settings, state.publisher, state.rate_limiter)
+    return IngestContext(row, state.settings, state.publisher, state.rate_limiter, state.spool)
 
 
 Ingest = Annotated[IngestContext, Depends(ingest_context)]

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import swagger_ui_bundle
 from fastapi import FastAPI
@@ -22,6 +23,8 @@ from api.graphql.cache import QueryCache, VersionMemo
 from api.graphql.context import ProjectsCache, ReadServices
 from api.graphql.lag import ConsumerLag
 from api.ingest.publisher import Publisher
+from api.ingest.reconcile import Reconciler
+from api.ingest.spool import Spool
 from api.metrics import RequestMetricsMiddleware
 from api.ratelimit import RateLimiter
 from api.routes import graphql, health, ingest
@@ -56,9 +59,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         publisher = Publisher(settings.kafka)
         try:
             await run_in_threadpool(ensure_topics, settings.kafka, 5.0)
+            await run_in_threadpool(publisher.refresh_topic_id)
         except Exception as exc:
             log.warning("broker not reachable at start (%s); answering 503 until it is", exc)
             publisher.mark_down()
+        spool = _spool(settings)
+        reconciler = None
+        if spool is not None:
+            reconciler = asyncio.create_task(Reconciler(spool, publisher, settings, pool).run_forever())
         redis = Redis.from_url(
             settings.redis.url,
             socket_timeout=settings.redis.socket_timeout_s,
@@ -67,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.pool = pool
         app.state.publisher = publisher
+        app.state.spool = spool
         app.state.rate_limiter = RateLimiter(redis)
         app.state.key_cache = KeyCache(pool.connection, settings.ingest.key_cache_ttl_s)
         lag = ConsumerLag(settings.kafka)
@@ -90,17 +99,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             toucher.cancel()
+            if reconciler is not None:
+                reconciler.cancel()
             try:
                 await run_in_threadpool(app.state.key_cache.flush_last_used)
             except Exception as exc:
                 log.warning("could not record key use at shutdown: %s", exc)
             await run_in_threadpool(publisher.close)
+            if spool is not None:
+                spool.close()
             await run_in_threadpool(lag.close)
             await redis.aclose()
             pool.close()
             # Drop the clients now (librdkafka threads live until the Producer is freed) and give
             # start-up objects back to the collector.
-            for name in ("publisher", "pool", "rate_limiter", "key_cache", "reads"):
+            for name in ("publisher", "spool", "pool", "rate_limiter", "key_cache", "reads"):
                 delattr(app.state, name)
             del publisher
             gc.unfreeze()
@@ -124,6 +137,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetricsMiddleware, known_paths=known)
     _add_schema_components(app)
     return app
+
+
+def _spool(settings: Settings) -> Spool | None:
+    s = settings.spool
+    if not s.enabled:
+        return None
+    return Spool(
+        Path(settings.spool_dir),
+        fsync=s.fsync,
+        segment_max_bytes=s.segment_max_bytes,
+        segment_max_age_s=s.segment_max_age_s,
+        max_bytes=s.max_bytes,
+    )
 
 
 def _offline_docs(app: FastAPI) -> None:

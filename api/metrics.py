@@ -12,6 +12,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -26,6 +27,22 @@ PRODUCE_SECONDS = Histogram(
     "pulseops_ingest_produce_seconds",
     "Time from handing a request's events to the producer until the broker acknowledged all of them.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+SPOOL_BYTES = Gauge(
+    "pulseops_ingest_spool_bytes", "Bytes of journaled, not yet landed requests on this host.",
+    multiprocess_mode="max",
+)  # fmt: skip
+SPOOL_REPLAYED = Counter(
+    "pulseops_ingest_spool_replayed_events_total",
+    "Acknowledged events published again because the broker lost them before they landed.",
+)
+SPOOL_STUCK = Counter(
+    "pulseops_ingest_spool_stuck_segments_total",
+    "Spool segments set aside after max_replays publications without landing (see <spool dir>/stuck).",
+)
+SPOOL_PRUNED = Counter(
+    "pulseops_ingest_spool_pruned_segments_total", "Spool segments fully landed and deleted."
 )
 
 # Rejection reasons become label values: bounded to the schema's fields so a client cannot blow up cardinality.

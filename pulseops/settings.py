@@ -7,6 +7,7 @@ configures ingest, streams and later services identically.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,6 +70,26 @@ class IngestSettings(BaseModel):
     burst: float = Field(40_000, description="Default bucket size per API key (events).")
     key_cache_ttl_s: float = Field(10.0, description="Revocation takes effect within this many seconds.")
     retry_after_s: int = 1
+
+
+class SpoolSettings(BaseModel):
+    """Ingest's durable journal: each request is fsynced to local disk before it is published and kept until
+    the landing workers committed it, so a broker that loses its log loses no 202'd event (docs/ingest.md)."""
+
+    enabled: bool = Field(
+        True, description="Off: a 202 is only as durable as the broker (fine on a replicated Kafka)."
+    )
+    dir: str | None = Field(None, description="Journal folder; default <state_dir>/spool/<raw topic>.")
+    fsync: bool = Field(True, description="fdatasync before answering (group commit across requests).")
+    segment_max_bytes: int = 64 * 1024**2
+    segment_max_age_s: float = Field(1.0, description="A segment is sealed this long after its first record.")
+    max_bytes: int = Field(
+        4 * 1024**3, description="Unlanded data kept at most; beyond it ingest answers 503 (backpressure)."
+    )
+    reconcile_interval_s: float = Field(1.0, description="How often sealed segments are checked and pruned.")
+    max_replays: int = Field(
+        5, description="Re-publications of a record before its segment is set aside in <dir>/stuck."
+    )
 
 
 class QuerySettings(BaseModel):
@@ -200,6 +221,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     ingest: IngestSettings = IngestSettings()
+    spool: SpoolSettings = SpoolSettings()
     query: QuerySettings = QuerySettings()
     streams: StreamsSettings = StreamsSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
@@ -209,8 +231,13 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     state_dir: str = Field(
         "/var/tmp/pulseops",  # noqa: S108 - a fixed, documented state dir
-        description="Runtime files: embedded services, logs.",
+        description="Runtime files: embedded services, logs, the ingest spool.",
     )
+
+    @property
+    def spool_dir(self) -> str:
+        """One journal per raw topic: its reconciler checks that topic's consumer group."""
+        return self.spool.dir or str(Path(self.state_dir) / "spool" / self.kafka.topic_raw)
 
 
 @lru_cache

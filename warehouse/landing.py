@@ -171,3 +171,32 @@ def land_batch(
                 )
     result.duplicates = result.received - result.landed
     return result
+
+
+_UNLANDED = """
+SELECT t.i
+FROM unnest(%(projects)s::uuid[], %(events)s::uuid[], %(hashes)s::bytea[], %(idx)s::int[]) AS t(p, e, h, i)
+WHERE NOT EXISTS (SELECT 1 FROM event_ids x WHERE x.project_id = t.p AND x.event_id = t.e)
+  AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.dead_at >= %(since)s AND d.payload_sha256 = t.h)
+ORDER BY t.i
+"""
+
+
+def unlanded(
+    conn: psycopg.Connection, items: Sequence[tuple[uuid.UUID, uuid.UUID, bytes]], since: datetime
+) -> list[int]:
+    """Indexes of (project_id, event_id, payload) that neither landed nor were dead-lettered since `since`.
+
+    The ingest spool asks this about acknowledged events whose broker may have lost them; a dead-lettered
+    message counts as handled, or it would be published again forever.
+    """
+    if not items:
+        return []
+    params = {
+        "projects": [p for p, _, _ in items],
+        "events": [e for _, e, _ in items],
+        "hashes": [hashlib.sha256(v).digest() for _, _, v in items],
+        "idx": list(range(len(items))),
+        "since": since,
+    }
+    return [row[0] for row in conn.execute(_UNLANDED, params).fetchall()]

@@ -11,8 +11,10 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, Producer, TopicCollection
+from confluent_kafka.admin import AdminClient
 
 from pulseops.settings import KafkaSettings
 from pulseops.topics import ensure_topics
@@ -28,7 +30,15 @@ class ProducerQueueFull(Exception):
     """The local producer queue has no room for the whole request: answer 503 before enqueuing any of it."""
 
 
+@dataclass(frozen=True)
+class Delivery:
+    topic_id: str
+    offsets: dict[int, int]  # partition -> highest offset of the request
+
+
 class Publisher:
+    """Produces with acks=all and reports where the broker put each request (for the spool's bookkeeping)."""
+
     def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
         self.topic = settings.topic_raw
@@ -45,6 +55,10 @@ class Publisher:
                 "reconnect.backoff.max.ms": 1000,
                 "error_cb": self._on_error,
             }
+        )
+        self._admin = AdminClient({"bootstrap.servers": settings.servers})
+        self.topic_id = (
+            ""  # id of the topic incarnation last seen; "" = unknown (records are then re-checked)
         )
         self._down_since: float | None = None
         self._stop = threading.Event()
@@ -70,6 +84,7 @@ class Publisher:
         try:
             self._producer.list_topics(timeout=1.0)
             ensure_topics(self.settings, timeout=5.0)
+            self.refresh_topic_id()
         except Exception as exc:
             log.debug("broker still down: %s", exc)
             return
@@ -84,6 +99,35 @@ class Publisher:
                 last_probe = time.monotonic()
                 self._probe()
 
+    def current_topic_id(self, timeout: float = 2.0) -> str:
+        """The topic's id on the broker now: a broker that lost its log recreates the topic with a new id."""
+        future = self._admin.describe_topics(TopicCollection([self.topic]), request_timeout=timeout)
+        return str(future[self.topic].result(timeout).topic_id)
+
+    def committed_view(self, group: str, timeout: float = 2.0) -> tuple[str, dict[int, int]]:
+        """(topic id, partition -> committed offset of `group`), read between two reads of the topic id so a
+        broker replaced in between is noticed (its fresh offsets must not vouch for the old log)."""
+        before = self.current_topic_id(timeout)
+        request = [ConsumerGroupTopicPartitions(group)]
+        result = self._admin.list_consumer_group_offsets(request, request_timeout=timeout)[group]
+        committed = {
+            tp.partition: tp.offset
+            for tp in result.result(timeout).topic_partitions
+            if tp.topic == self.topic and tp.error is None and tp.offset >= 0
+        }
+        after = self.current_topic_id(timeout)
+        if before != after:
+            raise BrokerUnavailable("topic recreated while reading offsets")
+        self.topic_id = after
+        return after, committed
+
+    def refresh_topic_id(self) -> None:
+        try:
+            self.topic_id = self.current_topic_id()
+        except Exception as exc:
+            log.debug("topic id unknown: %s", exc)
+            self.topic_id = ""
+
     def check_ready(self, timeout: float = 2.0) -> bool:
         if self.broker_down:
             return False
@@ -95,22 +139,32 @@ class Publisher:
         return t is not None and t.error is None and len(t.partitions) > 0
 
     # -- publishing ---------------------------------------------------------------------------------------
-    async def publish(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
+    async def publish(self, messages: Sequence[tuple[bytes, bytes]]) -> Delivery:
         """Send (key, value) pairs; return once all are acknowledged, else raise BrokerUnavailable."""
         if not messages:
-            return
+            return Delivery(self.topic_id, {})
         if self.broker_down:
             raise BrokerUnavailable("broker unreachable")
         if len(self._producer) + len(messages) > self.settings.queue_max_messages:
             raise ProducerQueueFull("producer queue full")
+        # Read before producing: if the broker is replaced meanwhile, the id is older than the incarnation
+        # that took the messages, and the spool re-checks them in the ledger instead of trusting offsets.
+        topic_id = self.topic_id
         loop = asyncio.get_running_loop()
         future: asyncio.Future[KafkaError | None] = loop.create_future()
-        state = {"left": len(messages), "error": None}
+        state: dict = {"left": len(messages), "error": None}
+        offsets: dict[int, int] = {}
 
-        def on_delivery(err: KafkaError | None, _msg: object) -> None:
+        def on_delivery(err: KafkaError | None, msg) -> None:
             # Runs on the poll thread only, so the counter needs no lock.
-            if err is not None and state["error"] is None:
-                state["error"] = err
+            if err is not None:
+                if state["error"] is None:
+                    state["error"] = err
+            else:
+                p = msg.partition()
+                o = msg.offset()
+                if o > offsets.get(p, -1):
+                    offsets[p] = o
             state["left"] -= 1
             if state["left"] == 0:
                 loop.call_soon_threadsafe(_resolve, future, state["error"])
@@ -130,6 +184,7 @@ class Publisher:
             raise BrokerUnavailable("no broker acknowledgement in time") from exc
         if error is not None:
             raise BrokerUnavailable(str(error))
+        return Delivery(topic_id, offsets)
 
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()

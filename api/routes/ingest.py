@@ -9,7 +9,7 @@ import msgspec
 from fastapi import APIRouter, Request, Response
 
 from api import metrics
-from api.deps import Ingest
+from api.deps import Ingest, IngestContext
 from api.errors import ApiError
 from api.ingest.body import read_body
 from api.ingest.publisher import BrokerUnavailable, ProducerQueueFull
@@ -22,6 +22,7 @@ from api.ingest.schemas import (
     openapi_components,
     split_validation_error,
 )
+from api.ingest.spool import SpoolUnavailable
 from api.ratelimit import retry_after_header
 from pulseops.settings import Settings
 from warehouse.events import message_key
@@ -41,7 +42,8 @@ _ERRORS = {
     415: "Content-Encoding other than gzip.",
     422: "Invalid JSON or event; `detail` names each field and reason.",
     429: "Rate limit of this key exceeded; retry after `Retry-After` seconds.",
-    503: "Broker did not acknowledge (down, slow or queue full); nothing was accepted, retry after `Retry-After`.",
+    503: "Broker did not acknowledge (down, slow or queue full) or the spool is full; nothing was accepted, "
+    "retry after `Retry-After`.",
 }
 
 
@@ -96,17 +98,31 @@ async def _rate_limit(limiter, key: ApiKeyRow, settings: Settings, cost: int) ->
         )
 
 
-async def _publish(publisher, messages: list[tuple[bytes, bytes]], settings: Settings) -> None:
+async def _publish(ctx: IngestContext, messages: list[tuple[bytes, bytes]]) -> None:
+    """Journal, publish, mark: 202 needs both the local fsync and the broker's acks (see api/ingest/spool.py)."""
+    settings, spool = ctx.settings, ctx.spool
+    retry = {"Retry-After": str(settings.ingest.retry_after_s)}
     started = time.perf_counter()
+    entry = None
+    if spool is not None:
+        try:
+            entry = await spool.append(messages)
+        except SpoolUnavailable as exc:
+            raise ApiError(
+                503, "spool_unavailable", [("body", f"not accepted, retry: {exc}")], retry
+            ) from None
     try:
-        await publisher.publish(messages)
+        delivery = await ctx.publisher.publish(messages)
     except (BrokerUnavailable, ProducerQueueFull) as exc:
-        raise ApiError(
-            503,
-            "broker_unavailable",
-            [("body", f"not accepted, retry: {exc}")],
-            {"Retry-After": str(settings.ingest.retry_after_s)},
-        ) from None
+        if entry is not None:
+            spool.abort(entry)
+        raise ApiError(503, "broker_unavailable", [("body", f"not accepted, retry: {exc}")], retry) from None
+    except BaseException:
+        if entry is not None:
+            spool.forget(entry)
+        raise
+    if entry is not None:
+        spool.acknowledge(entry, delivery.topic_id, delivery.offsets)
     metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
     metrics.EVENTS_ACCEPTED.inc(len(messages))
 
@@ -135,7 +151,7 @@ async def ingest_event(request: Request, ctx: Ingest) -> Response:
     except EventRejected as exc:
         metrics.rejected(exc.field)
         raise ApiError(422, "validation_error", [(exc.field, exc.reason)]) from None
-    await _publish(ctx.publisher, [(message_key(key.project_id, ev.distinct_id), value)], settings)
+    await _publish(ctx, [(message_key(key.project_id, ev.distinct_id), value)])
     return _accepted(AcceptedResponse(accepted=1, event_ids=[event_id]))
 
 
@@ -193,5 +209,5 @@ async def ingest_batch(request: Request, ctx: Ingest) -> Response:
         event_ids.append(event_id)
     if not messages:
         raise ApiError(422, "validation_error", [(f"batch[{r.index}].{r.field}", r.reason) for r in rejected])
-    await _publish(ctx.publisher, messages, settings)
+    await _publish(ctx, messages)
     return _accepted(AcceptedResponse(accepted=len(messages), event_ids=event_ids, rejected=rejected))

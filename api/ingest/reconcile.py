@@ -1,0 +1,223 @@
+"""Prunes the ingest spool, and re-publishes what a broker lost.
+
+Every `reconcile_interval_s`, each ingest process goes through the sealed segments it can lock (its own once
+sealed, and those of dead processes: a killed process's flock is released by the kernel). For each record:
+
+- aborted (answered 503): nothing to do;
+- acknowledged on the topic incarnation the broker has now: landed once the consumer group's committed offset
+  passed it (the landing worker commits only after PostgreSQL did);
+- anything else (the topic has a new id because the broker lost its log, the id was unknown, or the process
+  died between publish and marker): ask the warehouse ledger which events neither landed nor were
+  dead-lettered, publish those again, and note where they went.
+
+A segment whose records are all settled is deleted; one that keeps failing is moved to `<dir>/stuck`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import msgspec
+from psycopg_pool import ConnectionPool
+from starlette.concurrency import run_in_threadpool
+
+from api import metrics
+from api.ingest.publisher import BrokerUnavailable, ProducerQueueFull, Publisher
+from api.ingest.spool import ACK, SUFFIX, Abort, Ack, Data, Spool, append_record, frame, read_records
+from pulseops.settings import Settings
+from warehouse.landing import unlanded
+
+log = logging.getLogger(__name__)
+
+
+class _Ids(msgspec.Struct):
+    project_id: uuid.UUID
+    event_id: uuid.UUID
+
+
+_decode_ids = msgspec.json.Decoder(_Ids).decode
+
+
+@dataclass
+class _Record:
+    data: Data
+    ack: Ack | None = None
+    aborted: bool = False
+
+
+@dataclass
+class PassResult:
+    pruned: int = 0
+    pending: int = 0
+    replayed_events: int = 0
+    stuck: int = 0
+    bytes_left: int = 0
+
+
+class Reconciler:
+    def __init__(self, spool: Spool, publisher: Publisher, settings: Settings, pool: ConnectionPool) -> None:
+        self.spool = spool
+        self.publisher = publisher
+        self.settings = settings
+        self.pool = pool
+
+    async def run_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.spool.reconcile_interval_s)
+            try:
+                await self.run_once()
+            except Exception as exc:
+                log.warning("spool reconcile pass failed: %s", exc)
+
+    async def run_once(self) -> PassResult:
+        result = PassResult()
+        self.spool.seal_idle()
+        try:
+            topic_id, committed = await run_in_threadpool(
+                self.publisher.committed_view, self.settings.kafka.consumer_group
+            )
+        except Exception as exc:
+            log.debug("broker not answering, spool kept as is: %s", exc)
+            topic_id, committed = None, {}
+        for path in sorted(self.spool.directory.glob(f"*{SUFFIX}")):
+            if self.spool.owns(path):
+                result.bytes_left += _size(path)
+                continue
+            if topic_id is None:
+                result.bytes_left += _size(path)
+                continue
+            try:
+                await self._segment(path, topic_id, committed, result)
+            except (BrokerUnavailable, ProducerQueueFull) as exc:
+                log.warning("spool re-publication paused: %s", exc)
+                result.bytes_left += _size(path)
+                break
+        self.spool.note_disk_usage(result.bytes_left)
+        metrics.SPOOL_BYTES.set(result.bytes_left + self.spool.open_bytes())
+        return result
+
+    async def _segment(
+        self, path: Path, topic_id: str, committed: dict[int, int], result: PassResult
+    ) -> None:
+        fd = _try_lock(path)
+        if fd is None:  # another process holds it: its writer, or another reconciler
+            result.bytes_left += _size(path)
+            return
+        try:
+            records = await run_in_threadpool(_fold, path)
+            pending = False
+            uncertain: list[_Record] = []
+            for rec in records.values():
+                if rec.aborted:
+                    continue
+                ack = rec.ack
+                if ack is not None and topic_id and ack.topic_id == topic_id:
+                    if any(off >= committed.get(p, 0) for p, off in ack.offsets.items()):
+                        pending = True
+                    continue
+                uncertain.append(rec)
+            if uncertain:
+                since = _segment_time(path) - timedelta(hours=1)
+                missing = await run_in_threadpool(self._unlanded, uncertain, since)
+                for rec, messages in missing:
+                    replay = (rec.ack.replay if rec.ack else 0) + 1
+                    if replay > self.settings.spool.max_replays:
+                        _set_aside(path)
+                        metrics.SPOOL_STUCK.inc()
+                        result.stuck += 1
+                        log.error(
+                            "spool segment %s set aside: record %d never landed", path.name, rec.data.seq
+                        )
+                        return
+                    delivery = await self.publisher.publish(messages)
+                    ack = Ack(rec.data.seq, delivery.topic_id, delivery.offsets, replay)
+                    await run_in_threadpool(append_record, fd, frame(ACK, ack))
+                    metrics.SPOOL_REPLAYED.inc(len(messages))
+                    result.replayed_events += len(messages)
+                    log.warning(
+                        "spool: %d acknowledged events of %s were not landed; published again",
+                        len(messages),
+                        path.name,
+                    )
+                    pending = True
+            if pending:
+                result.pending += 1
+                result.bytes_left += _size(path)
+            else:
+                path.unlink()
+                metrics.SPOOL_PRUNED.inc()
+                result.pruned += 1
+        finally:
+            os.close(fd)
+
+    def _unlanded(
+        self, records: list[_Record], since: datetime
+    ) -> list[tuple[_Record, list[tuple[bytes, bytes]]]]:
+        items, owners = [], []
+        for rec in records:
+            for key, value in rec.data.messages:
+                ids = _decode_ids(value)
+                items.append((ids.project_id, ids.event_id, value))
+                owners.append((rec, (key, value)))
+        out: dict[int, tuple[_Record, list]] = {}
+        with self.pool.connection() as conn:
+            for start in range(0, len(items), 10_000):
+                for i in unlanded(conn, items[start : start + 10_000], since):
+                    rec, message = owners[start + i]
+                    out.setdefault(rec.data.seq, (rec, []))[1].append(message)
+        return list(out.values())
+
+
+def _fold(path: Path) -> dict[int, _Record]:
+    """Records by sequence number, each with its latest ack (a re-publication appends a newer one)."""
+    out: dict[int, _Record] = {}
+    for r in read_records(path):
+        if isinstance(r, Data):
+            out[r.seq] = _Record(r)
+        elif r.seq in out:
+            if isinstance(r, Abort):
+                out[r.seq].aborted = True
+            else:
+                out[r.seq].ack = r
+    return out
+
+
+def _try_lock(path: Path) -> int | None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    if not path.exists():  # pruned by the previous holder between our open and lock
+        os.close(fd)
+        return None
+    return fd
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _segment_time(path: Path) -> datetime:
+    try:
+        return datetime.fromtimestamp(int(path.name.split("-", 1)[0]) / 1e9, UTC)
+    except ValueError:
+        return datetime.fromtimestamp(0, UTC)
+
+
+def _set_aside(path: Path) -> None:
+    path.rename(path.parent / "stuck" / path.name)

@@ -1,0 +1,268 @@
+"""The ingest spool: a write-ahead journal of accepted requests on the ingest host's disk.
+
+Order of a request: append its messages to the journal and fdatasync (one sync covers every request that
+wrote meanwhile: group commit), publish, record the broker's acknowledgement (topic id, highest offset per
+partition) or an abort, then answer 202 or 503. A segment is deleted only once the landing workers' committed
+offsets passed every acknowledged record of it, on the same topic incarnation; anything else (a broker that
+came back empty, a process killed between publish and ack) is checked against the warehouse ledger and the
+missing events are published again (`api.ingest.reconcile`). So a 202 survives the broker losing its log as
+long as this disk survives; landing is idempotent per (project, event_id), so a re-publication never counts
+twice.
+
+Why hand-written: no maintained Python library offers a group-committed append log with per-record markers
+that several processes can hand over through file locks; the format is a length + CRC32 frame around msgpack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import struct
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".seg"
+_HEADER = struct.Struct("<IIB")  # payload length, crc32 of type byte + payload, record type
+DATA, ACK, ABORT = 1, 2, 3
+
+Message = tuple[bytes, bytes]  # (Kafka key, value)
+
+_encode = msgspec.msgpack.Encoder().encode
+
+
+class Data(msgspec.Struct, array_like=True):
+    seq: int
+    messages: list[tuple[bytes, bytes]]
+
+
+class Ack(msgspec.Struct, array_like=True):
+    seq: int
+    topic_id: str
+    offsets: dict[int, int]  # partition -> highest acknowledged offset
+    replay: int = 0
+
+
+class Abort(msgspec.Struct, array_like=True):
+    seq: int
+
+
+_DECODERS = {
+    DATA: msgspec.msgpack.Decoder(Data),
+    ACK: msgspec.msgpack.Decoder(Ack),
+    ABORT: msgspec.msgpack.Decoder(Abort),
+}
+
+
+class SpoolUnavailable(Exception):
+    """The journal could not take the request (disk full, I/O error, size cap): answer 503, publish nothing."""
+
+
+def frame(kind: int, record: msgspec.Struct) -> bytes:
+    payload = _encode(record)
+    return _HEADER.pack(len(payload), zlib.crc32(bytes([kind]) + payload), kind) + payload
+
+
+def read_records(path: Path) -> Iterator[Data | Ack | Abort]:
+    """Every intact record; stops at the first torn or corrupt frame (a crash mid-write leaves only a tail)."""
+    buf = path.read_bytes()
+    pos, end = 0, len(buf)
+    while pos + _HEADER.size <= end:
+        length, crc, kind = _HEADER.unpack_from(buf, pos)
+        start = pos + _HEADER.size
+        payload = buf[start : start + length]
+        if len(payload) < length or kind not in _DECODERS or zlib.crc32(bytes([kind]) + payload) != crc:
+            if start + length < end:
+                log.error("spool segment %s is corrupt at byte %d; records after it are not read", path, pos)
+            return
+        yield _DECODERS[kind].decode(payload)
+        pos = start + length
+
+
+def append_record(fd: int, data: bytes) -> None:
+    """Write all of `data` at the end of the file, or restore the file's length and raise OSError."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        try:
+            os.ftruncate(fd, start)  # frees space, so it works on a full disk too
+        except OSError as exc:
+            log.error("could not cut a torn spool record: %s", exc)
+        raise
+
+
+@dataclass
+class Segment:
+    path: Path
+    fd: int
+    opened: float
+    size: int = 0
+    synced: int = 0
+    inflight: int = 0
+    sealed: bool = False
+    sync_task: asyncio.Future | None = None
+
+    def close(self) -> None:
+        os.close(self.fd)  # releases the flock: another process's reconciler may take the segment now
+
+
+@dataclass
+class Entry:
+    """One request in the journal: where its record is, so the ack or abort goes next to it."""
+
+    segment: Segment
+    seq: int
+
+
+@dataclass
+class Spool:
+    """One process's writer. Appends happen on the event loop thread (a few KiB, page cache); syncs run in a
+    thread. The open segment is flock'ed, so other processes' reconcilers leave it alone until sealed."""
+
+    directory: Path
+    fsync: bool = True
+    segment_max_bytes: int = 64 * 1024**2
+    segment_max_age_s: float = 1.0
+    max_bytes: int = 4 * 1024**3
+    _active: Segment | None = None
+    _open: dict[Path, Segment] = field(default_factory=dict)
+    _seq: int = 0
+    _others_bytes: int = 0  # what the last reconcile pass found on disk, outside this process's open files
+
+    def __post_init__(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "stuck").mkdir(exist_ok=True)
+
+    # -- writing ------------------------------------------------------------------------------------------
+    async def append(self, messages: list[Message]) -> Entry:
+        """Journal the request durably; raise SpoolUnavailable if that is not possible."""
+        if self._others_bytes + self.open_bytes() > self.max_bytes:
+            raise SpoolUnavailable(f"spool holds more than {self.max_bytes:,} unlanded bytes")
+        try:
+            segment = self._segment()
+            self._seq += 1
+            data = frame(DATA, Data(self._seq, messages))
+            append_record(segment.fd, data)
+        except OSError as exc:
+            if self._active is not None:
+                self._seal(self._active)
+            raise SpoolUnavailable(f"spool write failed: {exc.strerror or exc}") from None
+        segment.size += len(data)
+        segment.inflight += 1
+        entry = Entry(segment, self._seq)
+        if self.fsync:
+            try:
+                await self._sync(segment, segment.size)
+            except OSError as exc:
+                # After a failed fsync the page cache may be dropped: the record is not known durable.
+                self.abort(entry)
+                self._seal(segment)
+                raise SpoolUnavailable(f"spool sync failed: {exc.strerror or exc}") from None
+        return entry
+
+    def acknowledge(self, entry: Entry, topic_id: str, offsets: dict[int, int]) -> None:
+        """Record where the broker put the request. Not synced: losing it only costs a ledger check."""
+        self._mark(entry, frame(ACK, Ack(entry.seq, topic_id, offsets)))
+
+    def abort(self, entry: Entry) -> None:
+        """The request was answered 503: it must never be published again."""
+        self._mark(entry, frame(ABORT, Abort(entry.seq)))
+
+    def forget(self, entry: Entry) -> None:
+        """Outcome unknown (the request was cancelled mid-publish): no marker, the reconciler checks the ledger."""
+        self._mark(entry, b"")
+
+    def _mark(self, entry: Entry, data: bytes) -> None:
+        segment = entry.segment
+        try:
+            if data:
+                append_record(segment.fd, data)
+                segment.size += len(data)
+        except OSError as exc:
+            log.warning("spool marker not written (%s); the reconciler will check the ledger instead", exc)
+        segment.inflight -= 1
+        if segment.sealed and segment.inflight == 0:
+            self._release(segment)
+
+    async def _sync(self, segment: Segment, upto: int) -> None:
+        while segment.synced < upto:
+            task = segment.sync_task
+            if task is None or task.done():
+                task = segment.sync_task = asyncio.ensure_future(_sync_once(segment))
+            await asyncio.shield(task)  # a failed sync fails every request that waited for it
+
+    def _segment(self) -> Segment:
+        seg = self._active
+        now = time.monotonic()
+        if seg is not None and (
+            seg.size >= self.segment_max_bytes or now - seg.opened >= self.segment_max_age_s
+        ):
+            self._seal(seg)
+            seg = None
+        if seg is None:
+            name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+            path = self.directory / name
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            seg = self._active = Segment(path, fd, now)
+            self._open[path] = seg
+            if self.fsync:
+                _sync_dir(self.directory)  # the new name itself must survive a crash
+        return seg
+
+    def _seal(self, segment: Segment) -> None:
+        segment.sealed = True
+        if self._active is segment:
+            self._active = None
+        if segment.inflight == 0:
+            self._release(segment)
+
+    def _release(self, segment: Segment) -> None:
+        if self._open.pop(segment.path, None) is not None:
+            segment.close()
+
+    def seal_idle(self) -> None:
+        """Called by the reconciler: an idle open segment is sealed so that it can be pruned."""
+        seg = self._active
+        if seg is not None and time.monotonic() - seg.opened >= self.segment_max_age_s:
+            self._seal(seg)
+
+    def owns(self, path: Path) -> bool:
+        return path in self._open
+
+    def open_bytes(self) -> int:
+        return sum(s.size for s in self._open.values())
+
+    def note_disk_usage(self, others_bytes: int) -> None:
+        self._others_bytes = others_bytes
+
+    def close(self) -> None:
+        for seg in list(self._open.values()):
+            self._release(seg)
+        self._active = None
+
+
+async def _sync_once(segment: Segment) -> None:
+    target = segment.size
+    await asyncio.get_running_loop().run_in_executor(None, os.fdatasync, segment.fd)
+    segment.synced = max(segment.synced, target)
+
+
+def _sync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
