@@ -251,6 +251,52 @@ def count_rows(db_url: str, project_id: uuid.UUID) -> tuple[int, int]:
         ).fetchone()
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pids: list[int]) -> float:
+    """utime + stime of these processes, in seconds (processes that are gone count 0)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICK
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores and all users."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / _TICK, sum(values) / _TICK
+
+
+@dataclass
+class CpuMark:
+    """CPU used so far by the workers, by this database's PostgreSQL backends, and by the whole machine.
+
+    On a shared machine rows/s depends on what others run; rows per CPU-second of the workers and of
+    PostgreSQL does much less, so both are reported."""
+
+    workers: float
+    postgres: float
+    busy: float
+    total: float
+
+    @classmethod
+    def take(cls, worker_pids: list[int], conn: psycopg.Connection) -> CpuMark:
+        backends = [
+            r[0]
+            for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ]
+        busy, total = machine_cpu_s()
+        return cls(process_cpu_s(worker_pids), process_cpu_s(backends), busy, total)
+
+
 def loadavg() -> str:
     return "/".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -327,13 +373,20 @@ def drain(
     load_before = loadavg()
     samples: list[tuple[float, int, int]] = []  # (seconds since start, landed, broker lag)
     timeout = max(180.0, acknowledged / 4000)
+    monitor = psycopg.connect(db_url, autocommit=True)
+    marks: list[CpuMark] = []
+    first_landed = 0
     t0 = time.monotonic()
     try:
         for i in range(workers):
             svc.start_worker(i)
+        pids = [p.pid for p in svc.procs]
         while True:
             landed = sum(scrape(base + i) for i in range(workers))
             samples.append((time.monotonic() - t0, landed, offsets.lag()))
+            if (landed > 0 and not marks) or landed >= acknowledged:
+                marks.append(CpuMark.take(pids, monitor))  # at the first rows, and at the end
+                first_landed = first_landed if len(marks) > 1 else landed
             if landed >= acknowledged:
                 break
             if time.monotonic() - t0 > timeout:
@@ -350,7 +403,15 @@ def drain(
     finally:
         svc.stop()
         offsets.close()
+        monitor.close()
     load_after = loadavg()
+    a, b = marks[0], marks[-1]
+    cpu = {
+        "worker_cpu_s": b.workers - a.workers,
+        "postgres_cpu_s": b.postgres - a.postgres,
+        "machine_busy": (b.busy - a.busy) / max(b.total - a.total, 1e-9),
+        "cpu_rows": acknowledged - first_landed,  # rows landed between the two marks
+    }
     first = next(t for t, n, _ in samples if n > 0)
     prev_t = max([t for t, n, _ in samples if n == 0] or [0.0])
     start_up = (first + prev_t) / 2  # first rows committed between the last empty sample and this one
@@ -365,6 +426,7 @@ def drain(
         "drain_s": drain_s,
         "wall_s": done_t,
         "rows_per_s": acknowledged / drain_s,
+        **cpu,
         "load_before": load_before,
         "load_after": load_after,
         "landed_series": [(round(t, 2), float(n)) for t, n, _ in samples],
@@ -449,8 +511,8 @@ def proof(db_url: str, bootstrap: str, cfg: dict, log: Callable[[str], None]) ->
             raise RuntimeError(f"only {sent.acknowledged:,} of {total:,} acknowledged")
         down = landed_now()
         events.append(
-            f"all {sent.acknowledged:,} acknowledged ({sent.acknowledged - before:,} after the first N = "
-            f"{before:,}); landed still {down:,} while down"
+            f"all {sent.acknowledged:,} acknowledged: N = {before:,} (SIGTERM halfway), then M = "
+            f"{sent.acknowledged - before:,} more; landed still {down:,} while the worker is down"
         )
         worker = svc.start_worker(0)
         wait_for(lambda: landed_now() > down, 120, "restarted worker landing", 0.02)
@@ -532,6 +594,11 @@ def run(size: str) -> dict:
     return out
 
 
+def _per_cpu(r: dict) -> str:
+    """Rows per worker CPU-second over the drain; n/a when the drain was too short to measure."""
+    return f"{r['cpu_rows'] / r['worker_cpu_s']:,.0f}" if r["worker_cpu_s"] >= 0.1 else "n/a"
+
+
 def render(result: dict) -> str:
     """Human-readable figures (what the report and the smoke test read)."""
     s, p = result["scaling"], result["proof"]
@@ -549,14 +616,20 @@ def render(result: dict) -> str:
         f"== Scaling: the same backlog drained by {', '.join(str(r['workers']) for r in s['runs'])} worker "
         "processes (fresh consumer group each, landing tables emptied between runs) ==",
         f"{'workers':>7} {'start-up s':>10} {'drain s':>8} {'rows/s':>10} {'speed-up':>8} {'landed':>11} "
-        f"{'dup':>4}  load avg before -> after (1/5/15 min)",
+        f"{'dup':>4} {'worker CPU s':>12} {'rows/worker CPU s':>17} {'PG CPU s':>8} {'machine busy':>12}  "
+        "load avg before -> after (1/5/15 min)",
     ]
     for r in s["runs"]:
         lines.append(
             f"{r['workers']:>7} {r['start_up_s']:>10.1f} {r['drain_s']:>8.1f} {r['rows_per_s']:>10,.0f} "
-            f"{r['rows_per_s'] / one['rows_per_s']:>7.2f}x {r['landed']:>11,} {r['duplicated']:>4}  "
-            f"{r['load_before']} -> {r['load_after']}"
+            f"{r['rows_per_s'] / one['rows_per_s']:>7.2f}x {r['landed']:>11,} {r['duplicated']:>4} "
+            f"{r['worker_cpu_s']:>12.1f} {r['cpu_rows'] / max(r['worker_cpu_s'], 1e-9):>17,.0f} "
+            f"{r['postgres_cpu_s']:>8.1f} {r['machine_busy']:>11.0%}  {r['load_before']} -> {r['load_after']}"
         )
+    lines.append(
+        "CPU columns cover the drain (first rows -> all landed): the workers' own CPU time, that of this "
+        "database's PostgreSQL backends, and how busy the whole machine was (all users)"
+    )
     lines += [
         f"this machine has {os.cpu_count()} cores, shared with PostgreSQL, the broker, this sampler and other "
         "users: worker processes beyond 2 add no CPU, only contention",
@@ -593,7 +666,8 @@ def plot(result: dict, path: Path) -> Path:
     bars = right.bar([str(c) for c in counts], rates, color="#4c72b0")
     for b, r in zip(bars, runs, strict=True):
         right.annotate(
-            f"{r['rows_per_s'] / runs[0]['rows_per_s']:.2f}x\nload {r['load_after'].split('/')[0]}",
+            f"{r['rows_per_s'] / runs[0]['rows_per_s']:.2f}x\n"
+            f"load {r['load_before'].split('/')[0]}->{r['load_after'].split('/')[0]}",
             (b.get_x() + b.get_width() / 2, b.get_height()),
             ha="center",
             va="bottom",
