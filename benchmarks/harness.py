@@ -6,11 +6,14 @@ the services' code, so what they measure is what a deployment runs.
 
 from __future__ import annotations
 
+import atexit
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from contextlib import contextmanager, suppress
@@ -181,9 +184,17 @@ def services_env(
             "PULSEOPS_KAFKA__RETENTION_MS": str(3600_000),
             "PULSEOPS_REDIS__URL": redis_url,
             "PULSEOPS_STREAMS__METRICS_PORT": str(metrics_port),
+            # runtime files, the ingest spool among them, must not outlive the benchmark
+            "PULSEOPS_STATE_DIR": _throwaway_dir(),
         }
     )
     return env
+
+
+def _throwaway_dir() -> str:
+    path = tempfile.mkdtemp(prefix="pulseops-bench-state-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def machine_notes() -> dict[str, str]:

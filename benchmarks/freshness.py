@@ -1,0 +1,197 @@
+"""Freshness as a dashboard sees it: 202 -> visible in GraphQL, `python -m benchmarks.freshness --size …`.
+
+Events are sent open loop at a fixed rate in batches; each batch carries one probe event with a unique name.
+A reader polls the GraphQL API with a read key every 50 ms, in one document:
+  - `recentEvents(eventNames: [pending probes])` (raw events, never cached): a probe is visible when listed;
+  - `totalEvents(today)` (the cached path, data version re-read at most every
+    `PULSEOPS_QUERY__VERSION_TTL_S`): a batch is counted when the total reaches the number of events
+    acknowledged up to and including it.
+p50/p95 of 202 -> visible for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import orjson
+
+from benchmarks.harness import Services, free_port, machine_notes, scratch_database, services_env, tansu
+from benchmarks.load import Sample, accepted_series, latency_p95_series, open_loop, pct, per_second, tenant
+from benchmarks.report import write_report
+from pulseops.settings import Settings
+
+SIZES = {
+    "small": {"rps": 20, "batch": 100, "seconds": 5},
+    "medium": {"rps": 50, "batch": 100, "seconds": 60},
+    "large": {"rps": 100, "batch": 100, "seconds": 180},
+}
+POLL = """query($p: ID!, $names: [String!], $f: Date!, $t: Date!) {
+  recentEvents(projectId: $p, first: 50, eventNames: $names) { edges { node { eventName } } }
+  totalEvents(projectId: $p, from: $f, to: $t, timezone: "UTC")
+}"""
+MAX_NAMES = 50  # the API's limit on eventNames
+
+
+async def _measure(url: str, ingest_key: str, read_key: str, project: str, cfg: dict) -> dict:
+    probes: dict[str, float] = {}  # probe name -> 202 time, until seen
+    counts: list[tuple[float, int]] = []  # (202 time, events acknowledged up to then), in answer order
+    acked = 0
+    answers: list[Sample] = []
+    probe_delays: list[tuple[float, float]] = []
+    count_delays: list[tuple[float, float]] = []
+    sending = True
+    today = datetime.now(UTC).date()
+    span = {"f": (today - timedelta(days=1)).isoformat(), "t": (today + timedelta(days=1)).isoformat()}
+    limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
+    async with (
+        httpx.AsyncClient(base_url=url, headers={"X-API-Key": ingest_key}, timeout=30, limits=limits) as w,
+        httpx.AsyncClient(base_url=url, headers={"X-API-Key": read_key}, timeout=30) as r,
+    ):
+
+        async def fire(i: int, at: float) -> None:
+            nonlocal acked
+            name = f"probe-{i}"
+            events = [{"event": name, "distinct_id": f"u-{i % 1000}", "event_id": str(uuid.uuid4())}]
+            events += [
+                {"event": "view", "distinct_id": f"u-{(i + j) % 1000}", "event_id": str(uuid.uuid4())}
+                for j in range(cfg["batch"] - 1)
+            ]
+            resp = await w.post("/v1/batch", content=orjson.dumps({"batch": events}))
+            done = time.monotonic()
+            answers.append(Sample(at, done, resp.status_code, cfg["batch"]))
+            if resp.status_code == 202:
+                acked += cfg["batch"]
+                probes[name] = done
+                counts.append((done, acked))
+
+        async def poll() -> None:
+            while sending or probes or counts:
+                names = sorted(probes, key=probes.get)[:MAX_NAMES] or ["-"]
+                resp = await r.post(
+                    "/graphql", json={"query": POLL, "variables": {"p": project, "names": names, **span}}
+                )
+                now = time.monotonic()
+                body = resp.json()
+                if resp.status_code != 200 or body.get("errors"):
+                    raise RuntimeError(f"GraphQL poll failed: {resp.status_code} {resp.text[:300]}")
+                for edge in body["data"]["recentEvents"]["edges"]:
+                    acked_at = probes.pop(edge["node"]["eventName"], None)
+                    if acked_at is not None:
+                        probe_delays.append((acked_at, now - acked_at))
+                total = body["data"]["totalEvents"]
+                while counts and counts[0][1] <= total:
+                    acked_at, _ = counts.pop(0)
+                    count_delays.append((acked_at, now - acked_at))
+                if not sending and now > deadline:
+                    break
+                await asyncio.sleep(0.05)
+
+        deadline = float("inf")
+        poller = asyncio.create_task(poll())
+        origin = time.monotonic()
+        await open_loop(cfg["rps"], cfg["seconds"], fire, start=origin)
+        sending, deadline = False, time.monotonic() + 60
+        await poller
+    return {
+        "origin": origin,
+        "answers": answers,
+        "probe_delays": probe_delays,
+        "count_delays": count_delays,
+        "unseen_probes": len(probes),
+        "uncounted_batches": len(counts),
+    }
+
+
+def run(size: str) -> dict:
+    cfg = SIZES[size]
+    settings = Settings()
+    with scratch_database(settings.db.url) as db_url, tansu() as bootstrap:
+        ingest_key, project = tenant(db_url, "fresh-org", "fresh")
+        read_key, _ = tenant(db_url, "fresh-org", "fresh", kind="read", rate=1e6)
+        svc = Services(services_env(db_url, bootstrap, settings.redis.url, uuid.uuid4().hex[:8]), free_port())
+        try:
+            svc.start_ingest(workers=2)
+            svc.start_worker()
+            warm = asyncio.run(
+                _measure(svc.url, ingest_key, read_key, str(project), {"rps": 5, "batch": 10, "seconds": 2})
+            )
+            if warm["unseen_probes"]:
+                raise RuntimeError("warm-up probes never became visible")
+            m = asyncio.run(_measure(svc.url, ingest_key, read_key, str(project), cfg))
+        finally:
+            svc.stop()
+    origin, answers = m["origin"], m["answers"]
+    probe, count = [d * 1000 for _, d in m["probe_delays"]], [d * 1000 for _, d in m["count_delays"]]
+    statuses: dict[int, int] = {}
+    for a in answers:
+        statuses[a.status] = statuses.get(a.status, 0) + 1
+    result = {
+        "size": size,
+        "config": cfg,
+        "statuses": statuses,
+        "achieved_events_per_s": sum(a.events for a in answers if a.status == 202) / cfg["seconds"],
+        "ingest_p95_ms": pct((a.latency * 1000 for a in answers), 0.95),
+        "probe": {"samples": len(probe), "p50_ms": pct(probe, 0.5), "p95_ms": pct(probe, 0.95),
+                  "max_ms": max(probe, default=float("nan")), "unseen": m["unseen_probes"]},
+        "count": {"samples": len(count), "p50_ms": pct(count, 0.5), "p95_ms": pct(count, 0.95),
+                  "max_ms": max(count, default=float("nan")), "unseen": m["uncounted_batches"]},
+        "series": {
+            "202 -> visible in GraphQL, p95 (ms):recentEvents probe": per_second(
+                ((t, d * 1000) for t, d in m["probe_delays"]), origin, lambda v: pct(v, 0.95)),
+            "202 -> visible in GraphQL, p95 (ms):totalEvents count": per_second(
+                ((t, d * 1000) for t, d in m["count_delays"]), origin, lambda v: pct(v, 0.95)),
+            "ingest latency p95 (ms):POST /v1/batch": latency_p95_series(answers, origin),
+            "accepted events/s:ingest": accepted_series(answers, origin),
+        },
+    }  # fmt: skip
+    p, c = result["probe"], result["count"]
+    result["targets"] = [
+        {"what": "freshness: 202 -> visible in GraphQL (recentEvents), p50 / p95", "target": "recorded",
+         "measured": f"{p['p50_ms']:.0f} / {p['p95_ms']:.0f} ms", "met": None},
+        {"what": "freshness: 202 -> counted in GraphQL totalEvents (cached path), p50 / p95", "target": "recorded",
+         "measured": f"{c['p50_ms']:.0f} / {c['p95_ms']:.0f} ms", "met": None},
+        {"what": "freshness: every acknowledged event becomes visible", "target": "0 unseen", "kind": "check",
+         "measured": f"{p['unseen']} probes unseen, {c['unseen']} batches uncounted, statuses {statuses}",
+         "met": p["unseen"] == 0 and c["unseen"] == 0 and set(statuses) == {202}},
+    ]  # fmt: skip
+    return result
+
+
+def render(r: dict) -> str:
+    c, p, n = r["config"], r["probe"], r["count"]
+    return "\n".join(
+        [
+            f"sent {c['rps']} req/s x {c['batch']} events for {c['seconds']} s (achieved "
+            f"{r['achieved_events_per_s']:,.0f} events/s, statuses {r['statuses']}, ingest p95 "
+            f"{r['ingest_p95_ms']:.0f} ms); GraphQL polled every 50 ms",
+            f"202 -> visible in GraphQL recentEvents: samples {p['samples']}, unseen {p['unseen']}, "
+            f"p50 {p['p50_ms']:.0f} ms, p95 {p['p95_ms']:.0f} ms, max {p['max_ms']:.0f} ms",
+            f"202 -> counted in GraphQL totalEvents: samples {n['samples']}, unseen {n['unseen']}, "
+            f"p50 {n['p50_ms']:.0f} ms, p95 {n['p95_ms']:.0f} ms, max {n['max_ms']:.0f} ms",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.freshness", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--no-report", action="store_true")
+    args = parser.parse_args(argv)
+    machine = machine_notes()
+    result = run(args.size)
+    text = render(result)
+    print(text)
+    if not args.no_report:
+        command = f"python -m benchmarks.freshness --size {args.size}"
+        print(f"report: {write_report('freshness', args.size, command, machine, text, {})}")
+
+
+if __name__ == "__main__":
+    main()
