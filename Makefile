@@ -26,4 +26,4 @@ test: venv
 	.venv/bin/python -m pytest
 
 bench: venv
-	.venv/bin/python -m benchmarks.ingest --size small
+	.venv/bin/python -m benchmarks --size small --out $${BENCH_OUT:-/tmp/pulseops-bench}

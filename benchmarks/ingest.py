@@ -47,7 +47,7 @@ from warehouse.partitions import ensure_window
 from warehouse.tenants import create_api_key, ensure_org, ensure_project
 
 SIZES = {
-    "small": {"wrk_s": 3, "landing_window_s": 10, "copy_rows": 200_000, "fresh_s": 5, "fresh_rate": 5_000},
+    "small": {"wrk_s": 2, "landing_window_s": 5, "copy_rows": 100_000, "fresh_s": 3, "fresh_rate": 5_000},
     "medium": {
         "wrk_s": 10,
         "landing_window_s": 30,

@@ -116,9 +116,10 @@ def group_by_baseline(conn: psycopg.Connection) -> tuple[float, int]:
 
 
 def late_correction(
-    db_url: str, env: dict[str, str], days: list[date], projects: list, org, samples: int
-) -> list[float]:
-    """One late event at a time into a random built day; seconds until that day's build includes it."""
+    db_url: str, env: dict[str, str], days: list[date], projects: list, org, samples: int, timed: bool = False
+) -> list:
+    """One late event at a time into a random built day (all but the last two of `days`); seconds until
+    that day's build includes it. `timed`: (monotonic time of the landing, seconds) pairs instead."""
     log = open(Path(tempfile.gettempdir()) / "pulseops-bench-daemon.log", "ab")  # noqa: SIM115
     daemon = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
@@ -150,12 +151,66 @@ def late_correction(
                     if time.monotonic() - t0 > 120:
                         raise SystemExit("late event not corrected within 120 s")
                     time.sleep(0.1)
-                delays.append(time.monotonic() - t0)
+                delays.append((t0, time.monotonic() - t0) if timed else time.monotonic() - t0)
                 time.sleep(2)
     finally:
         daemon.terminate()
         daemon.wait(30)
     return delays
+
+
+def dagster_env(db_url: str, tmp: Path) -> dict[str, str]:
+    """Environment for Dagster processes on a scratch database: own instance storage and DAGSTER_HOME."""
+    storage = with_database(db_url, db_url.rsplit("/", 1)[1] + "_dagster")
+    ensure_database(storage)
+    home = services.write_dagster_instance(
+        Settings(db={"url": db_url}, orchestration={"dagster_home": str(tmp / "dagster")}), storage
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PULSEOPS_", "DAGSTER_"))}
+    env.update({"DAGSTER_HOME": str(home), "PULSEOPS_DB__URL": db_url, **services.dagster_env()})
+    # cold-tier exports of the generated days would compete for the CPU with what is measured here
+    env.update({"PULSEOPS_COLD__URL": str(tmp / "cold"), "PULSEOPS_COLD__ENABLED": "false"})
+    env.update(services.QUIET_WARNINGS)
+    return env
+
+
+LATE_SIZES = {
+    "small": {"days": 3, "per_day": 2_000, "samples": 2},
+    "medium": {"days": 7, "per_day": 100_000, "samples": 10},
+    "large": {"days": 30, "per_day": 100_000, "samples": 20},
+}
+
+
+def run_late(size: str) -> dict:
+    """Late-data correction alone (the suite's scenario): days built directly with rebuild_day instead of a
+    Dagster backfill, then late events one at a time through the daemon and the sensor."""
+    cfg = LATE_SIZES[size]
+    settings = Settings()
+    today = datetime.now(UTC).date()
+    days = [today - timedelta(days=cfg["days"] + 1 - i) for i in range(cfg["days"])]
+    with scratch_database(settings.db.url) as db_url, tempfile.TemporaryDirectory() as tmp:
+        env = dagster_env(db_url, Path(tmp))
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            org = ensure_org(conn, "bench")
+            projects = [ensure_project(conn, org, f"p{i}") for i in range(3)]
+            generate(conn, days, cfg["per_day"], projects, org)
+            for d in days:
+                rebuild_day(conn, d)
+        started = time.monotonic()
+        # late_correction picks among all but the last two days it is given: here every day is built
+        samples = late_correction(db_url, env, days + days[-2:], projects, org, cfg["samples"], timed=True)
+    delays = sorted(d for _, d in samples)
+    pct = lambda p: delays[min(len(delays) - 1, int(p * len(delays)))]  # noqa: E731
+    return {
+        "size": size,
+        "config": cfg,
+        "sensor_interval_s": settings.orchestration.sensor_interval_s,
+        "delays_s": [d for _, d in samples],
+        "p50_s": pct(0.5),
+        "p95_s": pct(0.95),
+        "max_s": delays[-1],
+        "series": {"late event -> corrected aggregate (s):sample": [(t - started, d) for t, d in samples]},
+    }
 
 
 def run(size: str) -> tuple[str, dict]:
@@ -165,16 +220,7 @@ def run(size: str) -> tuple[str, dict]:
     today = datetime.now(UTC).date()
     days = [today - timedelta(days=cfg["days"] + 1 - i) for i in range(cfg["days"])]
     with scratch_database(settings.db.url) as db_url, tempfile.TemporaryDirectory() as tmp:
-        storage = with_database(db_url, db_url.rsplit("/", 1)[1] + "_dagster")
-        ensure_database(storage)
-        home = services.write_dagster_instance(
-            Settings(db={"url": db_url}, orchestration={"dagster_home": str(Path(tmp) / "dagster")}), storage
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PULSEOPS_", "DAGSTER_"))}
-        env.update({"DAGSTER_HOME": str(home), "PULSEOPS_DB__URL": db_url, **services.dagster_env()})
-        # cold-tier exports of the generated days would compete for the CPU with what is measured here
-        env.update({"PULSEOPS_COLD__URL": str(Path(tmp) / "cold"), "PULSEOPS_COLD__ENABLED": "false"})
-        env.update(services.QUIET_WARNINGS)
+        env = dagster_env(db_url, Path(tmp))
         with psycopg.connect(db_url, autocommit=True) as conn:
             org = ensure_org(conn, "bench")
             projects = [ensure_project(conn, org, f"p{i}") for i in range(3)]

@@ -84,7 +84,18 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--days", type=int, default=30)
     demo.add_argument("--url", help="ingest base URL (default from settings)")
 
+    from benchmarks.suite import add_arguments as bench_arguments  # light: no service code imported
+
+    bench = sub.add_parser(
+        "bench", help="run the benchmark suite and write a dated report (= python -m benchmarks)"
+    )
+    bench_arguments(bench)
+
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        from benchmarks.suite import run_cli
+
+        sys.exit(run_cli(args, "pulseops " + " ".join(sys.argv[1:] if argv is None else argv)))
     settings = get_settings()
     if args.command == "migrate":
         migrate(settings)

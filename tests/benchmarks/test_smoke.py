@@ -1,7 +1,13 @@
-"""The benchmarks run end to end at small size (CI smoke test: they must work, the figures are not judged)."""
+"""The benchmark suite runs end to end at small size and writes its report (CI smoke test).
+
+Performance figures are not judged here (small sizes on a shared CI machine); correctness is: the suite
+exits 0 only if every scenario ran and every `check` row held (backpressure loses and duplicates nothing,
+the offset proof is exact, every dashboard query has a plan, every acknowledged event became visible).
+"""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -14,60 +20,48 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (.ci/run installs it)")
-def test_ingest_benchmark_runs_at_small_size():
+@pytest.mark.timeout(600)
+def test_suite_runs_at_small_size_and_writes_a_report(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.ingest", "--size", "small", "--no-report"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "benchmarks", "--size", "small", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=590,
     )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    for line in (
-        "1 event/request",
-        "100 events/request",
-        "1,000 events/request",
-        "landing / COPY",
-        "202 -> visible",
+    text = out.stdout
+    assert out.returncode == 0, text[-4000:] + out.stderr[-3000:]
+    reports = list(tmp_path.glob("*-suite-small.md"))
+    assert len(reports) == 1, list(tmp_path.iterdir())
+    report = reports[0].read_text()
+    folder = tmp_path / reports[0].stem
+    for name in (
+        "ingest",
+        "freshness",
+        "skew",
+        "backpressure",
+        "catchup",
+        "queries",
+        "explain",
+        "late",
+        "cold",
     ):
-        assert line in out.stdout
-    assert "non-2xx" in out.stdout and "unseen 0" in out.stdout
+        assert f"-- {name}: ok in" in text, name
+        assert (folder / f"{name}.txt").stat().st_size > 0 and (folder / f"{name}.json").exists(), name
+        assert f"### {name}" in report
+    for name in ("skew", "backpressure", "freshness", "catchup"):  # scenarios with time series
+        assert (folder / f"{name}.png").read_bytes().startswith(b"\x89PNG"), name
+        assert f"]({folder.name}/{name}.png)" in report
+    assert "## Targets" in report and "| dirty tree |" in report and "load average" in report
+    assert "FAILED" not in report
 
-
-def test_orchestration_benchmark_runs_at_small_size():
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.orchestration", "--size", "small", "--no-report"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    for line in (
-        "backfill (one",
-        "plain SQL GROUP BY",
-        "rebuild of one day",
-        "late event landed -> corrected",
-    ):
-        assert line in out.stdout
-
-
-def test_query_benchmark_runs_at_small_size():
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.queries", "--size", "small", "--no-report"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    for line in ("eventCounts DAY 30d", "activeUsers DAU 30d", "breakdown plan 7d (raw)", "cached mix"):
-        assert line in out.stdout
-
-
-def test_cold_tier_benchmark_runs_at_small_size():
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.cold", "--size", "small", "--no-report"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    for line in (
-        "export to zstd Parquet",
-        "parity check",
-        "size: Parquet",
-        "-day aggregate",
-        "rebuild one day",
-    ):
-        assert line in out.stdout
-    assert "results identical across engines: True" in out.stdout and "days failed: 0" in out.stdout
+    bp = re.search(
+        r"events sent ([\d,]+), acknowledged ([\d,]+), landed ([\d,]+) \(distinct ([\d,]+)\), duplicated (\d+)",
+        text,
+    )
+    assert bp, text[-3000:]
+    sent, acked, landed, distinct, duplicated = bp.groups()
+    assert sent == acked == landed == distinct and duplicated == "0"
+    assert re.search(r"statuses \{202: \d+, 429: \d+\}; 429/503 without Retry-After: 0", text)
+    assert "duplicated 0 missing 0 unexpected 0" in text  # catch-up's offset proof
+    assert re.search(r"202 -> visible in GraphQL recentEvents: samples \d+, unseen 0", text)
+    assert re.search(r"quiet p95 latency change: [+-][\d.]+ %, p95 freshness change: [+-][\d.]+ %", text)
+    for line in ("1,000 events/request", "landing / COPY", "cached mix", "late event landed -> corrected"):
+        assert line in text
