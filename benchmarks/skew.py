@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import multiprocessing
 import time
 import uuid
@@ -219,7 +220,7 @@ def render(r: dict) -> str:
         x = r[k]
         lines.append(
             f"{label:22} {x['requests']:6d} {x['accepted_events_per_s']:9,.0f} {x['p50_ms']:8.1f} {x['p95_ms']:8.1f} "
-            f"{x['fresh_p50_ms']:10.0f} {x['fresh_p95_ms']:10.0f} {x.get('unseen', 0):7d}  {x['statuses']}"
+            f"{_ms(x['fresh_p50_ms']):>10} {_ms(x['fresh_p95_ms']):>10} {x.get('unseen', 0):7d}  {x['statuses']}"
         )
     lines += [
         f"quiet p95 latency change: {r['p95_latency_change_pct']:+.1f} %, p95 freshness change: "
@@ -227,6 +228,10 @@ def render(r: dict) -> str:
         f"hot 429/503 without Retry-After: {r['hot']['retry_after_missing']}",
     ]
     return "\n".join(lines)
+
+
+def _ms(v: float) -> str:
+    return "-" if math.isnan(v) else f"{v:.0f}"
 
 
 def main(argv: list[str] | None = None) -> None:
