@@ -57,9 +57,12 @@ _AUTO_EXPLAIN = (
 
 _NOTICE = re.compile(r"duration: ([0-9.]+) ms\s+plan:\nQuery Text: (.*?)\n(?=\S)(.*)", re.S)
 _PARTITION = re.compile(r"\bon (events_p\d{8})\b")
+# a Bitmap Index Scan is the index half of a Bitmap Heap Scan: counted with it, not as an index scan
 _SCAN = re.compile(
-    r"(Parallel )?(Seq Scan|Index Only Scan|Index Scan|Bitmap Heap Scan)(?: using \S+)? on (\w+)"
+    r"(Parallel )?(?<!Bitmap )(Seq Scan|Index Only Scan|Index Scan|Bitmap Heap Scan)(?: using \S+)? on (\w+)"
 )
+_EVENTS_SCAN_ROWS = re.compile(r"Scan (?:using \S+ )?on events_p\d{8}\b.*? rows=(\d+) loops=(\d+)\)")
+_BUFFERS = re.compile(r"Buffers: shared((?: \w+=\d+)+)")
 _ROWS = re.compile(r"actual time=[0-9.]+\.\.[0-9.]+ rows=(\d+)")
 _READS_EVENTS = re.compile(r"\b(?:FROM|JOIN)\s+events\b(?!_)", re.I)
 _REMOVED = re.compile(r"Subplans Removed: (\d+)")
@@ -95,6 +98,20 @@ class Plan:
     def rows(self) -> int:
         m = _ROWS.search(self.text)
         return int(m.group(1)) if m else 0
+
+    @property
+    def events_rows_read(self) -> int:
+        """Rows the scans of `events` partitions returned (after their filters), summed over loops."""
+        return sum(int(n) * int(loops) for n, loops in _EVENTS_SCAN_ROWS.findall(self.text))
+
+    @property
+    def buffers(self) -> str:
+        """The top node's shared buffers (hit/read), i.e. the whole statement's."""
+        m = _BUFFERS.search(self.text)
+        if not m:
+            return "no buffers"
+        parts = dict(kv.split("=") for kv in m.group(1).split())
+        return f"buffers hit {int(parts.get('hit', 0)):,} read {int(parts.get('read', 0)):,}"
 
     @property
     def reads_events(self) -> bool:
@@ -231,8 +248,10 @@ def render(result: dict) -> str:
                 if parts or p.reads_events
                 else "no events partitions"
             )
+            read = f", {p.events_rows_read:,} events rows scanned" if p.partitions else ""
             lines.append(
-                f"  {i}. {p.duration_ms:8.2f} ms  rows {p.rows:>7,}  {pruning}; {_scan_summary(p.scans)}"
+                f"  {i}. {p.duration_ms:8.2f} ms  rows {p.rows:>7,}  {pruning}{read}; {_scan_summary(p.scans)}; "
+                f"{p.buffers}"
             )
         if not plans:
             lines.append("  NO PLAN CAPTURED")
