@@ -128,7 +128,7 @@ def late_correction(
     delays = []
     rng = random.Random(7)
     try:
-        time.sleep(15)  # daemon up, sensor ticking
+        _wait_for_late_sensor(with_database(db_url, db_url.rsplit("/", 1)[1] + "_dagster"), 60)
         with psycopg.connect(db_url, autocommit=True) as conn:
             for _ in range(samples):
                 day = rng.choice(days[:-2])
@@ -211,6 +211,23 @@ def run_late(size: str) -> dict:
         "max_s": delays[-1],
         "series": {"late event -> corrected aggregate (s):sample": [(t - started, d) for t, d in samples]},
     }
+
+
+def _wait_for_late_sensor(storage_url: str, timeout: float) -> None:
+    """Until the daemon has evaluated the late-data sensor once (a tick in Dagster's storage): from then on
+    a late event waits for at most one sensor interval, as in steady state."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(storage_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            try:
+                if conn.execute(
+                    "SELECT 1 FROM job_ticks WHERE tick_body LIKE %s LIMIT 1", ("%late_data_sensor%",)
+                ).fetchone():
+                    return
+            except psycopg.errors.UndefinedTable:
+                pass
+            time.sleep(0.5)
+    raise TimeoutError(f"dagster-daemon did not tick the late-data sensor within {timeout:.0f}s")
 
 
 def run(size: str) -> tuple[str, dict]:
