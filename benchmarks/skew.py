@@ -133,7 +133,7 @@ def run(size: str) -> dict:
         tansu() as bootstrap,
         ProcessPoolExecutor(1, mp_context=ctx) as pool,
     ):
-        pool.submit(time.sleep, 0).result()  # the hot sender's process is up before anything is timed
+        pool_ready = pool.submit(time.sleep, 0)  # the hot sender's process starts while we set up
         quiet_key, quiet_project = tenant(db_url, "quiet-org", "quiet")
         hot_key, _ = tenant(db_url, "hot-org", "hot", rate=hot_limit, burst=hot_limit)
         svc = Services(services_env(db_url, bootstrap, settings.redis.url, uuid.uuid4().hex[:8]), free_port())
@@ -152,6 +152,7 @@ def run(size: str) -> dict:
                 )
                 base_unseen = vis.drain(30)
                 base_fresh = vis.take()
+                pool_ready.result()
                 time.sleep(1)
                 hot_future = pool.submit(hot_sender, svc.url, hot_key, hot_rps, cfg["hot_batch"], seconds + 2)
                 time.sleep(1)  # the hot tenant is already at full rate when the quiet one starts
