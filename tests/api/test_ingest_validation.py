@@ -684,8 +684,9 @@ def test_broker_down_answers_503_with_retry_after_then_recovers(
         # crash, which no worker had landed: the spool publishes it again. Nothing answered 503 is there.
         expected = sorted([uuid.UUID(before["event_id"]), recovered])
         wait_until(
-            lambda: sorted(e.event_id for e in read_topic(tansu.bootstrap, settings.kafka.topic_raw))
-            == expected,
+            lambda: (
+                sorted(e.event_id for e in read_topic(tansu.bootstrap, settings.kafka.topic_raw)) == expected
+            ),
             20,
             "the spool re-published the event the broker lost",
             interval=1.0,

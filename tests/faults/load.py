@@ -129,7 +129,9 @@ def landed_ids(database_url: str, project_id: uuid.UUID) -> tuple[set[uuid.UUID]
     return {r[0] for r in rows}, sum(r[1] - 1 for r in rows)
 
 
-def settle(load: Load, database_url: str, project_id: uuid.UUID, drill: str, timeout: float = 120) -> Accounting:
+def settle(
+    load: Load, database_url: str, project_id: uuid.UUID, drill: str, timeout: float = 120
+) -> Accounting:
     """Wait until every acknowledged event landed (or the timeout), then account and record the result."""
 
     def all_landed() -> bool:
@@ -162,4 +164,3 @@ def assert_exact(acc: Accounting, load: Load) -> None:
     assert acc.landed == acc.acknowledged, acc
     assert acc.sent == acc.acknowledged, f"the client gave up on some events: {acc}"
     assert load.retry_after_missing == 0, "a 429/503 came without Retry-After"
-

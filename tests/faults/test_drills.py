@@ -182,7 +182,9 @@ def test_postgres_restart_under_load(system_factory, db, database_url):
     load.wait_for_acks(3_000)
     db.close()
     version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[0]
-    subprocess.run([PG_CTL, "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"], check=True)
+    subprocess.run(
+        [PG_CTL, "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"], check=True
+    )
     load.wait_for_acks(len(load.acknowledged) + 3_000, timeout=90)
     load.stop()
     assert_exact(settle(load, database_url, tenant["project_id"], "PostgreSQL restart"), load)
@@ -209,7 +211,9 @@ def test_dagster_daemon_sigkill_under_load(system_factory, dagster_deployment, d
     wait_until(lambda: stale_days(db), 30, "late data recorded")
     dagster_deployment.start_daemon()
     instance = dagster_deployment.instance()
-    wait_until(lambda: instance.get_runs(dg.RunsFilter(job_name="refresh_aggregates_job")), 90, "a rebuild run")
+    wait_until(
+        lambda: instance.get_runs(dg.RunsFilter(job_name="refresh_aggregates_job")), 90, "a rebuild run"
+    )
     daemon = dagster_deployment.procs[-1]
     daemon.kill()
     daemon.wait()
