@@ -203,11 +203,11 @@ def run(size: str) -> dict:
                 with snapshot(conn, 60_000):
                     fn(conn, scope)  # warm-up on the plain connection
                 plans = capture(traced, fn, scope)
-                results.append({"name": name, "scope": scope, "plans": plans})
+                results.append({"name": name, "scope": str(scope), "plans": [vars(p) for p in plans]})
     out["load_after"] = os.getloadavg()
     out["results"] = results
     out["raw"] = {
-        f"{r['name']} — statement {i + 1}": f"-- {p.duration_ms:.3f} ms\n-- Query Text:\n{p.query}\n\n{p.text}"
+        f"{r['name']} — statement {i + 1}": f"-- {p['duration_ms']:.3f} ms\n-- Query Text:\n{p['query']}\n\n{p['text']}"
         for r in results
         for i, p in enumerate(r["plans"])
     }
@@ -230,7 +230,7 @@ def render(result: dict) -> str:
         "",
     ]
     for r in result["results"]:
-        plans: list[Plan] = r["plans"]
+        plans = [Plan(**p) for p in r["plans"]]
         real = [p for p in plans if not p.trivial]
         lines.append(
             f"== {r['name']}: {len(plans)} statements with a plan ({len(real)} reading tables), "
