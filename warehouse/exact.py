@@ -18,13 +18,18 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
 
+from warehouse import cold_reads
+from warehouse.cold import cold_days
 from warehouse.filters import PropertyFilter, compile_filters
+
+if TYPE_CHECKING:
+    from pulseops.settings import ColdSettings
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # 15-minute buckets align to UTC midnight
 
@@ -124,37 +129,73 @@ def days_without_raw(conn: psycopg.Connection, project_id: uuid.UUID, first: dat
 
 
 class RawDataGone(Exception):
-    """Raw events of these UTC days are no longer in PostgreSQL (cold tier, retention): a question that needs
-    them cannot be answered exactly here, and must not be answered with a silent undercount."""
+    """Raw events of these UTC days are neither in PostgreSQL nor verified in the cold tier (never exported,
+    dropped by an older retention): a question that needs them cannot be answered exactly, and must not be
+    answered with a silent undercount."""
 
     def __init__(self, days: list[date]) -> None:
-        super().__init__(f"raw events of {days[0]}..{days[-1]} are no longer in PostgreSQL")
+        super().__init__(
+            f"raw events of {days[0]}..{days[-1]} are neither in PostgreSQL nor in the cold tier"
+        )
         self.days = days
 
 
-def require_raw(conn: psycopg.Connection, project_id: uuid.UUID, days: list[date]) -> None:
-    """Raise `RawDataGone` if any of `days` that received data lost its raw partition."""
+def require_raw(
+    conn: psycopg.Connection, project_id: uuid.UUID, days: list[date], cold: ColdSettings | None = None
+) -> list[date]:
+    """The days of `days` to read from the cold tier (raw partition gone, export verified and current).
+
+    Raises `RawDataGone` for a day that received data, lost its raw partition and is not in the cold tier
+    (or for any such day when `cold` is None: the caller cannot read Parquet).
+    """
     if not days:
-        return
+        return []
     wanted = set(days)
     gone = [d for d in days_without_raw(conn, project_id, min(days), max(days)) if d in wanted]
-    if gone:
-        raise RawDataGone(gone)
+    if not gone:
+        return []
+    in_cold = set(cold_days(conn, project_id, gone[0], gone[-1])) if cold is not None else set()
+    missing = [d for d in gone if d not in in_cold]
+    if missing:
+        raise RawDataGone(missing)
+    return gone
+
+
+@contextlib.contextmanager
+def cold_reader(
+    conn: psycopg.Connection, project_id: uuid.UUID, days: list[date], cold: ColdSettings
+) -> Iterator[Any]:
+    """The sealed DuckDB views over `days` (see `warehouse.cold_reads`); a file gone since the check refuses."""
+    try:
+        scope = cold_reads.open_reader(conn, project_id, days, cold)
+    except cold_reads.ColdMissing as exc:
+        raise RawDataGone(exc.days) from None
+    with scope:
+        yield scope.duck
 
 
 def data_version(conn: psycopg.Connection, project_id: uuid.UUID, first: date, last: date) -> str:
-    """Moves whenever rows land in, or aggregates are rebuilt for, the project's UTC days [first, last]."""
-    landed, built, builds, last_build = conn.execute(
+    """Moves whenever rows land in, or aggregates are rebuilt for, the project's UTC days [first, last], and
+    when a day's raw partition leaves PostgreSQL: its raw questions are then answered from the cold tier,
+    whose float sums may differ in the last bits, so the two answers never share a cache key."""
+    landed, built, builds, last_build, gone = conn.execute(
         """
         SELECT (SELECT coalesce(sum(version), 0) FROM landed_days
                 WHERE project_id = %(p)s AND day BETWEEN %(a)s AND %(b)s),
-               coalesce(sum(built_version), 0), count(*), max(built_at)
+               coalesce(sum(built_version), 0), count(*), max(built_at),
+               (SELECT count(*) FROM landed_days l
+                WHERE l.project_id = %(p)s AND l.day BETWEEN %(a)s AND %(b)s
+                  AND NOT EXISTS (
+                      SELECT 1 FROM pg_inherits i
+                      WHERE i.inhparent = 'events'::regclass
+                        AND i.inhrelid = to_regclass(format('events_p%%s', to_char(l.day, 'YYYYMMDD')))
+                  ))
         FROM aggregate_builds WHERE project_id = %(p)s AND day BETWEEN %(a)s AND %(b)s
         """,
         {"p": project_id, "a": first, "b": last},
     ).fetchone()
     stamp = last_build.timestamp() if last_build else 0
-    return f"{landed}.{built}.{builds}.{stamp}"
+    return f"{landed}.{built}.{builds}.{stamp}" + (f".c{gone}" if gone else "")
 
 
 def raw_events_sql(scope: Scope, columns: str, raw: list[date]) -> tuple[sql.Composable, dict[str, Any]]:
@@ -213,12 +254,13 @@ UTC_ZONES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Uni
 
 
 def rollup_source(
-    conn: psycopg.Connection, scope: Scope, daily: bool = False
+    conn: psycopg.Connection, scope: Scope, daily: bool = False, cold: ColdSettings | None = None
 ) -> tuple[sql.Composable, dict[str, Any]]:
     """SQL yielding (bucket, event_name, events) rows equal to `event_rollups` over the scope, exactly.
 
     `daily=True` promises the caller groups by whole days or coarser: in UTC, built days then come from
     `daily_aggregates` (one row per event name and day) instead of 96 rollup rows per event name and day.
+    Raw days in the cold tier add DuckDB's rollup rows of their Parquet (given `cold`), bound as arrays.
     """
     first, last = scope.utc_days
     if scope.filters:
@@ -226,9 +268,11 @@ def rollup_source(
         raw = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     else:
         raw = raw_days(conn, scope.project_id, first, last)
-    require_raw(conn, scope.project_id, raw)
-    raw_query, params = raw_events_sql(scope, "e.event_time, e.event_name", raw)
-    if daily and scope.tz in UTC_ZONES:
+    in_cold = require_raw(conn, scope.project_id, raw, cold)
+    hot = [d for d in raw if d not in set(in_cold)]
+    raw_query, params = raw_events_sql(scope, "e.event_time, e.event_name", hot)
+    utc_daily = daily and scope.tz in UTC_ZONES
+    if utc_daily:
         built = """
         SELECT (a.date::timestamp AT TIME ZONE 'UTC') AS bucket, a.dimensions ->> 'event' AS event_name,
                a.value::bigint AS events
@@ -258,13 +302,35 @@ def rollup_source(
     ).format(grain=sql.Literal(grain) + sql.SQL("::interval"), raw_query=raw_query)
     allowed = sql.SQL("FALSE" if scope.filters else "TRUE")
     query = sql.SQL(built).format(aggregates_allowed=allowed) + union
+    if in_cold:
+        assert cold is not None
+        condition, duck_params = cold_duck_where(scope)
+        with cold_reader(conn, scope.project_id, in_cold, cold) as duck:
+            grain_us = cold_reads.DAY_US if utc_daily else cold_reads.SLOT_US
+            params["cold_b"], params["cold_n"], params["cold_c"] = cold_reads.rollups(
+                duck, condition, duck_params, grain_us
+            )
+        query += sql.SQL(
+            " UNION ALL SELECT c.b, c.n, c.c "
+            "FROM unnest(%(cold_b)s::timestamptz[], %(cold_n)s::text[], %(cold_c)s::bigint[]) AS c(b, n, c)"
+        )
     return query, {**params, **base_params(scope, raw), "first": first, "last": last}
 
 
-def activity_source(conn: psycopg.Connection, scope: Scope) -> tuple[sql.Composable, dict[str, Any]]:
+def cold_duck_where(scope: Scope) -> tuple[str, list[Any]]:
+    """The scope's events (range, names, filters) as a DuckDB condition over the cold `events` view."""
+    s, e = scope.utc_range
+    return cold_reads.where(s, e, scope.event_names, scope.filters)
+
+
+def activity_source(
+    conn: psycopg.Connection, scope: Scope, cold: ColdSettings | None = None
+) -> tuple[sql.Composable, dict[str, Any]]:
     """SQL yielding (day, distinct_id, slots) rows equal to `user_activity` over the scope, exactly.
 
-    `user_activity` knows no event names or properties: with either, every day comes from raw events.
+    `user_activity` knows no event names or properties: with either, every day comes from raw events. Raw
+    days in the cold tier add DuckDB's (day, user, slots) rows of their Parquet, bound as arrays: a local day
+    or window spanning both tiers then unions its users in PostgreSQL (cost: one row per cold user-day).
     """
     first, last = scope.utc_days
     if scope.filters or scope.event_names is not None:
@@ -273,12 +339,12 @@ def activity_source(conn: psycopg.Connection, scope: Scope) -> tuple[sql.Composa
     else:
         raw = raw_days(conn, scope.project_id, first, last)
         use_aggregates = True
-    require_raw(conn, scope.project_id, raw)
+    in_cold = require_raw(conn, scope.project_id, raw, cold)
     raw_query, params = raw_events_sql(
         scope,
         # seconds since the event's UTC midnight, floored to its 15-minute slot (as the build does)
         "e.distinct_id, floor(extract(epoch FROM (e.event_time AT TIME ZONE 'UTC')::time) / 900)::int AS slot",
-        raw,
+        [d for d in raw if d not in set(in_cold)],
     )
     query = sql.SQL(
         """
@@ -291,4 +357,15 @@ def activity_source(conn: psycopg.Connection, scope: Scope) -> tuple[sql.Composa
         GROUP BY 1, 2
         """
     ).format(aggregates_allowed=sql.SQL("TRUE" if use_aggregates else "FALSE"), raw_query=raw_query)
+    if in_cold:
+        assert cold is not None
+        condition, duck_params = cold_duck_where(scope)
+        with cold_reader(conn, scope.project_id, in_cold, cold) as duck:
+            params["cold_d"], params["cold_u"], params["cold_h"], params["cold_l"] = cold_reads.activity(
+                duck, condition, duck_params
+            )
+        query += sql.SQL(
+            " UNION ALL SELECT c.d, c.u, c.h::bit(48) || c.l::bit(48) FROM unnest("
+            "%(cold_d)s::date[], %(cold_u)s::text[], %(cold_h)s::int8[], %(cold_l)s::int8[]) AS c(d, u, h, l)"
+        )
     return query, {**params, **base_params(scope, raw), "first": first, "last": last}

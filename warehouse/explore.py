@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
-from warehouse.exact import Scope, require_raw
+from warehouse import cold_reads
+from warehouse.cold import cold_days
+from warehouse.exact import RawDataGone, Scope, cold_duck_where, cold_reader, days_without_raw, require_raw
 from warehouse.filters import PropertyFilter, compile_filters
+
+if TYPE_CHECKING:
+    from pulseops.settings import ColdSettings
 
 
 @dataclass(frozen=True)
@@ -22,26 +28,66 @@ class BreakdownRow:
     users: int
 
 
-def breakdown(conn: psycopg.Connection, scope: Scope, key: str, limit: int) -> tuple[list[BreakdownRow], int]:
-    """Events and distinct users per value of property `key` (top `limit` by events), and the total events."""
+def breakdown(
+    conn: psycopg.Connection, scope: Scope, key: str, limit: int, cold: ColdSettings | None = None
+) -> tuple[list[BreakdownRow], int]:
+    """Events and distinct users per value of property `key` (top `limit` by events), and the total events.
+
+    With cold days, DuckDB returns their (value, user, events) rows and PostgreSQL groups them with the hot
+    rows of the same shape: values group by jsonb equality, users are counted distinct across both tiers.
+    """
     first, last = scope.utc_days
-    require_raw(conn, scope.project_id, [first + timedelta(days=i) for i in range((last - first).days + 1)])
+    every_day = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    in_cold = require_raw(conn, scope.project_id, every_day, cold)
     condition, params = compile_filters(scope.filters)
     s, e = scope.utc_range
     names = list(scope.event_names) if scope.event_names is not None else None
-    query = sql.SQL(
+    hot_rows = sql.SQL(
         """
-        SELECT e.properties -> %(key)s, count(*)::bigint, count(DISTINCT e.distinct_id)::bigint,
-               sum(count(*)) OVER ()::bigint
         FROM events e
         WHERE e.project_id = %(p)s AND e.event_time >= %(s)s AND e.event_time < %(e)s
           AND (%(names)s::text[] IS NULL OR e.event_name = ANY(%(names)s::text[]))
           AND {condition}
-        GROUP BY 1
-        ORDER BY 2 DESC, 1 NULLS LAST
-        LIMIT %(limit)s
         """
     ).format(condition=condition)
+    if not in_cold:
+        query = (
+            sql.SQL(
+                """
+                SELECT e.properties -> %(key)s, count(*)::bigint, count(DISTINCT e.distinct_id)::bigint,
+                       sum(count(*)) OVER ()::bigint
+                """
+            )
+            + hot_rows
+            + sql.SQL("GROUP BY 1 ORDER BY 2 DESC, 1 NULLS LAST LIMIT %(limit)s")
+        )
+    else:
+        assert cold is not None
+        duck_condition, duck_params = cold_duck_where(scope)
+        with cold_reader(conn, scope.project_id, in_cold, cold) as duck:
+            params["cv"], params["cu"], params["cn"] = cold_reads.breakdown_pairs(
+                duck, key, duck_condition, duck_params
+            )
+        query = (
+            sql.SQL(
+                "WITH parts AS (SELECT e.properties -> %(key)s AS v, e.distinct_id AS u, count(*)::bigint AS n"
+            )
+            + hot_rows
+            + sql.SQL(
+                """
+                GROUP BY 1, 2
+                UNION ALL
+                SELECT c.v::jsonb, c.u, c.n
+                FROM unnest(%(cv)s::text[], %(cu)s::text[], %(cn)s::bigint[]) AS c(v, u, n)
+            )
+            SELECT v, sum(n)::bigint, count(DISTINCT u)::bigint, sum(sum(n)) OVER ()::bigint
+            FROM parts
+            GROUP BY 1
+            ORDER BY 2 DESC, 1 NULLS LAST
+            LIMIT %(limit)s
+            """
+            )
+        )
     rows = conn.execute(
         query, {**params, "key": key, "p": scope.project_id, "s": s, "e": e, "names": names, "limit": limit}
     ).fetchall()
@@ -68,11 +114,13 @@ def recent_events(
     event_names: tuple[str, ...] | None = None,
     filters: tuple[PropertyFilter, ...] = (),
     since: datetime | None = None,
+    cold: ColdSettings | None = None,
 ) -> list[EventRow]:
     """Newest first by (event_time, event_id), strictly after the keyset position `after`.
 
     The primary key (project_id, event_time, event_id) serves the order, partition by partition from the
-    newest, so a page costs the same on the first and the thousandth page.
+    newest, so a page costs the same on the first and the thousandth page. With `cold`, UTC days whose raw
+    partition is gone continue the order from their Parquet (`_cold_page`).
     """
     condition, params = compile_filters(filters)
     query = sql.SQL(
@@ -91,6 +139,63 @@ def recent_events(
     t, eid = after if after else (None, None)
     names = list(event_names) if event_names is not None else None
     with conn.cursor(row_factory=class_row(EventRow)) as cur:
-        return cur.execute(
+        rows = cur.execute(
             query, {**params, "p": project_id, "t": t, "id": eid, "since": since, "names": names, "n": first}
         ).fetchall()
+    if cold is None:
+        return rows
+    return _cold_page(conn, project_id, first, after, event_names, filters, since, cold, rows)
+
+
+def _cold_page(
+    conn: psycopg.Connection,
+    project_id: uuid.UUID,
+    first: int,
+    after: tuple[datetime, uuid.UUID] | None,
+    event_names: tuple[str, ...] | None,
+    filters: tuple[PropertyFilter, ...],
+    since: datetime | None,
+    cold: ColdSettings,
+    hot: list[EventRow],
+) -> list[EventRow]:
+    """Merge the hot page with cold days, newest day first, until no older day can enter the page.
+
+    Days are opened in batches of 1, 2, 4 ... (a page usually ends inside one day); a day that is neither in
+    PostgreSQL nor in the cold tier refuses only when the page would have to read it.
+    """
+    lo = since.astimezone(UTC).date() if since else date(1970, 1, 1)
+    hi = after[0].astimezone(UTC).date() if after else datetime.now(UTC).date()
+    gone = sorted(days_without_raw(conn, project_id, lo, hi), reverse=True)
+    if not gone:
+        return hot
+    verified = set(cold_days(conn, project_id, lo, hi))
+    rows = list(hot)
+    batch = 1
+    while gone:
+        rows.sort(key=lambda r: (r.event_time, r.event_id), reverse=True)
+        del rows[first:]
+        day_end = datetime.combine(gone[0] + timedelta(days=1), time(0), UTC)
+        if len(rows) >= first and rows[-1].event_time >= day_end:
+            break  # every remaining day is older than the page's oldest row
+        if gone[0] not in verified:
+            raise RawDataGone([gone[0]])
+        days = []
+        while gone and len(days) < batch and gone[0] in verified:
+            days.append(gone.pop(0))
+        start = (
+            max(since, datetime.combine(days[-1], time(0), UTC))
+            if since
+            else datetime.combine(days[-1], time(0), UTC)
+        )
+        with cold_reader(conn, project_id, days, cold) as duck:
+            found = cold_reads.recent(
+                duck, after, start, datetime.combine(days[0] + timedelta(days=1), time(0), UTC),
+                event_names, filters, first,
+            )  # fmt: skip
+        rows += [
+            EventRow(eid, t, name, who, received, landed, json.loads(props))
+            for eid, t, name, who, received, landed, props in found
+        ]
+        batch = min(batch * 2, 32)
+    rows.sort(key=lambda r: (r.event_time, r.event_id), reverse=True)
+    return rows[:first]

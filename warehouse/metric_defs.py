@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -19,8 +19,22 @@ from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from warehouse.exact import Scope, base_params, offset_at, raw_days, raw_events_sql, require_raw
+from warehouse import cold_reads
+from warehouse.exact import (
+    Scope,
+    base_params,
+    cold_duck_where,
+    cold_reader,
+    offset_at,
+    raw_days,
+    raw_events_sql,
+    require_raw,
+)
 from warehouse.filters import FilterOp, PropertyFilter
+from warehouse.series import bucket_edges
+
+if TYPE_CHECKING:
+    from pulseops.settings import ColdSettings
 
 Aggregation = Literal["count", "unique_users", "sum", "avg"]
 AGGREGATIONS = ("count", "unique_users", "sum", "avg")
@@ -171,7 +185,11 @@ _VALUE = {
 
 
 def metric_series(
-    conn: psycopg.Connection, metric: MetricDefinition, scope: Scope, granularity: str = "day"
+    conn: psycopg.Connection,
+    metric: MetricDefinition,
+    scope: Scope,
+    granularity: str = "day",
+    cold: ColdSettings | None = None,
 ) -> list[MetricPoint]:
     """Values per local bucket and dimension combination (sparse: combinations without events are absent)."""
     scope = replace(
@@ -183,19 +201,18 @@ def metric_series(
     every_day = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     from_aggregates = scope.tz == "UTC" and granularity == "day"
     raw = _rebuild_needed(conn, metric, first, last) if from_aggregates else every_day
-    require_raw(conn, metric.project_id, raw)
+    in_cold = require_raw(conn, metric.project_id, raw, cold)
     raw_query, params = raw_events_sql(
         scope,
         "e.event_time, e.distinct_id, e.properties, CASE WHEN jsonb_typeof(e.properties -> %(prop)s) = 'number' "
         "THEN (e.properties ->> %(prop)s)::double precision END AS num",
-        raw,
+        [d for d in raw if d not in set(in_cold)],
     )
-    query = sql.SQL(
-        """
+    bucketed = """
         SELECT date_trunc(%(g)s, x.event_time AT TIME ZONE %(tz)s) AS local_start,
                CASE WHEN %(g)s = 'hour'
                     THEN (x.event_time AT TIME ZONE %(tz)s) - (x.event_time AT TIME ZONE 'UTC') END AS off,
-               d.dims, {value} AS value, count(*)::bigint AS events
+               d.dims, {columns}
         FROM ({raw_query}) x
         CROSS JOIN LATERAL (
             SELECT coalesce(jsonb_object_agg(k, x.properties -> k) FILTER (WHERE x.properties ? k), '{{}}'::jsonb)
@@ -203,18 +220,55 @@ def metric_series(
             FROM unnest(%(dims)s::text[]) AS k
         ) d
         WHERE %(prop)s::text IS NULL OR x.num IS NOT NULL
-        GROUP BY 1, 2, 3
+        GROUP BY {group}
+    """
+    built = sql.SQL(
+        """
         UNION ALL
         SELECT a.date::timestamp, NULL, a.dimensions, a.value, a.events
         FROM daily_aggregates a
         WHERE {use_aggregates} AND a.project_id = %(p)s AND a.metric = %(metric)s
           AND a.date BETWEEN %(first)s AND %(last)s AND NOT (a.date = ANY(%(raw)s::date[]))
         """
-    ).format(
-        value=sql.SQL(_VALUE[metric.aggregation]),
-        raw_query=raw_query,
-        use_aggregates=sql.SQL("TRUE" if from_aggregates else "FALSE"),
-    )
+    ).format(use_aggregates=sql.SQL("TRUE" if from_aggregates else "FALSE"))
+    if not in_cold:
+        query = (
+            sql.SQL(bucketed).format(
+                columns=sql.SQL(_VALUE[metric.aggregation] + " AS value, count(*)::bigint AS events"),
+                group=sql.SQL("1, 2, 3"),
+                raw_query=raw_query,
+            )
+            + built
+        )
+    else:
+        assert cold is not None
+        params.update(_cold_partials(conn, metric, scope, granularity, in_cold, cold))
+        per_user = metric.aggregation == "unique_users"
+        hot = sql.SQL(bucketed).format(
+            columns=sql.SQL(
+                ("x.distinct_id" if per_user else "NULL::text")
+                + " AS u, count(*)::bigint AS events, sum(x.num) AS s, count(x.num)::bigint AS n"
+            ),
+            group=sql.SQL("1, 2, 3, 4"),
+            raw_query=raw_query,
+        )
+        query = (
+            sql.SQL("SELECT local_start, off, dims, {merged}, sum(events)::bigint FROM (").format(
+                merged=sql.SQL(_MERGED[metric.aggregation])
+            )
+            + hot
+            + sql.SQL(
+                """
+                UNION ALL
+                SELECT c.ls, c.off, c.dims::jsonb, c.u, c.events, c.s, c.n
+                FROM unnest(%(c_ls)s::timestamp[], %(c_off)s::interval[], %(c_dims)s::text[], %(c_u)s::text[],
+                            %(c_events)s::bigint[], %(c_s)s::float8[], %(c_n)s::bigint[])
+                     AS c(ls, off, dims, u, events, s, n)
+                ) parts GROUP BY 1, 2, 3
+                """
+            )
+            + built
+        )
     rows = conn.execute(
         query,
         {
@@ -238,6 +292,45 @@ def metric_series(
         key=lambda p: (p.local_start, p.utc_offset, orjson.dumps(p.dimensions, option=orjson.OPT_SORT_KEYS))
     )
     return points
+
+
+# Partials of both tiers, merged: counts and sums add, an average is their quotient, users are distinct.
+_MERGED = {
+    "count": "sum(events)::double precision",
+    "unique_users": "count(DISTINCT u)::double precision",
+    "sum": "sum(s)",
+    "avg": "sum(s) / nullif(sum(n), 0)",
+}
+
+
+def _cold_partials(
+    conn: psycopg.Connection,
+    metric: MetricDefinition,
+    scope: Scope,
+    granularity: str,
+    days: list[date],
+    cold: ColdSettings,
+) -> dict[str, list]:
+    """The cold days' partial rows per bucket (edges from Python, in the query's zone) and dimensions, as
+    arrays for PostgreSQL; per user too for unique users, so the union across tiers stays exact."""
+    edges = bucket_edges(scope, granularity)  # type: ignore[arg-type]
+    condition, params = cold_duck_where(scope)
+    with cold_reader(conn, scope.project_id, days, cold) as duck:
+        rows = cold_reads.metric_partials(
+            duck, condition, params, [t for t, _ in edges], metric.property, metric.dimensions,
+            per_user=metric.aggregation == "unique_users",
+        )  # fmt: skip
+    out: dict[str, list] = {k: [] for k in ("c_ls", "c_off", "c_dims", "c_u", "c_events", "c_s", "c_n")}
+    for k, dims, user, events, total, numbers in rows:
+        local_start, offset = edges[k][1]
+        out["c_ls"].append(local_start)
+        out["c_off"].append(offset if granularity == "hour" else None)  # as PostgreSQL's raw rows: NULL
+        out["c_dims"].append(dims)
+        out["c_u"].append(user)
+        out["c_events"].append(events)
+        out["c_s"].append(total)
+        out["c_n"].append(numbers)
+    return out
 
 
 def _rebuild_needed(

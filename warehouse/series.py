@@ -11,23 +11,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
 
+from warehouse import cold_reads
 from warehouse.exact import (
     UTC_ZONES,
     Scope,
     activity_source,
     base_params,
+    cold_duck_where,
+    cold_reader,
     offset_at,
     raw_days,
     raw_events_sql,
     require_raw,
     rollup_source,
 )
+
+if TYPE_CHECKING:
+    from pulseops.settings import ColdSettings
 
 Granularity = Literal["hour", "day", "week", "month"]
 SLOT = timedelta(minutes=15)
@@ -74,15 +80,34 @@ def bucket_keys(scope: Scope, granularity: Granularity) -> list[tuple[datetime, 
     return list(keys)
 
 
+def bucket_edges(scope: Scope, granularity: Granularity) -> list[tuple[datetime, tuple[datetime, timedelta]]]:
+    """Each bucket's first UTC instant with its (local start, offset) key, in order: the edges the cold
+    tier's DuckDB reads assign events by (it computes in UTC only), the same buckets as `bucket_keys`."""
+    zone = ZoneInfo(scope.tz)
+    s, e = scope.utc_range
+    out: list[tuple[datetime, tuple[datetime, timedelta]]] = []
+    t = s
+    while t < e:
+        local = t.astimezone(zone)
+        start = _truncate(local, granularity)
+        key = (start, local.utcoffset()) if granularity == "hour" else (start, offset_at(start, zone))
+        if not out or out[-1][1] != key:
+            out.append((t, key))
+        t += SLOT if granularity == "hour" else _next_local_midnight(local, zone) - t
+    return out
+
+
 def bucket_count(scope: Scope, granularity: Granularity) -> int:
     """Upper bound of the buckets a series returns, cheap enough to check before querying."""
     days = (scope.end - scope.start).days + 1
     return {"hour": days * 25, "day": days, "week": days // 7 + 2, "month": days // 28 + 2}[granularity]
 
 
-def event_counts(conn: psycopg.Connection, scope: Scope, granularity: Granularity = "day") -> list[Point]:
-    """Events per local hour, day, week or month over the scope."""
-    source, params = rollup_source(conn, scope, daily=granularity != "hour")
+def event_counts(
+    conn: psycopg.Connection, scope: Scope, granularity: Granularity = "day", cold: ColdSettings | None = None
+) -> list[Point]:
+    """Events per local hour, day, week or month over the scope (`cold`: read cold-tier days' Parquet)."""
+    source, params = rollup_source(conn, scope, daily=granularity != "hour", cold=cold)
     rows = conn.execute(
         sql.SQL(
             """
@@ -101,15 +126,17 @@ def event_counts(conn: psycopg.Connection, scope: Scope, granularity: Granularit
     return [Point(ls, off, found.pop((ls, off), 0)) for ls, off in bucket_keys(scope, granularity)]
 
 
-def total_events(conn: psycopg.Connection, scope: Scope) -> int:
-    source, params = rollup_source(conn, scope, daily=True)
+def total_events(conn: psycopg.Connection, scope: Scope, cold: ColdSettings | None = None) -> int:
+    source, params = rollup_source(conn, scope, daily=True, cold=cold)
     query = sql.SQL("SELECT coalesce(sum(events), 0)::bigint FROM ({source}) src").format(source=source)
     return conn.execute(query, params).fetchone()[0]
 
 
-def top_events(conn: psycopg.Connection, scope: Scope, limit: int) -> list[tuple[str, int]]:
+def top_events(
+    conn: psycopg.Connection, scope: Scope, limit: int, cold: ColdSettings | None = None
+) -> list[tuple[str, int]]:
     """Most frequent event names; ties broken by name so answers are stable."""
-    source, params = rollup_source(conn, scope, daily=True)
+    source, params = rollup_source(conn, scope, daily=True, cold=cold)
     query = sql.SQL(
         "SELECT event_name, sum(events)::bigint AS n FROM ({source}) src "
         "GROUP BY 1 ORDER BY n DESC, event_name LIMIT %(limit)s"
@@ -117,7 +144,9 @@ def top_events(conn: psycopg.Connection, scope: Scope, limit: int) -> list[tuple
     return [(name, n) for name, n in conn.execute(query, {**params, "limit": limit})]
 
 
-def active_users(conn: psycopg.Connection, scope: Scope, window_days: int = 1) -> list[tuple[date, int]]:
+def active_users(
+    conn: psycopg.Connection, scope: Scope, window_days: int = 1, cold: ColdSettings | None = None
+) -> list[tuple[date, int]]:
     """Exact distinct users per local day; window 1 = DAU, 7 = WAU, 30 = MAU (trailing, ending that day).
 
     A user active on local days a1 < a2 < ... counts for window ends [a_i, min(a_i + w - 1, a_{i+1} - 1)]:
@@ -125,9 +154,9 @@ def active_users(conn: psycopg.Connection, scope: Scope, window_days: int = 1) -
     of user-days times the window.
     """
     if window_days == 1 and scope.tz in UTC_ZONES and not scope.filters and scope.event_names is None:
-        return _utc_daily_users(conn, scope)
+        return _utc_daily_users(conn, scope, cold)
     wide = scope.widened(window_days - 1)
-    source, params = activity_source(conn, wide)
+    source, params = activity_source(conn, wide, cold)
     rows = conn.execute(
         sql.SQL(
             """
@@ -202,11 +231,14 @@ def _mask_pairs(wide: Scope, end: date) -> dict[str, list]:
     return out
 
 
-def _utc_daily_users(conn: psycopg.Connection, scope: Scope) -> list[tuple[date, int]]:
-    """DAU in UTC: local days are UTC days, so clean days read the build's per-day count directly."""
+def _utc_daily_users(
+    conn: psycopg.Connection, scope: Scope, cold: ColdSettings | None
+) -> list[tuple[date, int]]:
+    """DAU in UTC: local days are UTC days, so clean days read the build's per-day count directly, and a
+    cold raw day's count comes whole from DuckDB."""
     raw = raw_days(conn, scope.project_id, scope.start, scope.end)
-    require_raw(conn, scope.project_id, raw)
-    raw_query, params = raw_events_sql(scope, "e.distinct_id", raw)
+    in_cold = require_raw(conn, scope.project_id, raw, cold)
+    raw_query, params = raw_events_sql(scope, "e.distinct_id", [d for d in raw if d not in set(in_cold)])
     rows = dict(
         conn.execute(
             sql.SQL(
@@ -221,6 +253,11 @@ def _utc_daily_users(conn: psycopg.Connection, scope: Scope) -> list[tuple[date,
             {**params, **base_params(scope, raw), "a": scope.start, "b": scope.end},
         ).fetchall()
     )
+    if in_cold:
+        assert cold is not None
+        condition, duck_params = cold_duck_where(scope)
+        with cold_reader(conn, scope.project_id, in_cold, cold) as duck:
+            rows.update(cold_reads.daily_users(duck, condition, duck_params))
     out, day = [], scope.start
     while day <= scope.end:
         out.append((day, rows.get(day, 0)))

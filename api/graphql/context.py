@@ -11,7 +11,7 @@ import uuid
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from typing import Any, TypeVar
 
 import msgspec
@@ -98,6 +98,7 @@ class Context(BaseContext):
         super().__init__()
         self.services = services
         self.settings = services.settings.query
+        self.cold = services.settings.cold  # raw days gone from PostgreSQL are read from here
         self._key = key
 
     # --- tenant ------------------------------------------------------------------------------------------
@@ -163,15 +164,8 @@ class Context(BaseContext):
         if (end - start).days + 1 > limit:
             why = " for property filters and breakdowns" if raw_only else ""
             raise bad_input("from", f"the range may span at most {limit} days{why}")
-        if raw_only:
-            oldest = datetime.now(UTC).date() - timedelta(
-                days=self.services.settings.warehouse.raw_retention_days - 1
-            )
-            if start < oldest:
-                raise bad_input(
-                    "from",
-                    f"property filters and breakdowns read raw events, kept from {oldest.isoformat()} on",
-                )
+        # No hot-retention bound: raw days past it are read from the cold tier, and a day in neither
+        # refuses inside the read snapshot (`RawDataGone`).
         names = None
         if event_names is not None:
             if len(event_names) > MAX_EVENT_NAMES or any(not 1 <= len(n) <= 200 for n in event_names):
@@ -181,19 +175,20 @@ class Context(BaseContext):
 
     # --- execution ---------------------------------------------------------------------------------------
 
-    async def run(self, fn: Callable[[psycopg.Connection], T]) -> T:
+    async def run(self, fn: Callable[[psycopg.Connection], T], gone_field: str = "from") -> T:
         """`fn(conn)` in a worker thread inside one read-only snapshot; database errors become safe errors."""
-        return await run_in_threadpool(self._run, fn)
+        return await run_in_threadpool(self._run, fn, gone_field)
 
-    def _run(self, fn: Callable[[psycopg.Connection], T]) -> T:
+    def _run(self, fn: Callable[[psycopg.Connection], T], gone_field: str = "from") -> T:
         try:
             with self.services.pool.connection() as conn, snapshot(conn, self.settings.statement_timeout_ms):
                 return fn(conn)
         except RawDataGone as exc:
             raise bad_input(
-                "from",
-                f"raw events up to {exc.days[-1].isoformat()} (UTC) are no longer in PostgreSQL (cold tier); "
-                "this question needs them: start after that day, or use `pulseops sql`",
+                gone_field,
+                f"raw events of {exc.days[0].isoformat()}..{exc.days[-1].isoformat()} (UTC) are neither in "
+                "PostgreSQL nor in the cold tier (not exported before they were dropped); this question needs "
+                "them: start after that day",
             ) from None
         except psycopg.errors.QueryCanceled as exc:
             raise ClientError(

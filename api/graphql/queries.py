@@ -146,7 +146,7 @@ class Query:
             raise bad_input("granularity", f"more than {ctx.settings.max_buckets} buckets; use a coarser one")
 
         def build(conn) -> EventSeries:
-            points = series.event_counts(conn, scope, g)
+            points = series.event_counts(conn, scope, g, cold=ctx.cold)
             first, last = scope.utc_days
             span = (last - first).days + 1
             raw = span if scope.filters else len(raw_days(conn, scope.project_id, first, last))
@@ -184,7 +184,7 @@ class Query:
         wide = scope.widened(kind.value - 1)
 
         def build(conn) -> ActiveUsersSeries:
-            days = series.active_users(conn, scope, kind.value)
+            days = series.active_users(conn, scope, kind.value, cold=ctx.cold)
             return ActiveUsersSeries(
                 kind=kind, range=convert.date_range(scope), days=[DayValue(date=d, value=n) for d, n in days]
             )
@@ -207,7 +207,7 @@ class Query:
         project, scope = await ctx.scope(project_id, from_, to, timezone, event_names, filters)
         return await ctx.cached(
             "totalEvents", project, scope.utc_days, normalized(scope), int,
-            lambda conn: series.total_events(conn, scope),
+            lambda conn: series.total_events(conn, scope, cold=ctx.cold),
         )  # fmt: skip
 
     @strawberry.field(description="Most frequent event names in the range.")
@@ -226,7 +226,10 @@ class Query:
         project, scope = await ctx.scope(project_id, from_, to, timezone, None, filters)
 
         def build(conn) -> list[TopEvent]:
-            return [TopEvent(event_name=n, count=c) for n, c in series.top_events(conn, scope, limit)]
+            return [
+                TopEvent(event_name=n, count=c)
+                for n, c in series.top_events(conn, scope, limit, cold=ctx.cold)
+            ]
 
         args = normalized(scope, limit=limit)
         return await ctx.cached("topEvents", project, scope.utc_days, args, list[TopEvent], build)
@@ -241,11 +244,14 @@ class Query:
 
         def build(conn) -> Metrics:
             return Metrics(
-                total_events=series.total_events(conn, scope),
+                total_events=series.total_events(conn, scope, cold=ctx.cold),
                 daily_active_users=[
-                    DayValue(date=d, value=n) for d, n in series.active_users(conn, scope, 1)
+                    DayValue(date=d, value=n) for d, n in series.active_users(conn, scope, 1, cold=ctx.cold)
                 ],
-                top_events=[TopEvent(event_name=n, count=c) for n, c in series.top_events(conn, scope, top)],
+                top_events=[
+                    TopEvent(event_name=n, count=c)
+                    for n, c in series.top_events(conn, scope, top, cold=ctx.cold)
+                ],
                 date_range=convert.date_range(scope),
             )
 
@@ -273,7 +279,7 @@ class Query:
         project, scope = await ctx.scope(project_id, from_, to, timezone, event_names, filters, raw_only=True)
 
         def build(conn) -> Breakdown:
-            groups, total = explore.breakdown(conn, scope, property, limit)
+            groups, total = explore.breakdown(conn, scope, property, limit, cold=ctx.cold)
             return Breakdown(
                 property=property,
                 range=convert.date_range(scope),
@@ -306,16 +312,17 @@ class Query:
             if cursor_project != project.id:
                 raise forbidden("the project of this cursor")
             position = (t, eid)
+        # as far back as other questions reach; days past hot retention come from the cold tier
         oldest = datetime.combine(
-            today - timedelta(days=ctx.services.settings.warehouse.raw_retention_days - 1),
-            datetime.min.time(),
-            UTC,
+            today - timedelta(days=ctx.settings.max_range_days - 1), datetime.min.time(), UTC
         )
         rows = await ctx.run(
             lambda conn: explore.recent_events(
-                conn, project.id, first + 1, position, scope.event_names, scope.filters, since=oldest
-            )
-        )
+                conn, project.id, first + 1, position, scope.event_names, scope.filters, since=oldest,
+                cold=ctx.cold,
+            ),
+            gone_field="after",
+        )  # fmt: skip
         edges = [
             EventEdge(
                 cursor=_encode_cursor(project.id, r),
@@ -371,7 +378,7 @@ class Query:
             raise bad_input("granularity", f"more than {ctx.settings.max_buckets} buckets; use a coarser one")
 
         def build(conn) -> MetricSeries:
-            points = metric_defs.metric_series(conn, metric, scope, g)
+            points = metric_defs.metric_series(conn, metric, scope, g, cold=ctx.cold)
             return MetricSeries(
                 metric_id=strawberry.ID(str(metric.id)),
                 granularity=granularity,
