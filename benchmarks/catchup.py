@@ -621,8 +621,9 @@ def render(result: dict) -> str:
         "database's PostgreSQL backends, and how busy the whole machine was (all users)"
     )
     lines += [
-        f"this machine has {os.cpu_count()} cores, shared with PostgreSQL, the broker, this sampler and other "
-        "users: worker processes beyond 2 add no CPU, only contention",
+        f"this machine has {os.cpu_count()} cores, shared by the workers, PostgreSQL, the broker, this sampler "
+        "and other users: worker processes beyond the core count add no CPU; on a busy shared machine more "
+        "processes only take a larger share of it from the other users' processes",
         "",
         "== Offset / retry proof (SIGTERM mid-stream, ingest while down, SIGKILL while landing) ==",
         *p["timeline"],
