@@ -54,10 +54,10 @@ from warehouse.tenants import create_api_key, ensure_org, ensure_project
 SIZES = {
     # small is the CI smoke size: 1 and 2 workers only (each consumer-group start costs seconds of joining)
     "small": {
-        "backlog": 50_000,
+        "backlog": 20_000,
         "workers": (1, 2),
-        "proof_before": 20_000,
-        "proof_down": 20_000,
+        "proof_before": 10_000,
+        "proof_down": 10_000,
         "proof_rate": 20_000,
     },
     "medium": {
