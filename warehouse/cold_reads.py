@@ -221,15 +221,27 @@ def from_us(us: int) -> datetime:
 
 
 def rollups(
-    duck: Any, condition: str, params: list[Any], grain_us: int
+    duck: Any, condition: str, params: list[Any], grain_us: int, edges: Sequence[datetime] | None = None
 ) -> tuple[list[datetime], list[str], list[int]]:
-    """(bucket, event_name, events) like `event_rollups` (grain 15 minutes) or per UTC day."""
+    """(bucket, event_name, events) like `event_rollups`: per `grain_us` UTC bucket, or, given `edges` (each
+    local day's first instant, from Python), per local day stamped with its first instant, so PostgreSQL
+    buckets it into the same local day, week or month with a hundredth of the rows to bind."""
+    if edges is None:
+        query = (
+            f"SELECT {_floor(_us(), grain_us)} AS b, event_name, count(*) FROM events "  # noqa: S608 - fixed fragments
+            f"WHERE {condition} GROUP BY 1, 2"
+        )
+        rows = duck.execute(query, params).fetchall()
+        return [from_us(b) for b, _, _ in rows], [n for _, n, _ in rows], [c for _, _, c in rows]
     rows = duck.execute(
-        f"SELECT {_floor(_us(), grain_us)} AS b, event_name, count(*) FROM events "  # noqa: S608 - fixed fragments
-        f"WHERE {condition} GROUP BY 1, 2",
-        params,
+        f"""
+        WITH edges AS (SELECT unnest(?::TIMESTAMPTZ[]) AS s, unnest(range(?)) AS k),
+        ev AS (SELECT event_time, event_name FROM events WHERE {condition})
+        SELECT b.k, ev.event_name, count(*) FROM ev ASOF JOIN edges b ON ev.event_time >= b.s GROUP BY 1, 2
+        """,  # noqa: S608 - fixed fragments; values are bound
+        [list(edges), len(edges), *params],
     ).fetchall()
-    return [from_us(b) for b, _, _ in rows], [n for _, n, _ in rows], [c for _, _, c in rows]
+    return [edges[k] for k, _, _ in rows], [n for _, n, _ in rows], [c for _, _, c in rows]
 
 
 def activity(

@@ -14,6 +14,7 @@ per-user slot maps), so one query shape serves every zone and granularity.
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -165,13 +166,38 @@ def require_raw(
 def cold_reader(
     conn: psycopg.Connection, project_id: uuid.UUID, days: list[date], cold: ColdSettings
 ) -> Iterator[Any]:
-    """The sealed DuckDB views over `days` (see `warehouse.cold_reads`); a file gone since the check refuses."""
+    """The sealed DuckDB views over `days` (see `warehouse.cold_reads`); a file gone since the check refuses.
+
+    DuckDB knows no statement timeout: the transaction's own (`statement_timeout`) interrupts it, and the
+    interruption surfaces as PostgreSQL's `QueryCanceled`, so callers map both engines' timeouts alike.
+    """
+    import duckdb
+
     try:
         scope = cold_reads.open_reader(conn, project_id, days, cold)
     except cold_reads.ColdMissing as exc:
         raise RawDataGone(exc.days) from None
-    with scope:
-        yield scope.duck
+    timeout_ms = _timeout_ms(conn)
+    timer = threading.Timer(timeout_ms / 1000, scope.duck.interrupt) if timeout_ms else None
+    try:
+        if timer:
+            timer.start()
+        with scope:
+            yield scope.duck
+    except duckdb.InterruptException:
+        raise psycopg.errors.QueryCanceled("cold-tier read exceeded the statement timeout") from None
+    finally:
+        if timer:
+            timer.cancel()
+
+
+def _timeout_ms(conn: psycopg.Connection) -> int:
+    """The session's statement timeout in milliseconds (0: none)."""
+    value = conn.execute(
+        "SELECT setting::int * CASE unit WHEN 's' THEN 1000 WHEN 'min' THEN 60000 ELSE 1 END "
+        "FROM pg_settings WHERE name = 'statement_timeout'"
+    ).fetchone()[0]
+    return int(value or 0)
 
 
 def data_version(conn: psycopg.Connection, project_id: uuid.UUID, first: date, last: date) -> str:
@@ -306,15 +332,24 @@ def rollup_source(
         assert cold is not None
         condition, duck_params = cold_duck_where(scope)
         with cold_reader(conn, scope.project_id, in_cold, cold) as duck:
-            grain_us = cold_reads.DAY_US if utc_daily else cold_reads.SLOT_US
             params["cold_b"], params["cold_n"], params["cold_c"] = cold_reads.rollups(
-                duck, condition, duck_params, grain_us
+                duck, condition, duck_params, cold_reads.SLOT_US, local_day_starts(scope) if daily else None
             )
         query += sql.SQL(
             " UNION ALL SELECT c.b, c.n, c.c "
             "FROM unnest(%(cold_b)s::timestamptz[], %(cold_n)s::text[], %(cold_c)s::bigint[]) AS c(b, n, c)"
         )
     return query, {**params, **base_params(scope, raw), "first": first, "last": last}
+
+
+def local_day_starts(scope: Scope) -> list[datetime]:
+    """First instant of each local day of the scope: midnight, its first reading when it repeats, the
+    transition when it is skipped (zoneinfo's fold=0), i.e. where PostgreSQL's local date changes."""
+    zone = ZoneInfo(scope.tz)
+    return [
+        datetime.combine(scope.start + timedelta(days=i), time(0), zone).astimezone(UTC)
+        for i in range((scope.end - scope.start).days + 1)
+    ]
 
 
 def cold_duck_where(scope: Scope) -> tuple[str, list[Any]]:

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import orjson
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -14,6 +16,7 @@ from pulseops.settings import ColdSettings
 from tests.utils.events import land_rows
 from tests.utils.tenants import make_tenant
 from warehouse import cold, cold_reads
+from warehouse.exact import cold_reader
 from warehouse.filters import FilterOp, PropertyFilter, compile_filters
 
 DAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
@@ -53,7 +56,7 @@ def both_engines(db, database_url, tmp_path):
     cold.export_day(db, database_url, DAY.date(), settings, datasets=(cold.EVENTS,))
     assert cold.verify_day(db, DAY.date(), settings, datasets=(cold.EVENTS,)).ok
     with cold_reads.open_reader(db, t["project_id"], [DAY.date()], settings) as scope:
-        yield db, scope.duck, t["project_id"]
+        yield db, scope.duck, t["project_id"], settings
 
 
 def _filters() -> list[PropertyFilter]:
@@ -74,7 +77,7 @@ def _filters() -> list[PropertyFilter]:
 
 
 def test_every_operator_selects_the_same_rows_in_both_engines(both_engines):
-    db, duck, project_id = both_engines
+    db, duck, project_id, _settings = both_engines
     checked = 0
     for f in _filters():
         condition, params = compile_filters([f])
@@ -122,7 +125,7 @@ def test_every_operator_selects_the_same_rows_in_both_engines(both_engines):
 
 def test_breakdown_values_group_like_jsonb(both_engines):
     """The cold side's value text, cast to jsonb by PostgreSQL, equals the hot side's value."""
-    db, duck, project_id = both_engines
+    db, duck, project_id, _settings = both_engines
     values, users, _ = cold_reads.breakdown_pairs(duck, "v", "TRUE", [])
     for user, text in zip(users, values, strict=True):
         if user in {"u14", "u15"}:
@@ -133,3 +136,19 @@ def test_breakdown_values_group_like_jsonb(both_engines):
             (text, project_id, user),
         ).fetchone()[0]
         assert same, (user, text)
+
+
+def test_a_cold_read_obeys_the_statement_timeout(both_engines):
+    """DuckDB has no statement timeout of its own: the snapshot's interrupts it, reported as PostgreSQL's."""
+    db, _duck, project_id, settings = both_engines
+    db.execute("SET statement_timeout = 300")
+    try:
+        started = time.monotonic()
+        with (
+            pytest.raises(psycopg.errors.QueryCanceled),
+            cold_reader(db, project_id, [DAY.date()], settings) as duck,
+        ):
+            duck.execute("SELECT count(*) FROM range(1000000000000)").fetchall()
+        assert time.monotonic() - started < 10
+    finally:
+        db.execute("RESET statement_timeout")

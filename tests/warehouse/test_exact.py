@@ -1,19 +1,21 @@
-"""Exact reads equal the ground truth whether days are raw only, built, or built with late data not yet
-rebuilt, in UTC and in zones with DST (New York), half-hour offsets (Kolkata) and half-hour DST (Lord Howe)."""
+"""Exact reads equal the ground truth whether days are raw only, built, built with late data not yet
+rebuilt, or half of them only in the cold tier (Parquet, read by DuckDB), in UTC and in zones with DST
+(New York), half-hour offsets (Kolkata) and half-hour DST (Lord Howe)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import orjson
 import pytest
 
 from benchmarks.generator import GeneratorConfig, TenantSpec, generate
+from pulseops.settings import ColdSettings
 from tests.utils.events import land_rows, landing_rows
 from tests.utils.tenants import make_tenant
 from tests.utils.truth import Truth, rows_of
-from warehouse import explore, series
+from warehouse import cold, explore, series
 from warehouse.aggregates import rebuild_day
 from warehouse.exact import Scope, raw_days
 from warehouse.filters import FilterOp, PropertyFilter
@@ -34,8 +36,8 @@ def generated():
     return list(generate(config))
 
 
-@pytest.fixture(params=["raw_only", "built", "late_not_rebuilt"])
-def warehouse_state(request, db, generated):
+@pytest.fixture(params=["raw_only", "built", "late_not_rebuilt", "half_cold"])
+def warehouse_state(request, db, generated, database_url, tmp_path):
     tenants = {"hot": make_tenant(db, "acme", "web"), "quiet": make_tenant(db, "globex", "shop")}
     projects = {name: (t["org_id"], t["project_id"]) for name, t in tenants.items()}
     rows = landing_rows(generated, projects, received_at=END)
@@ -50,6 +52,18 @@ def warehouse_state(request, db, generated):
         land_rows(db, on_time)
         for day in days:
             rebuild_day(db, day)
+        if request.param == "half_cold":
+            # late data not rebuilt, then the older half (two late days included) exported and dropped:
+            # every question reads those days' raw events from Parquet through DuckDB
+            land_rows(db, late)
+            cold_settings = ColdSettings(url=str(tmp_path / "cold"))
+            half = days[: len(days) // 2]
+            for day in half:
+                cold.export_day(db, database_url, day, cold_settings, datasets=(cold.EVENTS,))
+                assert cold.verify_day(db, day, cold_settings, datasets=(cold.EVENTS,)).ok
+            dropped = cold.drop_exported_partitions_before(db, half[-1] + timedelta(days=1), cold_settings)
+            assert set(half) <= set(dropped.dropped)
+            return request.param, projects, rows_of(rows), cold_settings
         if request.param == "late_not_rebuilt":
             land_rows(db, late)
             assert raw_days(db, project, days[0], days[-1]) == sorted(LATE_DAYS)
@@ -58,37 +72,39 @@ def warehouse_state(request, db, generated):
             for day in LATE_DAYS:
                 rebuild_day(db, day)
             assert raw_days(db, project, days[0], days[-1]) == []
-    return request.param, projects, rows_of(rows)
+    return request.param, projects, rows_of(rows), None
 
 
 @pytest.mark.parametrize("tz", ZONES)
 def test_counts_users_and_top_events_equal_truth(db, warehouse_state, tz):
-    _state, projects, rows = warehouse_state
+    _state, projects, rows, cold_settings = warehouse_state
     for _org, project_id in projects.values():
         truth = Truth(rows, project_id, tz, START, LAST)
         scope = Scope(project_id, START, LAST, tz)
         for g in ("hour", "day", "week", "month"):
-            got = series.event_counts(db, scope, g)
+            got = series.event_counts(db, scope, g, cold=cold_settings)
             assert {(p.local_start, p.utc_offset): p.value for p in got if p.value} == truth.counts(g), g
             assert len({(p.local_start, p.utc_offset) for p in got}) == len(got)
-        assert series.total_events(db, scope) == truth.total()
-        assert series.top_events(db, scope, 5) == truth.top(5)
+        assert series.total_events(db, scope, cold=cold_settings) == truth.total()
+        assert series.top_events(db, scope, 5, cold=cold_settings) == truth.top(5)
         for window in (1, 7, 30):
-            assert series.active_users(db, scope, window) == truth.active(window), window
+            assert series.active_users(db, scope, window, cold=cold_settings) == truth.active(window), window
 
 
 @pytest.mark.parametrize("tz", ["UTC", "America/New_York"])
 def test_event_names_and_property_filters_equal_truth(db, warehouse_state, tz):
-    _state, projects, rows = warehouse_state
+    _state, projects, rows, cold_settings = warehouse_state
     _org, project_id = projects["hot"]
     truth = Truth(rows, project_id, tz, START, LAST)
     scope = Scope(project_id, START, LAST, tz)
     names = ("page_view", "purchase")
     named = replace(scope, event_names=names)
     assert {
-        (p.local_start, p.utc_offset): p.value for p in series.event_counts(db, named, "day") if p.value
+        (p.local_start, p.utc_offset): p.value
+        for p in series.event_counts(db, named, "day", cold=cold_settings)
+        if p.value
     } == (truth.counts("day", names=names))
-    assert series.active_users(db, named, 7) == truth.active(7, names=names)
+    assert series.active_users(db, named, 7, cold=cold_settings) == truth.active(7, names=names)
     cases = [
         (PropertyFilter("plan", FilterOp.EQ, "pro"), lambda p: p.get("plan") == "pro"),
         (
@@ -109,12 +125,12 @@ def test_event_names_and_property_filters_equal_truth(db, warehouse_state, tz):
         filtered = replace(scope, filters=(f,))
         got = {
             (p.local_start, p.utc_offset): p.value
-            for p in series.event_counts(db, filtered, "day")
+            for p in series.event_counts(db, filtered, "day", cold=cold_settings)
             if p.value
         }
         assert got == truth.counts("day", where=pred), f
-        assert series.total_events(db, filtered) == truth.total(where=pred), f
-    rows_, total = explore.breakdown(db, scope, "country", limit=50)
+        assert series.total_events(db, filtered, cold=cold_settings) == truth.total(where=pred), f
+    rows_, total = explore.breakdown(db, scope, "country", limit=50, cold=cold_settings)
     want = truth.breakdown("country")
     assert total == truth.total()
     assert {
@@ -123,7 +139,7 @@ def test_event_names_and_property_filters_equal_truth(db, warehouse_state, tz):
 
 
 def test_custom_metrics_equal_truth_before_and_after_builds(db, warehouse_state):
-    state, projects, rows = warehouse_state
+    state, projects, rows, cold_settings = warehouse_state
     org_id, project_id = projects["hot"]
     purchases = create_metric(
         db, org_id, project_id,
@@ -136,13 +152,13 @@ def test_custom_metrics_equal_truth_before_and_after_builds(db, warehouse_state)
         db, org_id, project_id,
         MetricSpec("pro views", "count", event_name="page_view", filters={"plan": "pro"}, dimensions=("device",)),
     )  # fmt: skip
-    if state != "raw_only":
+    if state not in ("raw_only", "half_cold"):  # a cold day's raw events are gone from PostgreSQL
         for day in sorted({r.ts.date() for r in rows}):
             rebuild_day(db, day)  # now the metrics' days are built (late days included)
     for tz in ("UTC", "Asia/Kolkata"):
         truth = Truth(rows, project_id, tz, START, LAST)
         scope = Scope(project_id, START, LAST, tz)
-        revenue = metric_series(db, purchases, scope, "day")
+        revenue = metric_series(db, purchases, scope, "day", cold=cold_settings)
         want: dict = {}
         for r, loc in truth.select(names=("purchase",)):
             key = (loc.date(), r.props["plan"])
@@ -150,14 +166,16 @@ def test_custom_metrics_equal_truth_before_and_after_builds(db, warehouse_state)
         got = {(p.local_start.date(), p.dimensions["plan"]): p.value for p in revenue}
         assert got.keys() == want.keys()
         assert all(abs(got[k] - want[k]) < 1e-6 for k in want)
-        users = {p.local_start.date(): p.value for p in metric_series(db, buyers, scope, "day")}
+        users = {
+            p.local_start.date(): p.value for p in metric_series(db, buyers, scope, "day", cold=cold_settings)
+        }
         want_users: dict = {}
         for r, loc in truth.select(names=("purchase",)):
             want_users.setdefault(loc.date(), set()).add(r.distinct_id)
         assert users == {d: len(u) for d, u in want_users.items()}
         views = {
             (p.local_start.date(), p.dimensions["device"]): p.value
-            for p in metric_series(db, pro_views, scope, "day")
+            for p in metric_series(db, pro_views, scope, "day", cold=cold_settings)
         }
         want_views: dict = {}
         for r, loc in truth.select(names=("page_view",), where=lambda p: p.get("plan") == "pro"):
