@@ -112,6 +112,24 @@ def test_queries_spanning_cold_and_hot_days_equal_truth(db, database_url, broker
         assert body["data"]["eventCounts"]["total"] == hot_truth.total(
             where=lambda p: p.get("plan") == "team"
         )
+        # recentEvents pages down to that day and then refuses, rather than skipping it
+        page_q = """query($p: ID!, $after: String) { recentEvents(projectId: $p, first: 200, after: $after) {
+          edges { node { eventTime } } pageInfo { hasNextPage endCursor } } }"""
+        after, seen = None, 0
+        while True:
+            body = client.post(
+                "/graphql", json={"query": page_q, "variables": {"p": variables["p"], "after": after}},
+                headers=headers,
+            ).json()  # fmt: skip
+            if "errors" in body:
+                break
+            page = body["data"]["recentEvents"]
+            seen += len(page["edges"])
+            assert page["pageInfo"]["hasNextPage"], "paged past the missing day without an error"
+            after = page["pageInfo"]["endCursor"]
+        assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "after"}
+        # every page that did not need the missing day was served (the refused one would have reached it)
+        assert seen > sum(1 for r in rows if r.ts.date() > old[1]) - 201
 
 
 def _direct_answers(db, project_id, start, last, cold_settings) -> tuple:
