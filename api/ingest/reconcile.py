@@ -52,6 +52,19 @@ class _Record:
     aborted: bool = False
 
 
+@dataclass(frozen=True)
+class _Summary:
+    """A sealed segment whose records were all settled or acknowledged on `topic_id`, as last read."""
+
+    size: int
+    topic_id: str
+    highest: dict[int, int]  # partition -> highest acknowledged offset
+
+
+def _passed(highest: dict[int, int], committed: dict[int, int]) -> bool:
+    return all(off < committed.get(p, 0) for p, off in highest.items())
+
+
 @dataclass
 class PassResult:
     pruned: int = 0
@@ -67,6 +80,7 @@ class Reconciler:
         self.publisher = publisher
         self.settings = settings
         self.pool = pool
+        self._summaries: dict[Path, _Summary] = {}
 
     async def run_forever(self) -> None:
         while True:
@@ -86,9 +100,11 @@ class Reconciler:
         except Exception as exc:
             log.debug("broker not answering, spool kept as is: %s", exc)
             topic_id, committed = None, {}
-        for path in sorted(self.spool.directory.glob(f"*{SUFFIX}")):
-            if self.spool.owns(path):
-                result.bytes_left += _size(path)
+        paths = sorted(self.spool.directory.glob(f"*{SUFFIX}"))
+        for gone in self._summaries.keys() - set(paths):
+            del self._summaries[gone]
+        for path in paths:
+            if self.spool.owns(path):  # counted by spool.open_bytes()
                 continue
             if topic_id is None:
                 result.bytes_left += _size(path)
@@ -111,51 +127,73 @@ class Reconciler:
             result.bytes_left += _size(path)
             return
         try:
-            records = await run_in_threadpool(_fold, path)
-            pending = False
-            uncertain: list[_Record] = []
-            for rec in records.values():
-                if rec.aborted:
-                    continue
-                ack = rec.ack
-                if ack is not None and topic_id and ack.topic_id == topic_id:
-                    if any(off >= committed.get(p, 0) for p, off in ack.offsets.items()):
-                        pending = True
-                    continue
-                uncertain.append(rec)
-            if uncertain:
-                since = _segment_time(path) - timedelta(hours=1)
-                missing = await run_in_threadpool(self._unlanded, uncertain, since)
-                for rec, messages in missing:
-                    replay = (rec.ack.replay if rec.ack else 0) + 1
-                    if replay > self.settings.spool.max_replays:
-                        _set_aside(path)
-                        metrics.SPOOL_STUCK.inc()
-                        result.stuck += 1
-                        log.error(
-                            "spool segment %s set aside: record %d never landed", path.name, rec.data.seq
-                        )
-                        return
-                    delivery = await self.publisher.publish(messages)
-                    ack = Ack(rec.data.seq, delivery.topic_id, delivery.offsets, replay)
-                    await run_in_threadpool(append_record, fd, frame(ACK, ack))
-                    metrics.SPOOL_REPLAYED.inc(len(messages))
-                    result.replayed_events += len(messages)
-                    log.warning(
-                        "spool: %d acknowledged events of %s were not landed; published again",
-                        len(messages),
-                        path.name,
-                    )
-                    pending = True
+            size = _size(path)
+            known = self._summaries.get(path)
+            if known is not None and known.size == size and known.topic_id == topic_id:
+                # Unchanged since it was read and fully acknowledged on this topic: offsets decide alone,
+                # without reading (a stalled landing group must not cost a re-read of the spool per pass).
+                pending = not _passed(known.highest, committed)
+            else:
+                pending = await self._settle(fd, path, topic_id, committed, result)
+            if pending is None:  # set aside
+                return
             if pending:
                 result.pending += 1
                 result.bytes_left += _size(path)
             else:
                 path.unlink()
+                self._summaries.pop(path, None)
                 metrics.SPOOL_PRUNED.inc()
                 result.pruned += 1
         finally:
             os.close(fd)
+
+    async def _settle(
+        self, fd: int, path: Path, topic_id: str, committed: dict[int, int], result: PassResult
+    ) -> bool | None:
+        """Read the segment, re-publish what the broker lost; pending?, or None if the segment was set aside."""
+        records = await run_in_threadpool(_fold, path)
+        pending = False
+        uncertain: list[_Record] = []
+        for rec in records.values():
+            if rec.aborted:
+                continue
+            ack = rec.ack
+            if ack is not None and topic_id and ack.topic_id == topic_id:
+                if any(off >= committed.get(p, 0) for p, off in ack.offsets.items()):
+                    pending = True
+                continue
+            uncertain.append(rec)
+        if uncertain:
+            since = _segment_time(path) - timedelta(hours=1)
+            missing = await run_in_threadpool(self._unlanded, uncertain, since)
+            for rec, messages in missing:
+                replay = (rec.ack.replay if rec.ack else 0) + 1
+                if replay > self.settings.spool.max_replays:
+                    _set_aside(path)
+                    metrics.SPOOL_STUCK.inc()
+                    result.stuck += 1
+                    log.error("spool segment %s set aside: record %d never landed", path.name, rec.data.seq)
+                    return None
+                delivery = await self.publisher.publish(messages)
+                ack = Ack(rec.data.seq, delivery.topic_id, delivery.offsets, replay)
+                await run_in_threadpool(append_record, fd, frame(ACK, ack))
+                metrics.SPOOL_REPLAYED.inc(len(messages))
+                result.replayed_events += len(messages)
+                log.warning(
+                    "spool: %d acknowledged events of %s were not landed; published again",
+                    len(messages),
+                    path.name,
+                )
+                pending = True
+        else:
+            highest: dict[int, int] = {}
+            for rec in records.values():
+                if rec.ack is not None and not rec.aborted:
+                    for p, off in rec.ack.offsets.items():
+                        highest[p] = max(off, highest.get(p, -1))
+            self._summaries[path] = _Summary(_size(path), topic_id, highest)
+        return pending
 
     def _unlanded(
         self, records: list[_Record], since: datetime

@@ -143,3 +143,34 @@ def test_aborted_and_committed_records_let_the_segment_go(db, reconciler_for) ->
     )
     result = asyncio.run(rec.run_once())
     assert result.pruned == 1 and result.replayed_events == 0 and not path.exists()
+
+
+def test_a_stalled_segment_is_read_once_and_pruned_once_committed(db, reconciler_for, monkeypatch) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    import api.ingest.reconcile as reconcile
+
+    tenant = make_tenant(db)
+    rec = reconciler_for()
+    message = _message(tenant)
+    delivery = asyncio.run(rec.publisher.publish([message]))
+    path = _segment(
+        rec.spool.directory,
+        frame(DATA, Data(1, [message])),
+        frame(ACK, Ack(1, delivery.topic_id, delivery.offsets)),
+    )
+    reads = []
+    real_fold = reconcile._fold
+    monkeypatch.setattr(reconcile, "_fold", lambda p: reads.append(p) or real_fold(p))
+    for _ in range(3):  # no landing group committed yet: pending, and read only the first time
+        assert asyncio.run(rec.run_once()).pending == 1
+    assert len(reads) == 1 and path.exists()
+    kafka = rec.settings.kafka
+    group = Consumer({"bootstrap.servers": kafka.servers, "group.id": kafka.consumer_group})
+    try:
+        offsets = [TopicPartition(kafka.topic_raw, p, off + 1) for p, off in delivery.offsets.items()]
+        group.commit(offsets=offsets, asynchronous=False)
+    finally:
+        group.close()
+    assert asyncio.run(rec.run_once()).pruned == 1
+    assert not path.exists() and len(reads) == 1
