@@ -56,8 +56,10 @@ def test_broker_restart_loses_no_acknowledged_event(system_factory, tansu_factor
     load.wait_for_acks(len(load.acknowledged) + 2_000, timeout=90)
     load.stop()
     acc = settle(load, database_url, tenant["project_id"], "broker restart")
-    assert load.statuses[503] > 0, "the broker outage was not seen: the drill proves nothing"
     assert_exact(acc, load)
+    # The drill proves something only if the broker really lost acknowledged events (the client may see
+    # 503s, or librdkafka may hold its requests until the new broker answers: both are fine).
+    assert "published again" in system.log_path("ingest").read_text(), "the spool re-published nothing"
     _drained(system)
 
 
