@@ -66,10 +66,13 @@ def open_reader(
     if missing:
         scope.close()
         raise ColdMissing(missing)
-    scope.duck.create_function(
-        "pg_match", _pg_match, ["VARCHAR", "VARCHAR"], "BOOLEAN", null_handling="special"
-    )
+    register_pg_match(scope.duck)
     return scope
+
+
+def register_pg_match(duck: Any) -> None:
+    """`pg_match(properties, spec)`, which `compile_filters` calls where a double cannot decide."""
+    duck.create_function("pg_match", _pg_match, ["VARCHAR", "VARCHAR"], "BOOLEAN", null_handling="special")
 
 
 # --- property filters ----------------------------------------------------------------------------------
@@ -283,11 +286,38 @@ def breakdown_pairs(
 ) -> tuple[list[str | None], list[str], list[int]]:
     """(the property's JSON text or NULL, user, events): PostgreSQL groups them as jsonb with the hot rows."""
     rows = duck.execute(
-        "SELECT json_extract(properties, ?)::VARCHAR, distinct_id, count(*) FROM events "  # noqa: S608
+        "SELECT json_extract(properties, ?)::VARCHAR, distinct_id, count(*) FROM events "  # noqa: S608 - fixed text; the pointer is bound
         f"WHERE {condition} GROUP BY 1, 2",
         [pointer(key), *params],
     ).fetchall()
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+
+def metric_columns(prop: str | None, dimensions: Sequence[str]) -> tuple[str, list[Any]]:
+    """`num, dims` of one event for a custom metric, as PostgreSQL's build and raw series compute them, for
+    both the Parquet rebuild (`warehouse.cold_rebuild`) and cold reads, so the two cannot drift apart.
+
+    `num`: the property as a double only when it is a JSON number (`jsonb_typeof = 'number'`); a numeric
+    string such as "12" is not a number there. The cast is a plain one, as PostgreSQL's: a JSON number that
+    did not convert would raise rather than silently leave the sum. `dims`: JSON object text of the
+    dimension keys that are present, whatever their value, JSON null included (`properties ? k`), in the
+    definition's key order; DuckDB prints each value's JSON text and PostgreSQL parses it as jsonb.
+    """
+    num, params = "NULL::DOUBLE", []
+    if prop is not None:
+        num = f"CASE WHEN json_type(properties, ?) IN {_NUMBERS} THEN json_extract(properties, ?)::DOUBLE END"
+        params += [pointer(prop), pointer(prop)]
+    dims = "'{}'"
+    if dimensions:
+        parts = []
+        for key in dimensions:
+            parts.append(
+                "CASE WHEN json_type(properties, ?) IS NOT NULL "
+                "THEN to_json(?::VARCHAR)::VARCHAR || ':' || json_extract(properties, ?)::VARCHAR END"
+            )
+            params += [pointer(key), key, pointer(key)]
+        dims = f"'{{' || array_to_string(list_filter([{', '.join(parts)}], lambda x: x IS NOT NULL), ',') || '}}'"
+    return f"{num} AS num, {dims} AS dims", params
 
 
 def metric_partials(
@@ -301,36 +331,18 @@ def metric_partials(
 ) -> list[tuple[int, str, str | None, int, float | None, int]]:
     """(bucket index, dimensions JSON text, user or NULL, events, sum, count of numbers) per bucket whose first
     instants are `edges` (computed in Python in the query's zone; each event goes to the last edge <= it)."""
-    num = "NULL::DOUBLE"
-    num_params: list[Any] = []
-    if prop is not None:
-        num = (
-            f"CASE WHEN json_type(properties, ?) IN {_NUMBERS} "
-            "THEN TRY_CAST(json_extract(properties, ?) AS DOUBLE) END"
-        )
-        num_params = [pointer(prop), pointer(prop)]
-    dims = "'{}'"
-    dims_params: list[Any] = []
-    if dimensions:
-        parts = []
-        for key in dimensions:
-            parts.append(
-                "CASE WHEN json_type(properties, ?) IS NOT NULL "
-                "THEN to_json(?::VARCHAR)::VARCHAR || ':' || json_extract(properties, ?)::VARCHAR END"
-            )
-            dims_params += [pointer(key), key, pointer(key)]
-        dims = f"'{{' || array_to_string(list_filter([{', '.join(parts)}], lambda x: x IS NOT NULL), ',') || '}}'"
+    columns, column_params = metric_columns(prop, dimensions)
     user = "distinct_id" if per_user else "NULL::VARCHAR"
     rows = duck.execute(
         f"""
         WITH edges AS (SELECT unnest(?::TIMESTAMPTZ[]) AS s, unnest(range(?)) AS k),
-        ev AS (SELECT event_time, distinct_id, {num} AS num, {dims} AS dims FROM events WHERE {condition})
+        ev AS (SELECT event_time, distinct_id, {columns} FROM events WHERE {condition})
         SELECT b.k, ev.dims, {user}, count(*), sum(ev.num), count(ev.num)
         FROM ev ASOF JOIN edges b ON ev.event_time >= b.s
         WHERE ?::VARCHAR IS NULL OR ev.num IS NOT NULL
         GROUP BY 1, 2, 3
         """,  # noqa: S608 - fixed fragments; values are bound
-        [list(edges), len(edges), *num_params, *dims_params, *params, prop],
+        [list(edges), len(edges), *column_params, *params, prop],
     ).fetchall()
     return [tuple(r) for r in rows]
 
@@ -348,7 +360,7 @@ def recent(
     condition, params = where(since, until, names, filters)
     t, eid = after if after else (None, None)
     return duck.execute(
-        "SELECT event_id, event_time, event_name, distinct_id, received_at, landed_at, properties::VARCHAR "  # noqa: S608
+        "SELECT event_id, event_time, event_name, distinct_id, received_at, landed_at, properties::VARCHAR "  # noqa: S608 - fixed text; values are bound
         f"FROM events WHERE {condition} "
         "AND (?::TIMESTAMPTZ IS NULL OR event_time < ? OR (event_time = ? AND event_id < ?::UUID)) "
         "ORDER BY event_time DESC, event_id DESC LIMIT ?",

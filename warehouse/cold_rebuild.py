@@ -5,9 +5,10 @@ retention deleted them. DuckDB computes the same rows as `warehouse.aggregates.r
 PostgreSQL (15-minute rollups, per-user slot bitmaps, built-in and custom metrics); they replace the day's
 aggregate rows in one PostgreSQL transaction, under the same advisory lock, stamped in `aggregate_builds`.
 
-Custom-metric property filters follow jsonb `@>` exactly for scalar filter values (string, number,
-boolean, null: the usual case); for an object or array filter value DuckDB's `json_contains` is used, which
-also matches the value nested deeper. Dimension values are grouped by their JSON text as DuckDB prints
+Custom metrics use the SQL fragments of cold reads (`warehouse.cold_reads`): property filters follow jsonb
+`@>` exactly (a Python function settles number ties and object or array values on the exact JSON text);
+a sum or average takes JSON numbers only; a dimension key present with a JSON null value is a dimension,
+as in PostgreSQL. Dimension values are grouped by their JSON text as DuckDB prints
 it, so `1` and `1.0` in the same property would form two groups (jsonb equality makes them one).
 """
 
@@ -22,14 +23,15 @@ import psycopg
 from psycopg import sql
 
 from pulseops.settings import ColdSettings
+from warehouse import cold_reads
 from warehouse.aggregates import DayBuild, day_bounds, day_build, record_build
 from warehouse.cold import EVENTS, ColdStore, duckdb_connection, register_files
+from warehouse.filters import FilterOp, PropertyFilter
 
 if TYPE_CHECKING:
     import duckdb
 
 AGGREGATE_COLUMNS = ("org_id", "project_id", "metric", "date", "dimensions", "value", "events", "sum")
-_NUMBER_TYPES = "('UBIGINT', 'BIGINT', 'DOUBLE', 'HUGEINT')"
 
 
 def cold_projects(conn: psycopg.Connection, day: date) -> list[uuid.UUID]:
@@ -73,6 +75,7 @@ def rebuild_day_from_cold(
     duck = duckdb_connection()
     try:
         register_files(duck, store, "ev", paths, EVENTS)
+        cold_reads.register_pg_match(duck)
         computed = _compute(conn, duck, day, projects)
     finally:
         duck.close()
@@ -136,11 +139,6 @@ def _compute(
     return rollups, users, aggregates
 
 
-def _pointer(key: str) -> str:
-    """RFC 6901 JSON pointer to a top-level key (DuckDB's json_extract accepts pointers)."""
-    return "/" + key.replace("~", "~0").replace("/", "~1")
-
-
 def _custom_metric(
     duck: duckdb.DuckDBPyConnection,
     day: date,
@@ -153,67 +151,31 @@ def _custom_metric(
     prop: str | None,
     dimensions: list[str],
 ) -> list[tuple]:
-    where = ["project_id = ?"]
-    params: list[Any] = [project_id]
-    if event_name is not None:
-        where.append("event_name = ?")
-        params.append(event_name)
-    for key, value in filters.items():
-        where.append(_filter_sql(value))
-        params += _filter_params(_pointer(key), value)
-    num = "NULL::DOUBLE"
-    num_params: list[Any] = []
-    if prop is not None:
-        num = f"CASE WHEN json_type(properties, ?) IN {_NUMBER_TYPES} THEN json_extract(properties, ?)::DOUBLE END"
-        num_params = [_pointer(prop), _pointer(prop)]
-    dims = "'{}'"
-    dims_params: list[Any] = []
-    if dimensions:
-        parts = []
-        for key in dimensions:
-            parts.append(
-                "CASE WHEN json_extract(properties, ?) IS NOT NULL "
-                "THEN to_json(?::VARCHAR)::VARCHAR || ':' || json_extract(properties, ?)::VARCHAR END"
-            )
-            dims_params += [_pointer(key), key, _pointer(key)]
-        dims = f"'{{' || array_to_string(list_filter([{', '.join(parts)}], lambda x: x IS NOT NULL), ',') || '}}'"
+    """The definition's rows of the day, computed as `warehouse.aggregates` does: the event filter,
+    `properties @> filters` (per key, exactly, by `cold_reads.compile_filters`), and `num`/`dims` from
+    `cold_reads.metric_columns`, which cold reads share."""
+    columns, column_params = cold_reads.metric_columns(prop, dimensions)
+    condition, filter_params = cold_reads.compile_filters(
+        [PropertyFilter(k, FilterOp.EQ, v) for k, v in sorted(filters.items())]
+    )
     value = {
         "count": "count(*)::DOUBLE",
         "unique_users": "count(DISTINCT distinct_id)::DOUBLE",
         "sum": "sum(num)",
         "avg": "avg(num)",
     }[aggregation]
-    if aggregation in ("sum", "avg"):
-        where.append("num IS NOT NULL")
     query = (
         f"SELECT dims, {value}, count(*), sum(num) FROM ("  # noqa: S608 - fixed fragments; values are bound
-        f"  SELECT *, {num} AS num, {dims} AS dims FROM ev"
-        f") WHERE {' AND '.join(where)} GROUP BY dims ORDER BY dims"
+        f"  SELECT *, {columns} FROM ev"
+        f"  WHERE project_id = ? AND (?::VARCHAR IS NULL OR event_name = ?) AND {condition}"
+        f") WHERE {'num IS NOT NULL' if aggregation in ('sum', 'avg') else 'TRUE'} GROUP BY dims ORDER BY dims"
     )
-    rows = duck.execute(query, [*num_params, *dims_params, *params]).fetchall()
+    rows = duck.execute(
+        query, [*column_params, project_id, event_name, event_name, *filter_params]
+    ).fetchall()
     return [
         (org_id, project_id, f"custom:{metric_id}", day, dims_text, v, n, s) for dims_text, v, n, s in rows
     ]
-
-
-def _filter_sql(value: Any) -> str:
-    if value is None:
-        return "json_type(properties, ?) = 'NULL'"
-    if isinstance(value, bool):
-        return "(json_type(properties, ?) = 'BOOLEAN' AND json_extract(properties, ?)::BOOLEAN = ?)"
-    if isinstance(value, int | float):
-        return f"(json_type(properties, ?) IN {_NUMBER_TYPES} AND json_extract(properties, ?)::DOUBLE = ?)"
-    if isinstance(value, str):
-        return "(json_type(properties, ?) = 'VARCHAR' AND json_extract_string(properties, ?) = ?)"
-    return "coalesce(json_contains(json_extract(properties, ?), ?::JSON), false)"
-
-
-def _filter_params(pointer: str, value: Any) -> list[Any]:
-    if value is None:
-        return [pointer]
-    if isinstance(value, bool | int | float | str):
-        return [pointer, pointer, value]
-    return [pointer, orjson.dumps(value).decode()]
 
 
 def _copy(conn: psycopg.Connection, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:

@@ -299,6 +299,9 @@ CUSTOM = {
     "avg_basket": ("purchase", {}, "avg", "amount", []),
     "pro_page_views": ("page_view", {"plan": "pro"}, "count", None, ["device", "plan"]),
     "any_event_by_plan_and_odd": (None, {}, "count", None, ["plan", "odd/key~"]),
+    # jsonb `@>` on the exact text: a nested object only at its own level, a number by its decimal value
+    "meta_a1": (None, {"meta": {"a": 1}}, "count", None, []),
+    "tenth": ("purchase", {"amount": 0.1}, "count", None, []),
 }
 
 
@@ -335,6 +338,10 @@ def test_rebuilding_an_old_day_from_parquet_gives_the_postgres_aggregates(
             '{"amount": "not a number", "plan": {"nested": [1, 2]}, "country": "\u00e9\u00e9", "x": null}',
             '{"amount": 12.5, "plan": "pro", "country": null, "odd/key~": true}',
             '{"amount": 1e3, "plan": "pro", "device": "tv", "odd/key~": [1, "a"]}',
+            # a numeric string is no number to sum; a JSON null dimension is a dimension (`properties ? k`)
+            '{"amount": "12", "plan": null, "country": "fr", "meta": {"a": 1}}',
+            '{"amount": 0.10000000000000001, "plan": null, "meta": {"b": {"a": 1}}}',
+            '{"amount": 0.1, "meta": {"a": 1, "c": 2}}',
         ])
     ]  # fmt: skip
     land_rows(db, odd)
