@@ -11,7 +11,6 @@ absorbed) and to landing having caught up with everything acknowledged by then.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import threading
 import time
@@ -21,9 +20,9 @@ import httpx
 import orjson
 import psycopg
 
-from benchmarks.harness import Services, free_port, machine_notes, scratch_database, services_env, tansu
+from benchmarks.harness import Services, free_port, scratch_database, services_env, tansu
 from benchmarks.load import Sample, latency_p95_series, open_loop, pct, per_second, tenant, warm_up
-from benchmarks.report import write_report
+from benchmarks.report import scenario_cli
 from pulseops.settings import Settings
 
 SIZES = {
@@ -232,19 +231,7 @@ def render(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.backpressure", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--size", choices=sorted(SIZES), default="small")
-    parser.add_argument("--no-report", action="store_true")
-    args = parser.parse_args(argv)
-    machine = machine_notes()
-    result = run(args.size)
-    text = render(result)
-    print(text)
-    if not args.no_report:
-        command = f"python -m benchmarks.backpressure --size {args.size}"
-        print(f"report: {write_report('backpressure', args.size, command, machine, text, {})}")
+    scenario_cli("backpressure", SIZES, run, render, argv, doc=__doc__)
 
 
 if __name__ == "__main__":

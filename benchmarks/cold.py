@@ -13,7 +13,6 @@ Figures, all from one run on one scratch database and one scratch cold folder:
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
@@ -23,9 +22,9 @@ from pathlib import Path
 import psycopg
 import pyarrow.fs as pafs
 
-from benchmarks.harness import machine_notes, scratch_database
+from benchmarks.harness import scratch_database
 from benchmarks.orchestration import generate
-from benchmarks.report import write_report
+from benchmarks.report import scenario_cli
 from pulseops.settings import ColdSettings, Settings
 from warehouse.aggregates import rebuild_day
 from warehouse.cold import (
@@ -191,18 +190,9 @@ def _aggregates(conn: psycopg.Connection, day) -> list[tuple]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.cold", description=__doc__.split("\n")[0])
-    parser.add_argument("--size", choices=sorted(SIZES), default="small")
-    parser.add_argument("--no-report", action="store_true")
-    args = parser.parse_args(argv)
-    machine = machine_notes()
-    text, raw = run(args.size)
-    print(text)
-    if not args.no_report:
-        path = write_report(
-            "cold-tier", args.size, f"python -m benchmarks.cold --size {args.size}", machine, text, raw
-        )
-        print(f"report: {path}")
+    scenario_cli(
+        "cold", SIZES, run, lambda r: r[0], argv, doc=__doc__, report="cold-tier", raw=lambda r: r[1]
+    )
 
 
 if __name__ == "__main__":

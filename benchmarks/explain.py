@@ -15,7 +15,6 @@ only, bitmap, sequential) and the rows it returned; the plans themselves are the
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import time
@@ -27,7 +26,7 @@ import psycopg
 
 from benchmarks.harness import machine_notes, scratch_database
 from benchmarks.orchestration import generate
-from benchmarks.report import write_report
+from benchmarks.report import scenario_cli
 from pulseops.settings import Settings
 from warehouse import explore, series
 from warehouse.aggregates import rebuild_day
@@ -266,18 +265,7 @@ def render(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.explain", description=__doc__.split("\n")[0])
-    parser.add_argument("--size", choices=sorted(SIZES), default="small")
-    parser.add_argument("--no-report", action="store_true")
-    args = parser.parse_args(argv)
-    result = run(args.size)
-    text = render(result)
-    print(text)
-    if not args.no_report:
-        command = f"python -m benchmarks.explain --size {args.size}"
-        print(
-            f"report: {write_report('explain', args.size, command, result['machine'], text, result['raw'])}"
-        )
+    result = scenario_cli("explain", SIZES, run, render, argv, doc=__doc__, machine=lambda r: r["machine"])
     if not all(r["plans"] for r in result["results"]):
         raise SystemExit("some questions produced no plan")
 

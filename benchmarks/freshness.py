@@ -11,7 +11,6 @@ p50/p95 of 202 -> visible for both.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 import uuid
@@ -20,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import orjson
 
-from benchmarks.harness import Services, free_port, machine_notes, scratch_database, services_env, tansu
+from benchmarks.harness import Services, free_port, scratch_database, services_env, tansu
 from benchmarks.load import Sample, accepted_series, latency_p95_series, open_loop, pct, per_second, tenant
-from benchmarks.report import write_report
+from benchmarks.report import scenario_cli
 from pulseops.settings import Settings
 
 SIZES = {
@@ -178,19 +177,7 @@ def render(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.freshness", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--size", choices=sorted(SIZES), default="small")
-    parser.add_argument("--no-report", action="store_true")
-    args = parser.parse_args(argv)
-    machine = machine_notes()
-    result = run(args.size)
-    text = render(result)
-    print(text)
-    if not args.no_report:
-        command = f"python -m benchmarks.freshness --size {args.size}"
-        print(f"report: {write_report('freshness', args.size, command, machine, text, {})}")
+    scenario_cli("freshness", SIZES, run, render, argv, doc=__doc__)
 
 
 if __name__ == "__main__":

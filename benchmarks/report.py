@@ -1,18 +1,21 @@
 """Dated Markdown reports under docs/benchmarks/, with machine notes and the raw output.
 
-`write_report` serves the single benchmarks' CLIs; `write_suite_report` the suite (`python -m benchmarks`):
+`write_report` serves the single benchmarks' CLIs (most through `scenario_cli`); `write_suite_report` the suite (`python -m benchmarks`):
 a summary of targets, per-scenario figures, raw files, result JSON and PNG plots of the time series.
 """
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from benchmarks.harness import ROOT
+from benchmarks.harness import ROOT, machine_notes
 
 
 def write_report(
@@ -41,6 +44,41 @@ def write_report(
         lines += ["", f"## {title}", "", "```", text.rstrip(), "```"]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def scenario_cli(
+    module: str,
+    sizes: Iterable[str],
+    run: Callable[[str], Any],
+    render: Callable[[Any], str],
+    argv: list[str] | None,
+    *,
+    doc: str | None,
+    report: str | None = None,
+    raw: Callable[[Any], dict[str, str]] = lambda r: r.get("raw", {}),
+    machine: Callable[[Any], dict[str, str]] | None = None,
+) -> Any:
+    """`python -m benchmarks.<module> [--size S] [--no-report]`: run, print the rendered result and write the
+    dated report (named `report`, default `module`); returns the result for a module's own pass/fail check.
+
+    Machine notes are taken before the run unless `machine` picks them from the result (or takes them after),
+    so the report's date and commit are those of the run's start, as the single CLIs always recorded them.
+    """
+    parser = argparse.ArgumentParser(
+        prog=f"python -m benchmarks.{module}", description=(doc or "").split("\n")[0]
+    )
+    parser.add_argument("--size", choices=sorted(sizes), default="small")
+    parser.add_argument("--no-report", action="store_true")
+    args = parser.parse_args(argv)
+    notes = machine_notes() if machine is None else None
+    result = run(args.size)
+    text = render(result)
+    print(text)
+    if not args.no_report:
+        command = f"python -m benchmarks.{module} --size {args.size}"
+        notes = notes if machine is None else machine(result)
+        print(f"report: {write_report(report or module, args.size, command, notes, text, raw(result))}")
+    return result
 
 
 @dataclass

@@ -14,7 +14,6 @@ more than 20 %.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import math
 import multiprocessing
@@ -25,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 import httpx
 import orjson
 
-from benchmarks.harness import Services, free_port, machine_notes, scratch_database, services_env, tansu
+from benchmarks.harness import Services, free_port, scratch_database, services_env, tansu
 from benchmarks.load import (
     Sample,
     Visibility,
@@ -37,7 +36,7 @@ from benchmarks.load import (
     per_second,
     tenant,
 )
-from benchmarks.report import write_report
+from benchmarks.report import scenario_cli
 from pulseops.settings import Settings
 
 SIZES = {
@@ -236,17 +235,7 @@ def _ms(v: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.skew", description=__doc__.split("\n")[0])
-    parser.add_argument("--size", choices=sorted(SIZES), default="small")
-    parser.add_argument("--no-report", action="store_true")
-    args = parser.parse_args(argv)
-    machine = machine_notes()
-    result = run(args.size)
-    text = render(result)
-    print(text)
-    if not args.no_report:
-        command = f"python -m benchmarks.skew --size {args.size}"
-        print(f"report: {write_report('skew', args.size, command, machine, text, {})}")
+    scenario_cli("skew", SIZES, run, render, argv, doc=__doc__)
 
 
 if __name__ == "__main__":

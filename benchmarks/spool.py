@@ -7,7 +7,6 @@ on/off rounds so that machine noise hits both alike.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -18,7 +17,7 @@ import orjson
 
 from benchmarks.harness import Services, free_port, machine_notes, scratch_database, services_env, tansu
 from benchmarks.ingest import _event, _lua_post, _tenant, run_wrk
-from benchmarks.report import write_report
+from benchmarks.report import scenario_cli
 from pulseops.settings import Settings
 
 SIZES = {"small": {"seconds": 3, "rounds": 1}, "medium": {"seconds": 10, "rounds": 3}, "large": {"seconds": 20, "rounds": 3}}  # fmt: skip
@@ -95,16 +94,7 @@ def render(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.spool", description=__doc__.split("\n")[0])
-    parser.add_argument("--size", choices=sorted(SIZES), default="small")
-    parser.add_argument("--no-report", action="store_true")
-    args = parser.parse_args(argv)
-    result = run(args.size)
-    text = render(result)
-    print(text)
-    if not args.no_report:
-        command = f"python -m benchmarks.spool --size {args.size}"
-        print(f"report: {write_report('spool', args.size, command, machine_notes(), text, result['raw'])}")
+    scenario_cli("spool", SIZES, run, render, argv, doc=__doc__, machine=lambda _: machine_notes())
 
 
 if __name__ == "__main__":
