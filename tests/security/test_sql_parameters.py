@@ -42,6 +42,17 @@ REVIEWED: dict[tuple[str, str], str] = {
         "warehouse/exact.py",
         "raw_events_sql",
     ): "`columns` is a fixed column list passed by each caller in warehouse/",
+    ("warehouse/cold_reads.py", "rollups"): (
+        "_floor/_us build arithmetic from a fixed column name and an int bucket width; `condition` comes "
+        "from compile_filters (fixed fragments, values bound as ?)"
+    ),
+    ("warehouse/cold_reads.py", "activity"): "DAY_US/SLOT_US int constants and `condition` from where()",
+    ("warehouse/cold_reads.py", "daily_users"): "DAY_US int constant and `condition` from where()",
+    ("warehouse/cold_reads.py", "breakdown_pairs"): "`condition` from where(): fixed fragments, values bound",
+    ("warehouse/cold_reads.py", "recent"): "`condition` from where(): fixed fragments, values bound",
+    ("warehouse/cold_reads.py", "metric_partials"): (
+        "`columns` from metric_columns: fixed fragments per dimension, keys and pointers bound as ?"
+    ),
 }
 
 
