@@ -12,6 +12,7 @@ absorbed) and to landing having caught up with everything acknowledged by then.
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 import uuid
@@ -24,6 +25,8 @@ from benchmarks.harness import Services, free_port, scratch_database, services_e
 from benchmarks.load import Sample, latency_p95_series, open_loop, pct, per_second, tenant, warm_up
 from benchmarks.report import scenario_cli
 from pulseops.settings import Settings
+
+CONNECTIONS = 128  # the client's requests in flight at most
 
 SIZES = {
     "small": {"rate": 2_000, "batch": 50, "steady_s": 1, "burst_s": 2, "after_s": 6, "burst_x": 3},
@@ -71,6 +74,13 @@ async def _send(url: str, key: str, cfg: dict, origin: float) -> tuple[list[Samp
         timeout=30,
         limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
     ) as client:
+        # At most CONNECTIONS requests on the wire; the others wait here, not in httpx's pool, whose wait
+        # list costs quadratic CPU (thousands of retrying requests once stalled a medium run for minutes).
+        wire = asyncio.Semaphore(CONNECTIONS)
+
+        async def post(body: bytes) -> httpx.Response:
+            async with wire:
+                return await client.post("/v1/batch", content=body)
 
         async def fire(_i: int, at: float) -> None:
             nonlocal sent
@@ -83,7 +93,7 @@ async def _send(url: str, key: str, cfg: dict, origin: float) -> tuple[list[Samp
             t = at
             while True:
                 try:
-                    r = await client.post("/v1/batch", content=body)
+                    r = await post(body)
                 except httpx.HTTPError:
                     answers.append(Sample(t, time.monotonic(), 0, batch))
                     await asyncio.sleep(1)
@@ -97,7 +107,9 @@ async def _send(url: str, key: str, cfg: dict, origin: float) -> tuple[list[Samp
                     return
                 if r.status_code not in (429, 503):
                     raise RuntimeError(f"unexpected {r.status_code}: {r.text[:300]}")
-                await asyncio.sleep(float(retry or 1))
+                # Retry-After, plus up to 50 % jitter as well-behaved clients add, so retries do not return
+                # as one herd
+                await asyncio.sleep(float(retry or 1) * (1 + 0.5 * random.random()))
                 t = time.monotonic()
 
         rps = cfg["rate"] / batch
