@@ -160,7 +160,7 @@ class Reconciler:
                 continue
             ack = rec.ack
             if ack is not None and topic_id and ack.topic_id == topic_id:
-                if any(off >= committed.get(p, 0) for p, off in ack.offsets.items()):
+                if not _passed(ack.offsets, committed):
                     pending = True
                 continue
             uncertain.append(rec)
