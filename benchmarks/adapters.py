@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from benchmarks import cold, ingest, orchestration, queries
+from benchmarks import cold, ingest, orchestration, queries, verdict
 from benchmarks.load import pct
 
 LATE_TARGET_S = 15.0  # issue 4: late event -> corrected aggregate, p95
@@ -134,3 +134,35 @@ def explain_targets(r: dict) -> list[dict]:
          "target": f"{len(results)}/{len(results)}", "measured": f"{with_plan}/{len(results)}",
          "met": with_plan == len(results) > 0},
     ]  # fmt: skip
+
+
+LANDING_VS_COPY = 0.5  # issue "Hot path at the machine's limit": one landing worker >= 0.5x binary COPY
+
+
+def _copy_rate(result: dict | None) -> float | None:
+    """Binary COPY rows/s a scenario measured, under the keys catch-up or ingest use (`copy.rows_per_s`)."""
+    if not result:
+        return None
+    copy = result.get("copy") or (result.get("scaling") or {}).get("copy") or {}
+    return copy.get("rows_per_s") if isinstance(copy, dict) else None
+
+
+def landing_vs_copy(catchup: dict, ingest_result: dict | None) -> dict:
+    """One catch-up worker's drain rate against binary COPY into the same table: catch-up's own COPY figure
+    when benchmarks/catchup.py measures one (`copy: {"rows_per_s": …}`), else the ingest scenario's of the
+    same suite run; neither -> not measured."""
+    one = catchup["scaling"]["runs"][0]["rows_per_s"]
+    copy, source = _copy_rate(catchup), "catch-up"
+    if copy is None:
+        copy, source = _copy_rate(ingest_result), "ingest scenario of this run"
+    r = verdict.ratio(one, copy)
+    return verdict.target(
+        "landing: one worker draining the catch-up backlog vs binary COPY into events",
+        f">= {LANDING_VS_COPY}x COPY",
+        f"{one:,.0f} rows/s",
+        None if r is None else r >= LANDING_VS_COPY,
+        unjudged=None if copy is not None else "not measured: no COPY rate in this run (catch-up nor ingest)",
+        ceiling=f"COPY {copy:,.0f} rows/s ({source})" if copy is not None else None,
+        ratio_value=r,
+        headline="landing.copy",
+    )

@@ -125,7 +125,7 @@ async def _send(url: str, key: str, cfg: dict, origin: float) -> tuple[list[Samp
             start += seconds
             await asyncio.sleep(max(0.0, start - time.monotonic()))
         for n in await asyncio.gather(*pending):
-            started += n
+            started += n.requests
     return answers, acked, sent, started
 
 

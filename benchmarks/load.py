@@ -2,7 +2,11 @@
 
 Open loop: requests are started on a fixed schedule whether or not earlier ones have answered, and latency
 is measured from the *scheduled* start, so a slow server shows up as latency instead of silently lowering
-the offered rate (coordinated omission).
+the offered rate (coordinated omission). A slow *generator* shows up too: `open_loop` reports the rate it
+really started requests at (`Offer`), and `client_ceiling` measures what the same client does against
+`/healthz` in the same run, so a scenario can say its generator could not offer what a target needs.
+
+`ledger_check` checks every acknowledged event id against the landing ledger (not a sample of probes).
 """
 
 from __future__ import annotations
@@ -48,30 +52,91 @@ def change(before: float, after: float) -> float:
     return (after - before) / before * 100 if before else float("nan")
 
 
+@dataclass(frozen=True)
+class Offer:
+    """What an open loop really offered: `requests` started over `seconds` (at least the planned duration,
+    longer when the generator fell behind its schedule), `behind_s` the worst lateness of a start."""
+
+    requests: int
+    seconds: float
+    behind_s: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else float("nan")
+
+
 async def open_loop(
     rate: float, seconds: float, fire: Callable[[int, float], Awaitable[None]], start: float | None = None
-) -> int:
+) -> Offer:
     """Call `fire(i, scheduled_time)` `rate` times a second for `seconds`, never waiting for an answer.
 
-    Returns the number of requests started; waits for all of them before returning."""
+    Returns what was offered (a generator that cannot keep its schedule offers less than `rate`); waits for
+    every fired call before returning."""
     start = time.monotonic() if start is None else start
     interval = 1 / rate
     tasks: set[asyncio.Task] = set()
     i = 0
+    behind = 0.0
+    last = start
     while True:
         at = start + i * interval
         if at - start >= seconds:
             break
-        delay = at - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        now = time.monotonic()
+        if at > now:
+            await asyncio.sleep(at - now)
+        else:
+            behind = max(behind, now - at)
+        last = time.monotonic()
         task = asyncio.create_task(fire(i, at))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         i += 1
     while tasks:
         await asyncio.gather(*tasks)
-    return i
+    return Offer(i, max(seconds, last - start), behind)
+
+
+def limits(connections: int = 256) -> httpx.Limits:
+    return httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+
+
+async def client_ceiling(
+    url: str,
+    seconds: float,
+    body: Callable[[], bytes] | None = None,
+    connections: int = 64,
+    headers: dict[str, str] | None = None,
+) -> dict:
+    """The generator's own ceiling: the scenario's client (httpx, same limits), building the same body per
+    request (`body`), `connections` requests in flight, against `GET /healthz` of the same API processes.
+
+    An open-loop generator cannot offer more requests/s than this on this machine right now."""
+    done = 0
+    statuses: dict[int, int] = {}
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers or {}, timeout=30, limits=limits(connections)
+    ) as client:
+        stop = time.monotonic() + seconds
+
+        async def worker() -> None:
+            nonlocal done
+            while time.monotonic() < stop:
+                content = body() if body is not None else None
+                r = await client.request("GET", "/healthz", content=content)
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                done += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        took = time.monotonic() - started
+    return {"rps": done / took, "requests": done, "seconds": took, "statuses": statuses}
+
+
+def ceiling_in_process(url: str, seconds: float, body: Callable[[], bytes] | None = None) -> dict:
+    """`client_ceiling` on a fresh event loop (for a generator process)."""
+    return asyncio.run(client_ceiling(url, seconds, body))
 
 
 def per_second(
@@ -125,6 +190,58 @@ def warm_up(url: str, db_url: str, timeout: float = 60) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError("warm-up events never landed")
             time.sleep(0.1)
+
+
+def wait_landed(db_url: str, project_ids: list[uuid.UUID], count: int, timeout: float) -> float | None:
+    """Seconds until the ledger holds `count` rows for these projects, or None at the timeout."""
+    started = time.monotonic()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        while True:
+            n = conn.execute(
+                "SELECT count(*) FROM event_ids WHERE project_id = ANY(%s)", (project_ids,)
+            ).fetchone()[0]
+            if n >= count:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                return None
+            time.sleep(0.2)
+
+
+def ledger_check(db_url: str, project_ids: list[uuid.UUID], ids: Iterable[uuid.UUID]) -> dict[str, int]:
+    """Every acknowledged id (all of them, not a sample) against the landing ledger, set-based: the ids are
+    COPYed into a temp table and anti-joined with `event_ids`; duplicated = (project, event_id) pairs with
+    more than one row in `events`; unacknowledged = ledger rows of these projects no 202 vouched for (an
+    answer lost to a client timeout, or a 429'd retry that landed after all)."""
+    with psycopg.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE acked (event_id uuid NOT NULL) ON COMMIT DROP")
+        with cur.copy("COPY acked (event_id) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["uuid"])
+            for event_id in ids:
+                copy.write_row((event_id,))
+        acknowledged, distinct = cur.execute(
+            "SELECT count(*), count(DISTINCT event_id) FROM acked"
+        ).fetchone()
+        missing = cur.execute(
+            "SELECT count(*) FROM (SELECT DISTINCT event_id FROM acked) a WHERE NOT EXISTS "
+            "(SELECT 1 FROM event_ids e WHERE e.project_id = ANY(%s) AND e.event_id = a.event_id)",
+            (project_ids,),
+        ).fetchone()[0]
+        ledger = cur.execute(
+            "SELECT count(*) FROM event_ids WHERE project_id = ANY(%s)", (project_ids,)
+        ).fetchone()[0]
+        duplicated = cur.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM events WHERE project_id = ANY(%s) "
+            "GROUP BY project_id, event_id HAVING count(*) > 1) d",
+            (project_ids,),
+        ).fetchone()[0]
+    return {
+        "acknowledged": acknowledged,
+        "acknowledged_twice": acknowledged - distinct,
+        "landed": distinct - missing,
+        "missing": missing,
+        "duplicated": duplicated,
+        "unacknowledged": ledger - (distinct - missing),
+    }
 
 
 class Visibility:
