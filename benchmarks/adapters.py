@@ -17,22 +17,7 @@ def ingest_run(size: str) -> dict:
     r = ingest.run(size, profile=False)
     r.pop("machine", None)  # the suite records the machine once
     r["raw"] = {"wrk output": r["raw"]}
-    by_case = {h["case"]: h for h in r["http"]}
-    f = r["freshness"]
-    r["targets"] = [
-        {"what": f"ingest: {case}", "target": "recorded", "met": None,
-         "measured": f"{h['rps']:,.0f} req/s = {h.get('events_per_s', 0):,.0f} events/s, p95 {h['p95_ms']:.1f} ms, "
-                     f"non-2xx {h['status_errors']}"}
-        for case, h in by_case.items() if h["events"]
-    ] + [
-        {"what": "ingest: one landing worker draining the backlog", "target": "recorded", "met": None,
-         "measured": f"{r['landing']['rows_per_s']:,.0f} rows/s ({r['landing_vs_copy']:.2f} x PostgreSQL COPY)"},
-        {"what": "ingest: 202 -> row visible in PostgreSQL, p50 / p95", "target": "recorded", "met": None,
-         "measured": f"{f['p50_s'] * 1000:.0f} / {f['p95_s'] * 1000:.0f} ms at "
-                     f"{f['achieved_events_per_s']:,.0f} events/s"},
-        {"what": "ingest: every acknowledged event landed", "target": "0 unseen", "kind": "check",
-         "measured": f"{f['unseen']} unseen, statuses {f['statuses']}", "met": f["unseen"] == 0},
-    ]  # fmt: skip
+    r["targets"] = ingest.targets(r)
     return r
 
 

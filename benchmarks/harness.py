@@ -10,6 +10,7 @@ import atexit
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -232,3 +233,33 @@ def _git(*args: str) -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+@contextmanager
+def dagster_daemon(db_url: str, timeout: float = 90):
+    """`dagster-daemon run` as `pulseops up` starts it (pulseops/cli.py), on the scratch database's own Dagster
+    storage; yields seconds until it ticked the late-data sensor (it is then doing its steady-state work), or
+    raises TimeoutError. Stopped with its process group (its code server is a child)."""
+    from benchmarks.orchestration import _wait_for_late_sensor, dagster_env
+
+    tmp = Path(_throwaway_dir())
+    env = dagster_env(db_url, tmp)
+    log = open(tmp / "dagster-daemon.log", "ab")  # noqa: SIM115
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        env=env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait_for_late_sensor(with_database(db_url, db_url.rsplit("/", 1)[1] + "_dagster"), timeout)
+        yield time.monotonic() - started
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()

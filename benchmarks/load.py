@@ -18,6 +18,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import psycopg
@@ -159,9 +160,15 @@ def accepted_series(samples: list[Sample], origin: float) -> list[tuple[float, f
 
 
 def tenant(
-    db_url: str, org: str, project: str, kind: str = "ingest", rate: float = 1e9, burst: float | None = None
+    db_url: str,
+    org: str,
+    project: str,
+    kind: str = "ingest",
+    rate: float | None = 1e9,
+    burst: float | None = None,
 ) -> tuple[str, uuid.UUID]:
-    """(key, project id) for a fresh org/project; rate and burst are the key's own limit (events or requests/s)."""
+    """(key, project id) for a fresh org/project; rate and burst are the key's own limit (events or requests/s),
+    None = the product's defaults (`PULSEOPS_INGEST__RATE_PER_S` / `__BURST`)."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         org_id = ensure_org(conn, org)
         project_id = ensure_project(conn, org_id, project)
@@ -207,25 +214,35 @@ def wait_landed(db_url: str, project_ids: list[uuid.UUID], count: int, timeout: 
             time.sleep(0.2)
 
 
-def ledger_check(db_url: str, project_ids: list[uuid.UUID], ids: Iterable[uuid.UUID]) -> dict[str, int]:
+def ledger_check(
+    db_url: str, project_ids: list[uuid.UUID], ids: Iterable[uuid.UUID], wait_s: float = 0.0
+) -> dict[str, Any]:
     """Every acknowledged id (all of them, not a sample) against the landing ledger, set-based: the ids are
-    COPYed into a temp table and anti-joined with `event_ids`; duplicated = (project, event_id) pairs with
-    more than one row in `events`; unacknowledged = ledger rows of these projects no 202 vouched for (an
-    answer lost to a client timeout, or a 429'd retry that landed after all)."""
-    with psycopg.connect(db_url) as conn, conn.cursor() as cur:
-        cur.execute("CREATE TEMP TABLE acked (event_id uuid NOT NULL) ON COMMIT DROP")
-        with cur.copy("COPY acked (event_id) FROM STDIN (FORMAT BINARY)") as copy:
+    COPYed into a temp table and anti-joined with `event_ids`, again every 0.5 s until none is missing or
+    `wait_s` passed (a row count cannot tell: requests in flight when a generator stopped land too, with no
+    202 seen). duplicated = (project, event_id) pairs with more than one row in `events`; unacknowledged =
+    ledger rows of these projects no 202 vouched for."""
+    started = time.monotonic()
+    with psycopg.connect(db_url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE acked (event_id uuid NOT NULL)")
+        with conn.transaction(), cur.copy("COPY acked (event_id) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(["uuid"])
             for event_id in ids:
                 copy.write_row((event_id,))
-        acknowledged, distinct = cur.execute(
-            "SELECT count(*), count(DISTINCT event_id) FROM acked"
-        ).fetchone()
-        missing = cur.execute(
-            "SELECT count(*) FROM (SELECT DISTINCT event_id FROM acked) a WHERE NOT EXISTS "
-            "(SELECT 1 FROM event_ids e WHERE e.project_id = ANY(%s) AND e.event_id = a.event_id)",
-            (project_ids,),
-        ).fetchone()[0]
+        cur.execute("CREATE TEMP TABLE acked_distinct AS SELECT DISTINCT event_id FROM acked")
+        cur.execute("ANALYZE acked_distinct")
+        acknowledged = cur.execute("SELECT count(*) FROM acked").fetchone()[0]
+        distinct = cur.execute("SELECT count(*) FROM acked_distinct").fetchone()[0]
+        while True:
+            missing = cur.execute(
+                "SELECT count(*) FROM acked_distinct a WHERE NOT EXISTS "
+                "(SELECT 1 FROM event_ids e WHERE e.project_id = ANY(%s) AND e.event_id = a.event_id)",
+                (project_ids,),
+            ).fetchone()[0]
+            if missing == 0 or time.monotonic() - started >= wait_s:
+                break
+            time.sleep(0.5)
+        waited = time.monotonic() - started
         ledger = cur.execute(
             "SELECT count(*) FROM event_ids WHERE project_id = ANY(%s)", (project_ids,)
         ).fetchone()[0]
@@ -241,6 +258,7 @@ def ledger_check(db_url: str, project_ids: list[uuid.UUID], ids: Iterable[uuid.U
         "missing": missing,
         "duplicated": duplicated,
         "unacknowledged": ledger - (distinct - missing),
+        "waited_s": round(waited, 1),
     }
 
 
