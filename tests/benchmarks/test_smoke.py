@@ -15,13 +15,15 @@ import sys
 import pytest
 
 from tests.fixtures.system import ROOT
+from tests.utils.tools import require, skip_unless_installed
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (.ci/run installs it)")
+@skip_unless_installed(shutil.which("wrk") is None, "wrk")
 @pytest.mark.timeout(600)
 def test_suite_runs_at_small_size_and_writes_a_report(tmp_path):
+    require(shutil.which("wrk") is None, "wrk")
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--size", "small", "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=590,

@@ -30,16 +30,12 @@ from tests.fixtures.postgres import TABLES
 from tests.fixtures.system import LOG_DIR, System, make_settings, settings_env
 from tests.utils.events import land_rows, landing_rows
 from tests.utils.tenants import make_tenant
+from tests.utils.tools import require, skip_unless_installed
 from warehouse.aggregates import rebuild_day
 from warehouse.tenants import create_api_key, ensure_project
 
 CHROMIUM = bench.chromium_path()
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"
-    ),
-]
+pytestmark = [pytest.mark.browser, skip_unless_installed(CHROMIUM is None, "Debian's chromium")]
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-output" / "screenshots"
 REDIS_URL = os.environ.get("PULSEOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -150,6 +146,7 @@ def stack(database_url: str, broker: str) -> Iterator[Stack]:
 def browser() -> Iterator:
     from playwright.sync_api import sync_playwright
 
+    require(CHROMIUM is None, "Debian's chromium")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=bench.CHROMIUM_ARGS)
         yield b
