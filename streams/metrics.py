@@ -6,20 +6,24 @@ import orjson
 from prometheus_client import Counter, Gauge, Histogram
 
 LANDED = Counter("pulseops_landing_rows_total", "Rows inserted into events (new, not duplicates).")
+# Everything below counts events, not Kafka messages: a packed (format 2) message carries up to 1,000.
 DUPLICATES = Counter(
-    "pulseops_landing_duplicates_total", "Messages whose (project, event_id) had already landed."
+    "pulseops_landing_duplicates_total", "Events whose (project, event_id) had already landed."
 )
 DEAD_LETTERS = Counter(
-    "pulseops_landing_dead_letters_total", "Messages sent to the dead-letter topic.", ["reason"]
+    "pulseops_landing_dead_letters_total",
+    "Dead letters sent to the dead-letter topic: one per bad event, or one per unreadable message.",
+    ["reason"],
 )
+MESSAGES = Counter("pulseops_landing_messages_total", "Kafka messages consumed (any format).")
 BATCH_SIZE = Histogram(
-    "pulseops_landing_batch_messages",
-    "Messages per landed batch.",
+    "pulseops_landing_batch_events",
+    "Events per landing transaction.",
     buckets=(1, 10, 100, 500, 1000, 5000, 10000, 20000, 50000),
 )
 BATCH_SECONDS = Histogram(
     "pulseops_landing_batch_seconds",
-    "Time to land one batch (decode + COPY + merge + commit).",
+    "Time to land one batch (COPY + merge + commit; decoding happens before, as messages arrive).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 DB_RETRIES = Counter("pulseops_landing_db_retries_total", "Batches put back because PostgreSQL failed.")

@@ -1,16 +1,20 @@
-"""PostgresLandingSink: a Quix Streams BatchingSink that lands each checkpoint with binary COPY.
+"""PostgresLandingSink: a Quix Streams BatchingSink that lands events with binary COPY as they arrive.
 
-Quix commits Kafka offsets only after `flush()` returned, so offsets move only after the PostgreSQL commits.
-A failed landing raises SinkBackpressureError: Quix drops the batches, pauses, seeks back to the committed
-offsets and re-reads them; the (project, event_id) ledger makes the replay land once.
+Quix commits Kafka offsets only after `flush()` returned, and `flush()` returns only after every chunk of
+the checkpoint committed in PostgreSQL: offsets move only after the database commits. A failed landing
+raises SinkBackpressureError: Quix drops the checkpoint, pauses, seeks back to the committed offsets and
+re-reads them; the (project, event_id) ledger makes the replay land once.
 
-Two deviations from a plain `write(batch)` sink, both for throughput (see docs/benchmarks/):
-- `flush()` takes all partitions' batches of a checkpoint together and cuts them into chunks of
-  `batch_max_rows`, instead of one transaction per partition batch.
-- Decoding (Python, holds the GIL) of chunk n+1 overlaps the landing of chunk n in one background thread,
-  which mostly waits on PostgreSQL. Every chunk is its own transaction; flush returns after the last commit.
-Decoding happens here, in one loop per chunk, rather than as a per-message StreamingDataFrame step: a Quix
-step costs several microseconds per message, and the worker's Python time is its first limit.
+How the work is cut, for throughput (measured with benchmarks/catchup.py):
+- Messages are decoded in `add()`, as Quix hands them over, not in `flush()`: a packed (format 2) message
+  is one msgspec call for its ~100 events (streams/decode.py). Once `pipeline_rows` events are decoded they
+  go to one background thread as one transaction (COPY + merge, warehouse/landing.py), which mostly waits on
+  PostgreSQL, while the main thread consumes and decodes the next chunk. Decoding everything in `flush()`
+  instead left PostgreSQL idle while Python decoded and Python idle while PostgreSQL merged; `flush()` now
+  only lands the checkpoint's last, partial chunk and waits.
+- At most one chunk is in flight: a slow database blocks `add()`, which pauses consumption.
+- Per event the worker keeps one row tuple (deduplicated per (project, event_id) by integer keys, which hash
+  in C) and nothing else; Quix's own per-message SinkBatch items are not kept at all.
 """
 
 from __future__ import annotations
@@ -18,17 +22,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import psycopg
 from confluent_kafka import Producer
+from quixstreams.models import HeadersTuples
 from quixstreams.sinks import BatchingSink, SinkBackpressureError, SinkBatch
 
 from pulseops.settings import Settings
 from streams import metrics
-from streams.decode import Rejected, Window, decode
+from streams.decode import Window, decode_message
 from warehouse.db import connect
 from warehouse.landing import DeadLetter, LandingRow, PartitionCache, land_batch
 from warehouse.partitions import ensure_window
@@ -37,20 +41,41 @@ log = logging.getLogger(__name__)
 
 RETRYABLE = (psycopg.OperationalError, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
+# Events per landing transaction while a checkpoint is open. Smaller chunks overlap decoding and landing
+# better (the checkpoint's last chunk lands while nothing else runs); each costs one commit and a few round
+# trips. batch_max_rows still caps it.
+PIPELINE_ROWS = 5_000
+
 
 class _DlqUnavailable(Exception):
     pass
+
+
+class _Checkpoint:
+    """The landing work of one Quix checkpoint: the chunk being decoded and the one being landed."""
+
+    __slots__ = ("dead", "error", "events", "inflight", "rows", "window")
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[int, int], LandingRow] = {}
+        self.dead: list[DeadLetter] = []
+        self.events = 0
+        self.inflight: Future | None = None
+        self.error: BaseException | None = None
+        self.window: Window | None = None
 
 
 class PostgresLandingSink(BatchingSink):
     def __init__(self, settings: Settings) -> None:
         super().__init__()
         self.settings = settings
+        self.pipeline_rows = max(1, min(settings.streams.batch_max_rows, PIPELINE_ROWS))
         self._conn: psycopg.Connection | None = None
         self._partitions = PartitionCache()
         self._dlq: Producer | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing")
         self._failures = 0
+        self._open = _Checkpoint()
 
     def setup(self) -> None:
         self._dlq = Producer(
@@ -77,89 +102,129 @@ class PostgresLandingSink(BatchingSink):
         return self._conn
 
     # -- Quix entry points --------------------------------------------------------------------------------
+    def add(
+        self,
+        value: object,
+        key: object,
+        timestamp: int,
+        headers: HeadersTuples,
+        topic: str,
+        partition: int,
+        offset: int,
+    ) -> None:
+        """Decode one message into the open checkpoint; hand a full chunk to the landing thread.
+
+        Never raises: a failure is kept and raised by `flush()` as backpressure, which re-reads the
+        checkpoint; until then the rest of the checkpoint is not decoded (it will be read again)."""
+        cp = self._open
+        if cp.error is not None:
+            return
+        if cp.window is None:
+            cp.window = Window(self.settings.warehouse.raw_retention_days, self.settings.ingest.max_future_s)
+        out = decode_message(value if isinstance(value, bytes) or value is None else b"", cp.window)
+        metrics.MESSAGES.inc()
+        rows = cp.rows
+        for row in out.rows:
+            rows.setdefault((row[0].int, row[2].int), row)  # int keys hash in C, UUIDs in Python
+        for index, payload, rejected in out.rejected:
+            detail = rejected.detail[:2000]
+            if index is not None:
+                detail = f"event {index} of a packed message: {detail}"[:2000]
+            cp.dead.append(
+                DeadLetter(
+                    rejected.reason.value, detail, payload, topic, partition, offset, source_index=index
+                )
+            )
+        cp.events += out.events
+        if cp.events >= self.pipeline_rows:
+            self._submit(cp)
+
     def write(self, batch: SinkBatch) -> None:
-        self._land_all([batch])
+        """BatchingSink's per-partition entry point (unused by `flush()` here): lands one batch on its own."""
+        cp, self._open = self._open, _Checkpoint()
+        try:
+            for item in batch:
+                self.add(item.value, item.key, item.timestamp, item.headers, batch.topic, batch.partition,
+                         item.offset)  # fmt: skip
+            self._finish(self._open)
+        finally:
+            self._open = cp
 
     def flush(self) -> None:
-        try:
-            if self._batches:
-                self._land_all(list(self._batches.values()))
-        finally:
-            self._batches.clear()
+        """Land what the checkpoint still holds and wait for every chunk of it to commit.
+
+        The checkpoint is swapped out first: on a rebalance Quix may run this in another thread and, if it
+        takes too long, go on consuming into the next checkpoint meanwhile."""
+        cp, self._open = self._open, _Checkpoint()
+        self._batches.clear()
+        self._finish(cp)
+
+    def on_paused(self) -> None:
+        """Backpressure elsewhere: drop what was decoded; Quix re-reads it from the committed offsets."""
+        self._open = _Checkpoint()
+        super().on_paused()
 
     # -- landing --------------------------------------------------------------------------------------------
-    def _land_all(self, batches: list[SinkBatch]) -> None:
-        started = time.perf_counter()
-        window = Window(self.settings.warehouse.raw_retention_days, self.settings.ingest.max_future_s)
-        pending: Future | None = None
-        total = 0
+    def _submit(self, cp: _Checkpoint) -> None:
+        """Start landing the decoded chunk once the previous one committed (at most one in flight)."""
+        rows, dead, n = list(cp.rows.values()), cp.dead, cp.events
+        cp.rows, cp.dead, cp.events = {}, [], 0
         try:
-            for rows, dead, n in self._decoded_chunks(batches, window):
-                total += n
-                if pending is not None:
-                    pending.result()
-                if dead:
-                    self._publish_dead_letters(dead)
-                pending = self._pool.submit(self._land_chunk, rows, dead, n)
-            if pending is not None:
-                pending.result()
-        except RETRYABLE as exc:
+            if cp.inflight is not None:
+                cp.inflight.result()
+                cp.inflight = None
+            if dead:
+                self._publish_dead_letters(dead)
+        except Exception as exc:  # raised again by flush(), as backpressure when retryable
+            cp.error = exc
+            return
+        cp.inflight = self._pool.submit(self._land_chunk, rows, dead, n)
+
+    def _finish(self, cp: _Checkpoint) -> None:
+        if cp.error is None and (cp.events or cp.dead):
+            self._submit(cp)
+        if cp.inflight is not None:
+            try:
+                cp.inflight.result()
+            except Exception as exc:
+                cp.error = cp.error or exc
+        if cp.error is None:
+            self._failures = 0
+            return
+        exc = cp.error
+        if isinstance(exc, RETRYABLE):
             self._drop_connection()
             metrics.DB_RETRIES.inc()
             delay = self._backoff()
             log.warning("landing failed (%s); re-reading from committed offsets in %.1fs", exc, delay)
             raise SinkBackpressureError(retry_after=delay) from exc
-        except _DlqUnavailable as exc:
+        if isinstance(exc, _DlqUnavailable):
             delay = self._backoff()
             log.warning("dead-letter topic unavailable (%s); retrying in %.1fs", exc, delay)
             raise SinkBackpressureError(retry_after=delay) from exc
-        self._failures = 0
-        metrics.BATCH_SIZE.observe(total)
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        raise exc
 
     def _backoff(self) -> float:
         """Exponential backoff from db_retry_after_s up to 30 s while PostgreSQL stays down."""
         self._failures += 1
         return min(30.0, self.settings.streams.db_retry_after_s * 2 ** (self._failures - 1))
 
-    def _decoded_chunks(
-        self, batches: Iterable[SinkBatch], window: Window
-    ) -> Iterator[tuple[list[LandingRow], list[DeadLetter], int]]:
-        limit = self.settings.streams.batch_max_rows
-        rows: dict[tuple[int, int], LandingRow] = {}
-        dead: list[DeadLetter] = []
-        n = 0
-        for batch in batches:
-            topic, partition = batch.topic, batch.partition
-            for item in batch:
-                out = decode(item.value, window)
-                n += 1
-                if type(out) is tuple:
-                    rows.setdefault((out[0].int, out[2].int), out)  # int keys hash in C, UUIDs in Python
-                else:
-                    assert isinstance(out, Rejected)
-                    value = item.value if isinstance(item.value, bytes) else b""
-                    dead.append(
-                        DeadLetter(out.reason.value, out.detail[:2000], value, topic, partition, item.offset)
-                    )
-                if n >= limit:
-                    yield list(rows.values()), dead, n
-                    rows, dead, n = {}, [], 0
-        if n:
-            yield list(rows.values()), dead, n
-
     def _land_chunk(self, rows: list[LandingRow], dead: list[DeadLetter], n: int) -> None:
+        started = time.perf_counter()
         result = land_batch(self._connection(), rows, dead, self._partitions)
         metrics.LANDED.inc(result.landed)
-        metrics.DUPLICATES.inc(n - len(dead) - result.landed)
+        metrics.DUPLICATES.inc(n - len(dead) - result.landed)  # in-chunk repeats + already in the ledger
         for d in dead:
             metrics.DEAD_LETTERS.labels(reason=d.reason).inc()
+        metrics.BATCH_SIZE.observe(n)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         if rows:
             newest = max(r[6] for r in rows)
             metrics.SECONDS_BEHIND.set((datetime.now(UTC) - newest).total_seconds())
 
     def _publish_dead_letters(self, dead: list[DeadLetter]) -> None:
-        """Original bytes as the value, the reason in headers (Kafka Connect's DLQ convention)."""
+        """The bad event's own bytes as the value, the reason in headers (Kafka Connect's DLQ convention);
+        an event from a packed message also names its position in it."""
         assert self._dlq is not None
         failures: list[str] = []
 
@@ -168,18 +233,15 @@ class PostgresLandingSink(BatchingSink):
                 failures.append(str(err))
 
         for d in dead:
+            headers = [
+                ("pulseops.dlq.reason", d.reason.encode()),
+                ("pulseops.dlq.detail", d.detail.encode()),
+                ("pulseops.dlq.source", f"{d.source_topic}/{d.source_partition}/{d.source_offset}".encode()),
+            ]
+            if d.source_index is not None:
+                headers.append(("pulseops.dlq.index", str(d.source_index).encode()))
             self._dlq.produce(
-                self.settings.kafka.topic_dlq,
-                d.payload,
-                headers=[
-                    ("pulseops.dlq.reason", d.reason.encode()),
-                    ("pulseops.dlq.detail", d.detail.encode()),
-                    (
-                        "pulseops.dlq.source",
-                        f"{d.source_topic}/{d.source_partition}/{d.source_offset}".encode(),
-                    ),
-                ],
-                on_delivery=on_delivery,
+                self.settings.kafka.topic_dlq, d.payload, headers=headers, on_delivery=on_delivery
             )
         remaining = self._dlq.flush(10)
         if remaining or failures:

@@ -1,4 +1,5 @@
-"""streams.decode.decode: one `events-raw` message -> a landing row or a dead-letter reason. Pure: no services."""
+"""streams.decode: one `events-raw` message (format 1 or packed format 2) -> landing rows and dead-letter
+reasons. Pure: no services."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import msgspec
 import pytest
 
-from streams.decode import MAX_PROPERTIES_BYTES, Reason, Rejected, Window, decode
-from warehouse.events import RawEvent, encode_raw_event
+from streams.decode import MAX_PROPERTIES_BYTES, Reason, Rejected, Window, _Event, decode, decode_message
+from warehouse.events import RawEvent, encode_raw_event, pack_raw_events
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 WINDOW = Window(retention_days=90, max_future_s=24 * 3600, now=NOW)
@@ -191,3 +192,76 @@ def test_deeply_nested_message_is_rejected_not_raised() -> None:
     out = decode(message(raw_properties=deep), WINDOW)
     assert isinstance(out, Rejected)
     assert out.reason in (Reason.INVALID_JSON, Reason.SCHEMA_VIOLATION)
+
+
+# -- decode_message: format 1 and format 2 ("packed", warehouse/events.py) -----------------------------------
+
+
+def packed(*values: bytes) -> bytes:
+    """A format-2 value exactly as ingest builds it."""
+    [(start, value)] = pack_raw_events(list(values))
+    assert start == 0
+    return value
+
+
+def test_decode_message_packed_equals_each_event_decoded_alone() -> None:
+    values = [message(event_id=str(uuid.uuid4()), event=f"e{i}") for i in range(5)]
+    out = decode_message(packed(*values), WINDOW)
+    assert out.events == 5 and out.rejected == []
+    assert out.rows == [decode(v, WINDOW) for v in values]
+
+
+def test_decode_message_format_1_is_one_event() -> None:
+    out = decode_message(message(), WINDOW)
+    assert (out.events, out.rows, out.rejected) == (1, [decode(message(), WINDOW)], [])
+    bad = decode_message(b"{not json", WINDOW)
+    assert bad.events == 1 and bad.rows == []
+    [(index, payload, rejected_)] = bad.rejected
+    assert (index, payload, rejected_.reason) == (None, b"{not json", Reason.INVALID_JSON)
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (message(event_id="not-a-uuid"), Reason.SCHEMA_VIOLATION),  # the one-call decode refuses the array
+        (message(v=2), Reason.UNSUPPORTED_VERSION),  # decodes, refused per event afterwards
+        (message(timestamp="2020-01-01T00:00:00Z"), Reason.TIMESTAMP_TOO_OLD),
+        (message(raw_properties=b"[1]"), Reason.PROPERTIES_NOT_OBJECT),
+        (b"42", Reason.SCHEMA_VIOLATION),  # not even an object
+    ],
+    ids=["bad-uuid", "version", "too-old", "properties-array", "number"],
+)
+def test_a_bad_event_in_a_packed_message_is_rejected_alone_with_its_own_bytes(
+    bad: bytes, reason: Reason
+) -> None:
+    good = [message(event_id=str(uuid.uuid4())) for _ in range(3)]
+    out = decode_message(packed(good[0], bad, good[1], good[2]), WINDOW)
+    assert out.events == 4
+    assert out.rows == [decode(v, WINDOW) for v in good]
+    [(index, payload, rejected_)] = out.rejected
+    assert (index, payload, rejected_.reason) == (1, bad, reason)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b'[{"org_id": "x"', b"[" + message() + b",", b"[\xff]", b"[" + message() + b"] trailing"],
+    ids=["cut", "cut-after-event", "bytes", "trailing"],
+)
+def test_a_corrupt_packed_value_is_rejected_whole(value: bytes) -> None:
+    out = decode_message(value, WINDOW)
+    assert out.rows == []
+    [(index, payload, rejected_)] = out.rejected
+    assert (index, payload, rejected_.reason) == (None, value, Reason.INVALID_JSON)
+    assert "packed message" in rejected_.detail
+
+
+def test_an_empty_packed_message_carries_no_events() -> None:
+    out = decode_message(b"[]", WINDOW)
+    assert (out.events, out.rows, out.rejected) == (0, [], [])
+
+
+def test_the_landing_struct_mirrors_raw_event() -> None:
+    """streams.decode._Event is RawEvent without GC tracking; a field added to the contract must show here."""
+    mirror = [(f.name, f.type, f.default) for f in msgspec.structs.fields(_Event)]
+    contract = [(f.name, f.type, f.default) for f in msgspec.structs.fields(RawEvent)]
+    assert mirror == contract
