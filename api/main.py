@@ -8,6 +8,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import swagger_ui_bundle
 from fastapi import FastAPI
@@ -17,13 +18,16 @@ from fastapi.staticfiles import StaticFiles
 from psycopg_pool import ConnectionPool
 from redis.asyncio import Redis
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from api.errors import install_error_handlers
 from api.graphql.cache import QueryCache, VersionMemo
 from api.graphql.context import ProjectsCache, ReadServices
 from api.graphql.lag import ConsumerLag
+from api.ingest import asgi as ingest_asgi
 from api.ingest.publisher import Publisher
 from api.ingest.reconcile import Reconciler
+from api.ingest.service import IngestServices
 from api.ingest.spool import Spool
 from api.metrics import RequestMetricsMiddleware
 from api.ratelimit import RateLimiter
@@ -41,6 +45,24 @@ another tenant. **202** means the broker acknowledged every accepted event; it w
 per (project, `event_id`). Send an `event_id` (UUID) with each event so that retries after 429/503 or a
 network error are safe. Errors are JSON: `{"error": code, "detail": [{"field", "reason"}]}`.
 """
+
+
+class PulseOpsAPI(FastAPI):
+    """FastAPI, with `POST /v1/events` and `/v1/batch` answered by the plain ASGI handler of
+    api/ingest/asgi.py before the framework's middleware and routing (why: that module's docstring)."""
+
+    def __init__(self, *, fast_ingest: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fast_ingest = fast_ingest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_ingest and scope["type"] == "http" and scope["method"] == "POST":
+            accept = ingest_asgi.ROUTES.get(scope["path"])
+            if accept is not None:
+                state = self.state
+                await ingest_asgi.handle(state.ingest, state.key_cache, accept, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -78,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.spool = spool
         app.state.rate_limiter = RateLimiter(redis)
         app.state.key_cache = KeyCache(pool.connection, settings.ingest.key_cache_ttl_s)
+        app.state.ingest = IngestServices(settings, publisher, app.state.rate_limiter, spool)
         lag = ConsumerLag(settings.kafka)
         app.state.reads = ReadServices(
             settings=settings,
@@ -113,12 +136,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pool.close()
             # Drop the clients now (librdkafka threads live until the Producer is freed) and give
             # start-up objects back to the collector.
-            for name in ("publisher", "spool", "pool", "rate_limiter", "key_cache", "reads"):
+            for name in ("publisher", "spool", "pool", "rate_limiter", "key_cache", "reads", "ingest"):
                 delattr(app.state, name)
             del publisher
             gc.unfreeze()
 
-    app = FastAPI(
+    app = PulseOpsAPI(
+        fast_ingest=settings.ingest.fast_path,
         title="PulseOps API",
         version="0.1.0",
         description=DESCRIPTION,

@@ -70,6 +70,9 @@ class RateLimiter:
         self._local: dict[str, LocalBucket] = {}
         self._leases: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._empty_until: dict[
+            str, float
+        ] = {}  # key -> when the bucket has one token again, as last refused
 
     async def redis_reachable(self) -> bool:
         if self._redis is None:
@@ -110,6 +113,7 @@ class RateLimiter:
                     self._leases[key_id] = self._leases.get(key_id, 0.0) + float(granted) - need
                     return 0.0
                 self._leases[key_id] = self._leases.get(key_id, 0.0) + leased
+                self._note_empty(key_id, float(wait), min(need, burst), rate)
                 return float(wait)
         return self._acquire_local(key_id, cost, rate, burst)
 
@@ -131,7 +135,30 @@ class RateLimiter:
         if b.tokens >= need:
             b.tokens -= cost  # may leave debt, like the Redis script
             return 0.0
-        return (need - b.tokens) / rate
+        wait = (need - b.tokens) / rate
+        self._note_empty(key_id, wait, need, rate)
+        return wait
+
+    def _note_empty(self, key_id: str, wait: float, need: float, rate: float) -> None:
+        """Remember when a refused key's bucket holds one token again: until then `known_wait` refuses its
+        requests without a Redis call or reading their bodies."""
+        until = time.monotonic() + wait - (need - 1) / rate
+        if until > time.monotonic():
+            if len(self._empty_until) > 100_000:  # bound memory against floods of random keys
+                self._empty_until.clear()
+            self._empty_until[key_id] = until
+
+    def known_wait(self, key_id: str) -> float:
+        """Seconds until this key's bucket, as this process last saw it refuse, has a token (0: unknown or
+        ready). Never a Redis call: this is the cheap refusal in front of all request work."""
+        until = self._empty_until.get(key_id)
+        if until is None:
+            return 0.0
+        left = until - time.monotonic()
+        if left <= 0:
+            del self._empty_until[key_id]
+            return 0.0
+        return left
 
 
 def retry_after_header(wait_s: float) -> str:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 
 import psycopg
+from starlette.concurrency import run_in_threadpool
 
+from api.errors import ApiError
 from warehouse.tenants import ApiKeyRow, hash_key, lookup_api_key, touch_api_keys
 
 
@@ -56,3 +58,29 @@ class KeyCache:
         if used:
             with self._connection() as conn:
                 touch_api_keys(conn, list(used))
+
+
+async def resolve_key(cache: KeyCache, api_key: str | None) -> ApiKeyRow:
+    """The key's row, or ApiError 401 (missing/unknown/revoked) / 503 (keys cannot be checked now)."""
+    if not api_key:
+        raise ApiError(401, "unauthorized", [("X-API-Key", "missing")])
+    found, row = cache.cached(api_key)
+    if not found:
+        try:
+            row = await run_in_threadpool(cache.lookup, api_key)
+        except Exception as exc:
+            raise ApiError(
+                503, "database_unavailable", [("X-API-Key", "cannot verify keys now")], {"Retry-After": "2"}
+            ) from exc
+    if row is None:
+        raise ApiError(401, "unauthorized", [("X-API-Key", "unknown or revoked key")])
+    return row
+
+
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
+    """`X-API-Key`, or `Authorization: Bearer <key>` for clients that only speak OAuth-style headers."""
+    key = headers.get("x-api-key")
+    if key:
+        return key
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None

@@ -86,6 +86,11 @@ class IngestSettings(BaseModel):
     burst: float = Field(40_000, description="Default bucket size per API key (events).")
     key_cache_ttl_s: float = Field(10.0, description="Revocation takes effect within this many seconds.")
     retry_after_s: int = 1
+    fast_path: bool = Field(
+        True,
+        description="Serve POST /v1/events and /v1/batch by the plain ASGI handler (api/ingest/asgi.py); "
+        "false: through FastAPI's routes (same answers, more CPU per request).",
+    )
 
 
 class SpoolSettings(BaseModel):

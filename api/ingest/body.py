@@ -4,29 +4,39 @@ from __future__ import annotations
 
 import zlib
 
-from fastapi import Request
-from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from api.errors import ApiError
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > max_bytes:
+async def read_body(
+    receive: Receive, content_length: str | None, content_encoding: str | None, max_bytes: int
+) -> bytes:
+    """The request body from ASGI `http.request` messages, refused early when it is too large."""
+    if content_length is not None and content_length.isdigit() and int(content_length) > max_bytes:
         raise ApiError(413, "payload_too_large", [("body", f"larger than {max_bytes} bytes")])
-    chunks, size = [], 0
-    try:
-        async for chunk in request.stream():
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        body = message.get("body", b"")  # the common case: the whole body in one message
+        if len(body) > max_bytes:
+            raise ApiError(413, "payload_too_large", [("body", f"larger than {max_bytes} bytes")])
+    else:
+        chunks, size = [], 0
+        while True:
+            if message["type"] != "http.request":  # http.disconnect
+                raise ApiError(
+                    400, "client_disconnected", [("body", "connection closed before the body was read")]
+                )
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > max_bytes:
                 raise ApiError(413, "payload_too_large", [("body", f"larger than {max_bytes} bytes")])
             chunks.append(chunk)
-    except ClientDisconnect:
-        raise ApiError(
-            400, "client_disconnected", [("body", "connection closed before the body was read")]
-        ) from None
-    body = b"".join(chunks)
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+            if not message.get("more_body", False):
+                break
+            message = await receive()
+        body = b"".join(chunks)
+    encoding = (content_encoding or "identity").strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding != "gzip":

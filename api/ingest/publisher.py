@@ -7,6 +7,7 @@ request, so the event loop never blocks on the broker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -61,6 +62,7 @@ class Publisher:
             ""  # id of the topic incarnation last seen; "" = unknown (records are then re-checked)
         )
         self._down_since: float | None = None
+        self._done: list[_Pending] = []  # acknowledged requests not yet handed to their event loop
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
         self._thread.start()
@@ -95,9 +97,21 @@ class Publisher:
         last_probe = 0.0
         while not self._stop.is_set():
             self._producer.poll(0.05)
+            if self._done:
+                self._wake()
             if self._down_since is not None and time.monotonic() - last_probe > 1.0:
                 last_probe = time.monotonic()
                 self._probe()
+
+    def _wake(self) -> None:
+        finished, self._done[:] = list(self._done), []
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        for p in finished:
+            by_loop.setdefault(p.loop, []).append(p)
+        for loop, items in by_loop.items():
+            # RuntimeError: that loop is closed (a test's client went away), nobody waits for these
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve_all, items)
 
     def current_topic_id(self, timeout: float = 2.0) -> str:
         """The topic's id on the broker now: a broker that lost its log recreates the topic with a new id."""
@@ -150,48 +164,61 @@ class Publisher:
         # Read before producing: if the broker is replaced meanwhile, the id is older than the incarnation
         # that took the messages, and the spool re-checks them in the ledger instead of trusting offsets.
         topic_id = self.topic_id
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[KafkaError | None] = loop.create_future()
-        state: dict = {"left": len(messages), "error": None}
-        offsets: dict[int, int] = {}
-
-        def on_delivery(err: KafkaError | None, msg) -> None:
-            # Runs on the poll thread only, so the counter needs no lock.
-            if err is not None:
-                if state["error"] is None:
-                    state["error"] = err
-            else:
-                p = msg.partition()
-                o = msg.offset()
-                if o > offsets.get(p, -1):
-                    offsets[p] = o
-            state["left"] -= 1
-            if state["left"] == 0:
-                loop.call_soon_threadsafe(_resolve, future, state["error"])
-
+        pending = _Pending(asyncio.get_running_loop(), len(messages), self._done)
         produce = self._producer.produce
         topic = self.topic
         try:
             for key, value in messages:
-                produce(topic, value, key, on_delivery=on_delivery)
+                produce(topic, value, key, on_delivery=pending.on_delivery)
         except BufferError as exc:
             # Some messages may already be queued; they are delivered or time out. The client retries the
             # whole request on 503; event ids make that retry land once.
             raise ProducerQueueFull(str(exc)) from exc
         try:
-            error = await asyncio.wait_for(future, self.settings.delivery_timeout_ms / 1000 + 2)
+            error = await asyncio.wait_for(pending.future, self.settings.delivery_timeout_ms / 1000 + 2)
         except TimeoutError as exc:
             raise BrokerUnavailable("no broker acknowledgement in time") from exc
         if error is not None:
             raise BrokerUnavailable(str(error))
-        return Delivery(topic_id, offsets)
+        return Delivery(topic_id, pending.offsets)
 
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
         self._producer.flush(timeout)
+        if self._done:
+            self._wake()
 
 
-def _resolve(future: asyncio.Future, error: KafkaError | None) -> None:
-    if not future.done():
-        future.set_result(error)
+class _Pending:
+    """One request's messages in flight. Delivery callbacks run on the poll thread only (no lock needed); a
+    finished request is queued and the poll thread wakes the event loop once per poll() for all of them,
+    instead of once per request (each wake-up is a syscall and a loop iteration)."""
+
+    __slots__ = ("done", "error", "future", "left", "loop", "offsets")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, left: int, done: list[_Pending]) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[KafkaError | None] = loop.create_future()
+        self.left = left
+        self.error: KafkaError | None = None
+        self.offsets: dict[int, int] = {}  # partition -> highest offset of the request
+        self.done = done
+
+    def on_delivery(self, err: KafkaError | None, msg) -> None:
+        if err is not None:
+            if self.error is None:
+                self.error = err
+        else:
+            p, o = msg.partition(), msg.offset()
+            if o > self.offsets.get(p, -1):
+                self.offsets[p] = o
+        self.left -= 1
+        if self.left == 0:
+            self.done.append(self)
+
+
+def _resolve_all(finished: list[_Pending]) -> None:
+    for p in finished:
+        if not p.future.done():
+            p.future.set_result(p.error)

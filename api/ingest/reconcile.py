@@ -30,8 +30,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api import metrics
 from api.ingest.publisher import BrokerUnavailable, ProducerQueueFull, Publisher
+from api.ingest.service import pack
 from api.ingest.spool import ACK, SUFFIX, Abort, Ack, Data, Spool, append_record, frame, read_records
 from pulseops.settings import Settings
+from warehouse.events import split_message
 from warehouse.landing import unlanded
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 class _Ids(msgspec.Struct):
     project_id: uuid.UUID
     event_id: uuid.UUID
+    distinct_id: str
 
 
 _decode_ids = msgspec.json.Decoder(_Ids).decode
@@ -178,12 +181,11 @@ class Reconciler:
                 delivery = await self.publisher.publish(messages)
                 ack = Ack(rec.data.seq, delivery.topic_id, delivery.offsets, replay)
                 await run_in_threadpool(append_record, fd, frame(ACK, ack))
-                metrics.SPOOL_REPLAYED.inc(len(messages))
-                result.replayed_events += len(messages)
+                events = sum(len(split_message(v)) for _k, v in messages)
+                metrics.SPOOL_REPLAYED.inc(events)
+                result.replayed_events += events
                 log.warning(
-                    "spool: %d acknowledged events of %s were not landed; published again",
-                    len(messages),
-                    path.name,
+                    "spool: %d acknowledged events of %s were not landed; published again", events, path.name
                 )
                 pending = True
         else:
@@ -198,19 +200,27 @@ class Reconciler:
     def _unlanded(
         self, records: list[_Record], since: datetime
     ) -> list[tuple[_Record, list[tuple[bytes, bytes]]]]:
+        """Per record, the messages that carry its events that neither landed nor were dead-lettered (packed
+        anew: a record journaled in either message format is re-published in format 2)."""
         items, owners = [], []
         for rec in records:
-            for key, value in rec.data.messages:
-                ids = _decode_ids(value)
-                items.append((ids.project_id, ids.event_id, value))
-                owners.append((rec, (key, value)))
-        out: dict[int, tuple[_Record, list]] = {}
+            for _key, value in rec.data.messages:
+                for event in split_message(value):
+                    ids = _decode_ids(event)
+                    items.append((ids.project_id, ids.event_id, event))
+                    owners.append((rec, ids, event))
+        missing: dict[int, tuple[_Record, list[_Ids], list[bytes]]] = {}
         with self.pool.connection() as conn:
             for start in range(0, len(items), 10_000):
                 for i in unlanded(conn, items[start : start + 10_000], since):
-                    rec, message = owners[start + i]
-                    out.setdefault(rec.data.seq, (rec, []))[1].append(message)
-        return list(out.values())
+                    rec, ids, event = owners[start + i]
+                    entry = missing.setdefault(rec.data.seq, (rec, [], []))
+                    entry[1].append(ids)
+                    entry[2].append(event)
+        out = []
+        for rec, ids, events in missing.values():
+            out.append((rec, pack(ids[0].project_id, [i.distinct_id for i in ids], events)))
+        return out
 
 
 def _fold(path: Path) -> dict[int, _Record]:

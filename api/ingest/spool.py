@@ -113,8 +113,10 @@ class Segment:
     inflight: int = 0
     sealed: bool = False
     sync_task: asyncio.Future | None = None
+    closed: bool = False
 
     def close(self) -> None:
+        self.closed = True
         os.close(self.fd)  # releases the flock: another process's reconciler may take the segment now
 
 
@@ -124,6 +126,7 @@ class Entry:
 
     segment: Segment
     seq: int
+    end: int  # segment size right after the record: synced past this = durable
 
 
 @dataclass
@@ -148,6 +151,13 @@ class Spool:
     # -- writing ------------------------------------------------------------------------------------------
     async def append(self, messages: list[Message]) -> Entry:
         """Journal the request durably; raise SpoolUnavailable if that is not possible."""
+        entry = self.write(messages)
+        await self.sync(entry)
+        return entry
+
+    def write(self, messages: list[Message]) -> Entry:
+        """Append the request's record and start its group-commit sync; `sync(entry)` waits for it. Splitting
+        the two lets the fsync run while the broker takes the messages (api/ingest/service.py)."""
         if self._others_bytes + self.open_bytes() > self.max_bytes:
             raise SpoolUnavailable(f"spool holds more than {self.max_bytes:,} unlanded bytes")
         try:
@@ -161,16 +171,24 @@ class Spool:
             raise SpoolUnavailable(f"spool write failed: {exc.strerror or exc}") from None
         segment.size += len(data)
         segment.inflight += 1
-        entry = Entry(segment, self._seq)
-        if self.fsync:
-            try:
-                await self._sync(segment, segment.size)
-            except OSError as exc:
-                # After a failed fsync the page cache may be dropped: the record is not known durable.
-                self.abort(entry)
-                self._seal(segment)
-                raise SpoolUnavailable(f"spool sync failed: {exc.strerror or exc}") from None
+        entry = Entry(segment, self._seq, segment.size)
+        if self.fsync and (segment.sync_task is None or segment.sync_task.done()):
+            _start_sync(segment)
         return entry
+
+    async def sync(self, entry: Entry) -> None:
+        """Wait until the entry's record is on disk; on failure the entry is aborted and SpoolUnavailable
+        raised."""
+        if not self.fsync:
+            return
+        segment = entry.segment
+        try:
+            await self._sync(segment, entry.end)
+        except OSError as exc:
+            # After a failed fsync the page cache may be dropped: the record is not known durable.
+            self.abort(entry)
+            self._seal(segment)
+            raise SpoolUnavailable(f"spool sync failed: {exc.strerror or exc}") from None
 
     def acknowledge(self, entry: Entry, topic_id: str, offsets: dict[int, int]) -> None:
         """Record where the broker put the request. Not synced: losing it only costs a ledger check."""
@@ -200,7 +218,7 @@ class Spool:
         while segment.synced < upto:
             task = segment.sync_task
             if task is None or task.done():
-                task = segment.sync_task = asyncio.ensure_future(_sync_once(segment))
+                task = _start_sync(segment)
             await asyncio.shield(task)  # a failed sync fails every request that waited for it
 
     def _segment(self) -> Segment:
@@ -231,7 +249,12 @@ class Spool:
 
     def _release(self, segment: Segment) -> None:
         if self._open.pop(segment.path, None) is not None:
-            segment.close()
+            task = segment.sync_task
+            if task is not None and not task.done():
+                segment.closed = True  # no further syncs; the fd is closed once the running one returns
+                task.add_done_callback(lambda _t: os.close(segment.fd))  # never under a running fdatasync
+            else:
+                segment.close()
 
     def seal_idle(self) -> None:
         """Called by the reconciler: an idle open segment is sealed so that it can be pruned."""
@@ -252,6 +275,22 @@ class Spool:
         for seg in list(self._open.values()):
             self._release(seg)
         self._active = None
+
+
+def _start_sync(segment: Segment) -> asyncio.Future:
+    task = segment.sync_task = asyncio.ensure_future(_sync_once(segment))
+    task.add_done_callback(lambda t: _after_sync(segment, t))
+    return task
+
+
+def _after_sync(segment: Segment, task: asyncio.Future) -> None:
+    # Retrieve the error (requests that await the task get it through the shield in Spool._sync; one
+    # cancelled before it awaited must not leave "exception never retrieved" noise), and chain the next
+    # group commit at once for records written meanwhile, instead of when their requests ask for it.
+    if task.cancelled() or task.exception() is not None:
+        return
+    if segment.size > segment.synced and not segment.closed and segment.sync_task is task:
+        _start_sync(segment)
 
 
 async def _sync_once(segment: Segment) -> None:

@@ -25,7 +25,7 @@ from api.main import create_app
 from pulseops.settings import Settings
 from tests.fixtures.system import make_settings, wait_until
 from tests.utils.tenants import make_tenant, new_event
-from warehouse.events import RawEvent, decode_raw_event
+from warehouse.events import RawEvent, decode_raw_event, split_message
 from warehouse.tenants import ensure_org, ensure_project, revoke_api_key
 
 MIB = 1024 * 1024
@@ -67,7 +67,7 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 15.0) -> list[RawEve
             if msg.value() == marker:
                 waiting.discard(msg.partition())
             elif not msg.value().startswith(END_MARKER.encode()):
-                out.append(decode_raw_event(msg.value()))
+                out.extend(decode_raw_event(v) for v in split_message(msg.value()))
         assert not waiting, f"end markers of partitions {waiting} not read in {timeout}s"
         return out
     finally:
@@ -116,9 +116,13 @@ def make_ingest(db: psycopg.Connection, database_url: str, bootstrap: str, redis
     return settings, tenant
 
 
-@pytest.fixture
-def ingest(db: psycopg.Connection, database_url: str, broker: str, redis_url: str) -> Iterator[Ingest]:
-    settings, tenant = make_ingest(db, database_url, broker, redis_url)
+@pytest.fixture(params=[True, False], ids=["asgi-fast-path", "fastapi-routes"])
+def ingest(
+    request: pytest.FixtureRequest, db: psycopg.Connection, database_url: str, broker: str, redis_url: str
+) -> Iterator[Ingest]:
+    """Every test runs against both ways of serving ingest (api/ingest/asgi.py and api/routes/ingest.py):
+    their answers must be the same."""
+    settings, tenant = make_ingest(db, database_url, broker, redis_url, fast_path=request.param)
     with TestClient(create_app(settings)) as client:
         yield Ingest(client, settings, tenant)
 

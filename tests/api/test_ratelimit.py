@@ -75,6 +75,23 @@ def test_burst_passes_then_429_with_retry_after_then_passes_again(app_client: tu
     assert send(client, key).status_code == 202
 
 
+def test_exhausted_key_is_refused_before_its_body_is_read(app_client: tuple, db) -> None:
+    """A key known to be empty gets its 429 before any request work: a body that would be a 422 (or a 413)
+    is not even read, so a hot tenant over its limit costs one lookup per request."""
+    client, tenant = app_client
+    key = limited_key(db, tenant)
+    assert send(client, key, BURST).status_code == 202
+    wait = assert_rate_limited(send(client, key))  # this process learns the bucket is empty
+    garbage = {"X-API-Key": key, "Content-Type": "application/json"}
+    assert_rate_limited(client.post("/v1/events", content=b"{not json", headers=garbage))
+    assert_rate_limited(client.post("/v1/batch", content=b"x" * (2 * 1024**2), headers=garbage))
+    # Other keys are not affected, and the key itself passes once its bucket refilled.
+    assert send(client, tenant["ingest_key"]).status_code == 202
+    time.sleep(wait)
+    bad = client.post("/v1/events", content=b"{not json", headers=garbage)
+    assert bad.status_code == 422, bad.text
+
+
 def test_limits_are_per_key(app_client: tuple, db) -> None:
     client, tenant = app_client
     first, second = limited_key(db, tenant), limited_key(db, tenant)
@@ -188,6 +205,24 @@ def test_limiter_without_redis_limits_in_process() -> None:
         wait = await limiter.acquire("k", 1, 10, 2)
         assert 0.05 < wait <= 0.1
         await asyncio.sleep(0.15)
+        assert await limiter.acquire("k", 1, 10, 2) == 0.0
+
+    asyncio.run(scenario())
+
+
+def test_known_wait_follows_the_last_refusal() -> None:
+    async def scenario() -> None:
+        limiter = RateLimiter(None)
+        assert limiter.known_wait("k") == 0.0  # never refused: unknown, so not refused cheaply
+        assert await limiter.acquire("k", 2, 10, 2) == 0.0
+        assert limiter.known_wait("k") == 0.0  # granted: nothing known to be empty
+        wait = await limiter.acquire("k", 2, 10, 2)  # a refused batch of 2 ...
+        assert 0.15 < wait <= 0.2
+        # ... but a single event can pass as soon as one token is back: 0.1 s, not the batch's 0.2 s.
+        assert 0.05 < limiter.known_wait("k") <= 0.1
+        assert limiter.known_wait("other") == 0.0
+        await asyncio.sleep(0.11)
+        assert limiter.known_wait("k") == 0.0
         assert await limiter.acquire("k", 1, 10, 2) == 0.0
 
     asyncio.run(scenario())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +74,64 @@ def test_concurrent_appends_share_fsyncs(tmp_path: Path, monkeypatch) -> None:
     assert (
         sum(isinstance(r, Data) for r in records) == 200 and sum(isinstance(r, Ack) for r in records) == 200
     )
+
+
+def _slow_fdatasync(monkeypatch, delay: float = 0.05) -> list[int]:
+    calls: list[int] = []
+    real = os.fdatasync
+
+    def slow(fd: int) -> None:
+        calls.append(fd)
+        time.sleep(delay)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow)
+    return calls
+
+
+def test_records_written_during_a_sync_get_the_next_one_without_asking(tmp_path: Path, monkeypatch) -> None:
+    """write() starts the group commit at once (it runs while the broker takes the messages) and a record
+    written meanwhile is covered by a chained sync, not one started only when its request asks."""
+    calls = _slow_fdatasync(monkeypatch)
+    spool = Spool(tmp_path, segment_max_age_s=60)
+
+    async def scenario() -> None:
+        first = spool.write([(b"k", b"1")])
+        await asyncio.sleep(0.01)  # the first sync is running
+        second = spool.write([(b"k", b"2")])
+        await asyncio.sleep(0.2)  # nobody awaits: the chained sync must have run by itself
+        assert len(calls) == 2
+        assert first.segment.synced >= second.end
+        started = time.monotonic()
+        await spool.sync(second)
+        assert time.monotonic() - started < 0.01
+        for e in (first, second):
+            spool.acknowledge(e, "t", {0: 1})
+
+    asyncio.run(scenario())
+    spool.close()
+
+
+def test_a_forgotten_record_does_not_close_the_file_under_its_running_sync(
+    tmp_path: Path, monkeypatch
+) -> None:
+    calls = _slow_fdatasync(monkeypatch, 0.1)
+    spool = Spool(tmp_path, segment_max_age_s=60)
+
+    async def scenario() -> None:
+        entry = spool.write([(b"k", b"1")])
+        await asyncio.sleep(0.01)
+        spool._seal(entry.segment)
+        spool.forget(entry)  # a cancelled request: the segment is released while its fsync runs
+        task = entry.segment.sync_task
+        await task  # raises OSError (EBADF) if the descriptor was closed under it
+        assert entry.segment.closed and len(calls) == 1
+        await asyncio.sleep(0)
+        with pytest.raises(OSError):
+            os.fstat(entry.segment.fd)  # closed once the sync returned
+
+    asyncio.run(scenario())
+    spool.close()
 
 
 @pytest.fixture
