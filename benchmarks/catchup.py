@@ -1,20 +1,28 @@
-"""Worker catch-up, worker scaling and an offset/retry proof: `python -m benchmarks.catchup --size …`.
+"""Worker catch-up, worker scaling, PostgreSQL's own COPY rate and an offset/retry proof:
+`python -m benchmarks.catchup --size …`.
 
-Figures, all from one run, driven from outside (HTTP ingest, worker subprocesses, SQL, the broker's offsets):
-  1. Catch-up: with no worker running, a backlog is ingested over HTTP (`POST /v1/batch`, 1,000 events per
-     request, through the real ingest API so the messages are exactly what production publishes); the ingest
-     processes are then stopped and one landing worker drains it. Time to drain (landed == acknowledged),
-     rows/s, and a per-half-second series of landed rows and consumer lag.
-  2. Scaling: the *same* backlog (same topic, 4 partitions) drained again by 2 and by 4 worker processes
-     (`python -m streams --index i`, one fresh consumer group per run, the landing tables emptied between
-     runs). rows/s per worker count and speed-up over one worker. The machine has 2 cores: more than two
-     workers cannot add CPU, and PostgreSQL, the broker and the sampler share those cores.
-  3. Offset / retry proof: a running worker is sent SIGTERM mid-stream, more events are ingested while it is
-     down, it is restarted and then SIGKILLed while landing its backlog, and restarted again. At the end the
-     set of event ids the 202 bodies acknowledged is compared with the table: landed, duplicated (same
-     (project_id, event_id) more than once in `events`), missing and unexpected must come out exact.
+Figures, all from one run, driven from outside (the broker's protocol, HTTP ingest, worker subprocesses, SQL):
+  1. Catch-up: with no worker running, a backlog is produced to `events-raw` the way ingest publishes an
+     accepted request from format 2 on: packed messages (warehouse/events.py `pack_raw_events`), 100 events
+     of one project per message, realistic properties and event times over the last 20 h. It goes straight
+     to the broker rather than through HTTP so that it is format 2 whatever the ingest API in this tree
+     produces, and so filling it costs seconds, not the drain's own CPU. One landing worker then drains it:
+     time to drain (landed == produced), rows/s, and a series (every 0.2 s) of landed rows and consumer lag.
+  2. Scaling: the *same* backlog (same topic, 4 partitions) drained again by 2 (and at medium/large 4) worker
+     processes (`python -m streams --index i`, one fresh consumer group per run, the landing tables emptied
+     between runs). rows/s per worker count and speed-up over one worker. The machine has 2 cores: more than
+     two workers cannot add CPU, and PostgreSQL, the broker and the sampler share those cores.
+  3. PostgreSQL's own limit, same run, same database: binary COPY straight into `events` (no ledger), 50k rows
+     per COPY + commit, as benchmarks/ingest.py's copy_baseline does, but with rows shaped like the backlog's
+     and built before the clock starts (so it is PostgreSQL's rate, not the row generator's). Measured before
+     the first drain and after the last; landing / COPY uses their mean.
+  4. Offset / retry proof: a running worker is sent SIGTERM mid-stream, more events are ingested over HTTP
+     while it is down, it is restarted and then SIGKILLed while landing its backlog, and restarted again. At
+     the end the set of event ids the 202 bodies acknowledged is compared with the table: landed, duplicated
+     (same (project_id, event_id) more than once in `events`), missing and unexpected must come out exact.
 
 Writes a dated Markdown report to docs/benchmarks/ unless --no-report; `--plot PATH` saves the scaling PNG.
+Run it under `flock /tmp/pulseops-bench.lock` on a shared machine.
 """
 
 from __future__ import annotations
@@ -35,8 +43,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import msgspec
 import psycopg
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from benchmarks.harness import (
     Services,
@@ -48,13 +57,18 @@ from benchmarks.harness import (
     wait_for,
 )
 from benchmarks.report import write_report
-from pulseops.settings import Settings
+from pulseops.settings import KafkaSettings, Settings
+from pulseops.topics import ensure_topics
+from warehouse.events import RawEvent, encode_raw_event, message_key, pack_raw_events
+from warehouse.partitions import ensure_window
 from warehouse.tenants import create_api_key, ensure_org, ensure_project
 
 SIZES = {
-    # small is the CI smoke size: 1 and 2 workers only (each consumer-group start costs seconds of joining)
+    # small is the CI smoke size: 1 and 2 workers only (each consumer-group start costs seconds of joining).
+    # The backlog is produced straight to the broker (a second for 100k events), so it can be large enough
+    # for a drain of a few seconds, not one sample.
     "small": {
-        "backlog": 20_000,
+        "backlog": 100_000,
         "workers": (1, 2),
         "proof_before": 10_000,
         "proof_down": 10_000,
@@ -78,9 +92,14 @@ SIZES = {
 MAX_WORKERS = 4
 PARTITIONS = 4  # at least the largest worker count; splits evenly over 1, 2 and 4 workers
 BATCH = 1000
-SAMPLE_S = 0.5
+SAMPLE_S = 0.2  # a small drain takes 1-3 s
+EVENTS_PER_MESSAGE = 100  # a typical SDK flush; ingest packs one accepted request into one message
+COPY_CHUNK = 50_000
 _EVENT_NAMES = ("page_view", "click", "signup", "purchase", "search", "login")
 _PLANS = ("free", "pro", "enterprise")
+_PATHS = ("/", "/pricing", "/docs", "/docs/getting-started", "/blog/launch", "/signup", "/account/settings")
+_COUNTRIES = ("US", "DE", "FR", "GB", "IN", "BR", "JP", "CA")
+_DEVICES = ("desktop", "mobile", "tablet")
 # uuid4 bit layout: clear the version/variant bits, then set version 4 and variant 10xx
 _UUID_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
 _UUID_BITS = (0x4000 << 64) | (0x8000 << 48)
@@ -341,18 +360,129 @@ def _env(db_url: str, bootstrap: str, suffix: str, group: str | None = None, met
     return env
 
 
-def ingest_backlog(db_url: str, bootstrap: str, suffix: str, total: int) -> tuple[SendLog, uuid.UUID, str]:
-    """Ingest `total` events with no worker running; ingest is stopped afterwards so the drains that follow
-    have the machine to themselves."""
-    key, project_id = _tenant(db_url, f"backlog-{suffix}")
-    svc = Services(_env(db_url, bootstrap, suffix), free_port())
-    try:
-        svc.start_ingest(workers=2)
-        load = loadavg()
-        log = send(svc.url, key, total)
-    finally:
-        svc.stop()
-    return log, project_id, load
+@dataclass
+class Backlog:
+    """What was produced to the topic before any worker ran."""
+
+    events: int
+    messages: int
+    seconds: float
+    bytes: int
+    project_id: uuid.UUID
+    org_id: uuid.UUID
+    load: str
+
+
+def _events(org_id: uuid.UUID, project_id: uuid.UUID, n: int, rnd: random.Random) -> list[RawEvent]:
+    """n events like an SDK's: event times over the last 20 h, received now, 4-5 low-cardinality properties."""
+    now = datetime.now(UTC)
+    enc = msgspec.json.Encoder()
+    choice, below = rnd.choice, rnd.randrange
+    out = []
+    for _ in range(n):
+        props = {"path": choice(_PATHS), "plan": choice(_PLANS), "country": choice(_COUNTRIES),
+                 "device": choice(_DEVICES)}  # fmt: skip
+        if below(5) == 0:
+            props["amount"] = round(rnd.lognormvariate(3.0, 0.8), 2)
+        out.append(
+            RawEvent(
+                org_id=org_id,
+                project_id=project_id,
+                event_id=uuid.UUID(int=(rnd.getrandbits(128) & _UUID_MASK) | _UUID_BITS),
+                event=choice(_EVENT_NAMES),
+                distinct_id=f"u-{below(20_000)}",
+                timestamp=now - timedelta(milliseconds=below(72_000_000)),
+                received_at=now,
+                properties=msgspec.Raw(enc.encode(props)),
+            )
+        )
+    return out
+
+
+def produce_backlog(db_url: str, bootstrap: str, suffix: str, total: int) -> Backlog:
+    """Produce `total` events as packed (format 2) messages of EVENTS_PER_MESSAGE, keyed like ingest keys
+    them (project + first event's user), acks=all; returns once the broker acknowledged every message."""
+    _, project_id = _tenant(db_url, f"backlog-{suffix}")
+    with psycopg.connect(db_url) as conn:
+        org_id = conn.execute("SELECT org_id FROM projects WHERE id = %s", (project_id,)).fetchone()[0]
+    env = _env(db_url, bootstrap, suffix)
+    kafka = KafkaSettings(
+        bootstrap=bootstrap, topic_raw=env["PULSEOPS_KAFKA__TOPIC_RAW"], topic_dlq=env["PULSEOPS_KAFKA__TOPIC_DLQ"],
+        partitions=PARTITIONS, retention_ms=int(env["PULSEOPS_KAFKA__RETENTION_MS"]),
+    )  # fmt: skip
+    ensure_topics(kafka)
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "linger.ms": 20,
+            "queue.buffering.max.kbytes": 1 << 20,
+        }
+    )
+    failed: list[str] = []
+
+    def on_delivery(err, _msg) -> None:
+        if err is not None:
+            failed.append(str(err))
+
+    rnd = random.Random(f"backlog-{suffix}")
+    load = loadavg()
+    started = time.monotonic()
+    messages = size = 0
+    for first in range(0, total, 10 * EVENTS_PER_MESSAGE):
+        events = _events(org_id, project_id, min(10 * EVENTS_PER_MESSAGE, total - first), rnd)
+        for i in range(0, len(events), EVENTS_PER_MESSAGE):
+            group = events[i : i + EVENTS_PER_MESSAGE]
+            for start, value in pack_raw_events([encode_raw_event(e) for e in group]):
+                key = message_key(project_id, group[start].distinct_id)
+                while True:
+                    try:
+                        producer.produce(kafka.topic_raw, value, key, on_delivery=on_delivery)
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+                messages += 1
+                size += len(value)
+        producer.poll(0)
+    remaining = producer.flush(60)
+    if remaining or failed:
+        raise RuntimeError(f"backlog not acknowledged: {remaining} undelivered, errors {failed[:3]}")
+    return Backlog(total, messages, time.monotonic() - started, size, project_id, org_id, load)
+
+
+def copy_baseline(db_url: str, rows: int, org_id: uuid.UUID, project_id: uuid.UUID, seed: str) -> dict:
+    """PostgreSQL's own limit for this table: binary COPY straight into `events`, COPY_CHUNK rows per commit.
+
+    Rows are shaped like the backlog's (same generator) and built before each COPY's clock starts; only
+    COPY + commit are timed. Callers empty the landing tables before and after."""
+    rnd = random.Random(seed)
+    took = 0.0
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        ensure_window(conn, datetime.now(UTC).date(), back_days=2, ahead_days=0)
+        done = 0
+        while done < rows:
+            chunk = [
+                (e.project_id, e.timestamp, e.event_id, e.org_id, e.event, e.distinct_id, e.received_at,
+                 bytes(e.properties).decode())
+                for e in _events(org_id, project_id, min(COPY_CHUNK, rows - done), rnd)
+            ]  # fmt: skip
+            started = time.perf_counter()
+            with (
+                conn.transaction(),
+                conn.cursor() as cur,
+                cur.copy(
+                    "COPY events (project_id, event_time, event_id, org_id, event_name, distinct_id, received_at,"
+                    " properties) FROM STDIN (FORMAT BINARY)"
+                ) as copy,
+            ):
+                copy.set_types(
+                    ["uuid", "timestamptz", "uuid", "uuid", "text", "text", "timestamptz", "jsonb"]
+                )
+                for row in chunk:
+                    copy.write_row(row)
+            took += time.perf_counter() - started
+            done += len(chunk)
+    return {"rows": rows, "seconds": took, "rows_per_s": rows / took}
 
 
 def drain(
@@ -439,34 +569,51 @@ def _empty_landing_tables(db_url: str) -> None:
 def scaling(
     db_url: str, bootstrap: str, backlog: int, worker_counts: tuple[int, ...], log: Callable[[str], None]
 ) -> dict:
-    """One backlog, ingested once, drained by each worker count in turn (the catch-up is the 1-worker run)."""
+    """One backlog, produced once, drained by each worker count in turn (the catch-up is the 1-worker run);
+    PostgreSQL's COPY into the same table before the first drain and after the last."""
     suffix = uuid.uuid4().hex[:6]
-    sent, project_id, ingest_load = ingest_backlog(db_url, bootstrap, suffix, backlog)
+    b = produce_backlog(db_url, bootstrap, suffix, backlog)
     log(
-        f"backlog: {sent.acknowledged:,} acknowledged in {sent.seconds:.1f}s "
-        f"({sent.acknowledged / sent.seconds:,.0f} events/s), statuses {sent.statuses}"
+        f"backlog: {b.events:,} events in {b.messages:,} packed messages ({b.bytes / b.messages / 1024:,.1f} KiB "
+        f"each) acknowledged by the broker in {b.seconds:.1f}s"
     )
     offsets = Offsets(bootstrap, f"events-raw-{suffix}", "none", PARTITIONS)
     end_offsets = offsets.end_offsets()
     offsets.close()
+    copies = []
+    _empty_landing_tables(db_url)
+    copies.append(copy_baseline(db_url, backlog, b.org_id, b.project_id, f"copy-{suffix}-0"))
+    log(f"PostgreSQL binary COPY into events: {copies[-1]['rows_per_s']:,.0f} rows/s")
     runs = []
     for workers in worker_counts:
         _empty_landing_tables(db_url)
-        run_ = drain(db_url, bootstrap, suffix, project_id, sent.acknowledged, workers)
+        run_ = drain(db_url, bootstrap, suffix, b.project_id, b.events, workers)
         log(
             f"{workers} worker(s): {run_['rows_per_s']:,.0f} rows/s, start-up {run_['start_up_s']:.1f}s, "
             f"drain {run_['drain_s']:.1f}s, load {run_['load_before']} -> {run_['load_after']}"
         )
         runs.append(run_)
+    _empty_landing_tables(db_url)
+    copies.append(copy_baseline(db_url, backlog, b.org_id, b.project_id, f"copy-{suffix}-1"))
+    _empty_landing_tables(db_url)
+    log(f"PostgreSQL binary COPY into events: {copies[-1]['rows_per_s']:,.0f} rows/s")
+    copy_rate = sum(c["rows_per_s"] for c in copies) / len(copies)
+    by_workers = {r["workers"]: r["rows_per_s"] for r in runs}
     return {
         "backlog": backlog,
-        "sent": sent.sent,
-        "acknowledged": sent.acknowledged,
-        "ingest_s": sent.seconds,
-        "ingest_statuses": sent.statuses,
-        "ingest_load": ingest_load,
+        "sent": b.events,
+        "acknowledged": b.events,
+        "messages": b.messages,
+        "events_per_message": EVENTS_PER_MESSAGE,
+        "message_bytes": b.bytes / max(b.messages, 1),
+        "ingest_s": b.seconds,
+        "ingest_load": b.load,
         "topic_end_offsets": end_offsets,
         "runs": runs,
+        # `copy.rows_per_s` is the key the suite's landing-vs-COPY row reads (benchmarks/adapters.py)
+        "copy": {"rows_per_s": copy_rate, "rows": backlog, "measurements": copies},
+        "landing_vs_copy": by_workers[1] / copy_rate,
+        "two_vs_one": by_workers[2] / by_workers[1] if 2 in by_workers else None,
     }
 
 
@@ -593,15 +740,21 @@ def render(result: dict) -> str:
     """Human-readable figures (what the report and the smoke test read)."""
     s, p = result["scaling"], result["proof"]
     one = s["runs"][0]
+    copies = ", ".join(f"{c['rows_per_s']:,.0f}" for c in s["copy"]["measurements"])
+    two = f"{s['two_vs_one']:.2f}x" if s["two_vs_one"] is not None else "not measured"
     lines = [
-        f"== Worker catch-up: backlog ingested over HTTP with no worker running ({BATCH:,} events/request) ==",
-        f"ingested {s['acknowledged']:,} acknowledged of {s['sent']:,} sent in {s['ingest_s']:.1f}s "
-        f"({s['acknowledged'] / s['ingest_s']:,.0f} events/s; statuses {s['ingest_statuses']}; "
-        f"load {s['ingest_load']}); topic end offsets {s['topic_end_offsets']:,} over {result['partitions']} partitions",
+        f"== Worker catch-up: packed backlog ({s['events_per_message']} events/message, format 2) produced with "
+        "no worker running ==",
+        f"produced {s['sent']:,} events in {s['messages']:,} messages of {s['message_bytes'] / 1024:,.1f} KiB, "
+        f"all acknowledged by the broker, in {s['ingest_s']:.1f}s (load {s['ingest_load']}); topic end offsets "
+        f"{s['topic_end_offsets']:,} over {result['partitions']} partitions",
         f"1 worker: start-up {one['start_up_s']:.1f}s (spawn -> first rows committed), drained in "
         f"{one['drain_s']:.1f}s = {one['rows_per_s']:,.0f} rows/s; {one['wall_s']:.1f}s wall incl. start-up; "
         f"landed {one['landed']:,} == acknowledged {one['acknowledged']:,}: {one['landed'] == one['acknowledged']}, "
         f"duplicated {one['duplicated']}",
+        f"PostgreSQL binary COPY into events (same table, same run, {COPY_CHUNK:,} rows per commit, before the "
+        f"first drain and after the last): {copies} rows/s, mean {s['copy']['rows_per_s']:,.0f}",
+        f"one worker / COPY = {s['landing_vs_copy']:.2f}; two workers / one worker = {two}",
         "",
         f"== Scaling: the same backlog drained by {', '.join(str(r['workers']) for r in s['runs'])} worker "
         "processes (fresh consumer group each, landing tables emptied between runs) ==",
