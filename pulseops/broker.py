@@ -8,12 +8,16 @@ them crash (SIGSEGV in its metadata cache). Every fetch also lists all stored ba
 a broker holding millions of records gets slower with each one. A restart is the one thing that frees it.
 
 So this process runs Tansu as its child and restarts it ("recycles" it) once its resident memory passes
-`kafka.embedded_recycle_rss_bytes` *and* the landing group has committed everything on the raw topic but at
-most `kafka.embedded_recycle_max_unlanded` messages. What a recycle drops was landed already; the few
-acknowledged-but-unlanded messages it may drop are published again by the ingest spool, which checks the
-warehouse ledger when the topic id changes (api/ingest/reconcile.py) — the same path as a broker crash. With
-the spool off nothing unlanded may be dropped, so the allowance is then 0. Topics are recreated right after
-the restart (pulseops/topics.py), so producers and consumers reconnect to a broker that has them.
+`kafka.embedded_recycle_rss_bytes` or it stores `kafka.embedded_recycle_records` records, *and* the landing
+group has committed everything on the raw topic but at most `kafka.embedded_recycle_max_unlanded` records.
+(Why a record count: with a consumer tailing 2,000 one-record produce requests/s, Tansu used a third of a core
+while holding up to 20 k such records and a whole core from ~45 k on; at 620 k its p50 ack took 1.3 s.)
+What a recycle drops was landed already; the few acknowledged-but-unlanded records it may drop are published
+again by the ingest spool, which checks the warehouse ledger when the topic id changes
+(api/ingest/reconcile.py), the same path as a broker crash. With the spool off nothing unlanded may be
+dropped, so the allowance is then 0. Topics are recreated right after the restart (pulseops/topics.py), so
+producers and consumers reconnect to a broker that has them. A recycle costs ingest a few 503s (requests in
+flight) and the landing worker a rejoin of its group (a few seconds).
 
 A dead child is restarted too. Against a real Kafka/Redpanda this process never runs: `pulseops up` starts it
 only when `PULSEOPS_KAFKA__BOOTSTRAP` is unset (pulseops/services.py); there, topic retention applies.
@@ -214,6 +218,7 @@ class Keeper:
         self.broker = broker
         k = settings.kafka
         self.max_rss = k.embedded_recycle_rss_bytes
+        self.max_records = k.embedded_recycle_records
         # Dropping unlanded records is safe only while the ingest spool can publish them again.
         self.max_unlanded = k.embedded_recycle_max_unlanded if settings.spool.enabled else 0
         self.recycles = 0
@@ -250,7 +255,8 @@ class Keeper:
             self.restarts += 1
             return "restarted"
         rss = self.broker.rss_bytes()
-        if self.max_rss <= 0 or rss < self.max_rss:
+        over_rss = 0 < self.max_rss <= rss
+        if not over_rss and self.max_records <= 0:
             return "small"
         k = self.settings.kafka
         try:
@@ -258,6 +264,8 @@ class Keeper:
         except Exception as exc:
             log.info("broker at %d MiB but landing state unknown (%s): kept", rss >> 20, exc)
             return "kept"
+        if not over_rss and not 0 < self.max_records <= state.stored:
+            return "small"
         if state.unlanded is None or state.unlanded > self.max_unlanded:
             log.info(
                 "broker at %d MiB holds %d records, %s not landed: kept until the landing group commits",

@@ -54,6 +54,11 @@ class KafkaSettings(BaseModel):
         "resident size it is restarted once the landing group committed all but embedded_recycle_max_unlanded "
         "records (pulseops/broker.py). 0: never.",
     )
+    embedded_recycle_records: int = Field(
+        300_000,
+        description="Also recycle past this many stored records: each fetch lists every stored batch, so the "
+        "broker's CPU grows with them (pulseops/broker.py). 0: never.",
+    )
     embedded_recycle_max_unlanded: int = Field(
         2000,
         description="Unlanded records a recycle may drop for the spool to publish again (0 if spool off).",

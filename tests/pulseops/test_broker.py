@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 3
 
 
-def _settings(port: int, *, rss: int = 1, unlanded: int = 0, spool: bool = True) -> Settings:
+def _settings(
+    port: int, *, rss: int = 1, records: int = 0, unlanded: int = 0, spool: bool = True
+) -> Settings:
     suffix = uuid.uuid4().hex[:6]
     return Settings(
         kafka=KafkaSettings(
@@ -35,6 +37,7 @@ def _settings(port: int, *, rss: int = 1, unlanded: int = 0, spool: bool = True)
             consumer_group=f"landing-{suffix}",
             partitions=PARTITIONS,
             embedded_recycle_rss_bytes=rss,
+            embedded_recycle_records=records,
             embedded_recycle_max_unlanded=unlanded,
         ),
         spool=SpoolSettings(enabled=spool),
@@ -200,3 +203,16 @@ def test_the_keeper_process_stops_with_its_broker() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_many_records_recycle_a_broker_still_small_in_memory(keeper_for) -> None:
+    """Each fetch lists every stored batch: the record count alone triggers a recycle too."""
+    keeper = keeper_for(rss=8 * 1024**3, records=50)
+    k, bs = keeper.settings.kafka, keeper.broker.bootstrap
+    high = _produce(bs, k.topic_raw, 45)
+    _commit(bs, k.consumer_group, k.topic_raw, high)
+    assert keeper.check() == "small"  # 45 < 50
+    high = {p: h + n for (p, h), n in zip(high.items(), _produce(bs, k.topic_raw, 15).values(), strict=True)}
+    assert keeper.check() == "kept"  # 60 stored, 15 not committed
+    _commit(bs, k.consumer_group, k.topic_raw, high)
+    assert keeper.check() == "recycled"
