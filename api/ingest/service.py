@@ -119,11 +119,13 @@ def pack(project_id: uuid.UUID, distinct_ids: list[str], values: list[bytes]) ->
 
 
 async def publish(svc: IngestServices, messages: list[tuple[bytes, bytes]], events: int) -> None:
-    """Journal and publish at once; 202 needs both the local fsync and the broker's acks (api/ingest/spool.py).
+    """Journal, publish, make the journal durable, mark: 202 needs both the local fsync and the broker's acks
+    (api/ingest/spool.py).
 
-    The journal record is written before the first byte goes to the broker and its fsync runs while the
-    broker takes the messages: a crash before both finished leaves a request the client was never told was
-    accepted, which the reconciler checks against the ledger like any record without a marker."""
+    The record is written (page cache) before the first byte goes to the broker and synced after the ack:
+    every request written during the broker round trip shares that one fdatasync (group commit). A crash
+    before both finished leaves a request the client was never told was accepted; the reconciler checks such
+    a record against the ledger like any record without a marker."""
     settings, spool = svc.settings, svc.spool
     retry = {"Retry-After": str(settings.ingest.retry_after_s)}
     started = time.perf_counter()

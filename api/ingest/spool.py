@@ -156,8 +156,11 @@ class Spool:
         return entry
 
     def write(self, messages: list[Message]) -> Entry:
-        """Append the request's record and start its group-commit sync; `sync(entry)` waits for it. Splitting
-        the two lets the fsync run while the broker takes the messages (api/ingest/service.py)."""
+        """Append the request's record (page cache only); `sync(entry)` makes it durable.
+
+        The sync is asked for after the broker's acknowledgement (api/ingest/service.py): every request
+        written during that round trip (milliseconds) shares one fdatasync (a fraction of a millisecond).
+        Starting a sync per write instead cost one thread-pool hop per request on a fast disk."""
         if self._others_bytes + self.open_bytes() > self.max_bytes:
             raise SpoolUnavailable(f"spool holds more than {self.max_bytes:,} unlanded bytes")
         try:
@@ -171,10 +174,7 @@ class Spool:
             raise SpoolUnavailable(f"spool write failed: {exc.strerror or exc}") from None
         segment.size += len(data)
         segment.inflight += 1
-        entry = Entry(segment, self._seq, segment.size)
-        if self.fsync and (segment.sync_task is None or segment.sync_task.done()):
-            _start_sync(segment)
-        return entry
+        return Entry(segment, self._seq, segment.size)
 
     async def sync(self, entry: Entry) -> None:
         """Wait until the entry's record is on disk; on failure the entry is aborted and SpoolUnavailable
@@ -279,18 +279,10 @@ class Spool:
 
 def _start_sync(segment: Segment) -> asyncio.Future:
     task = segment.sync_task = asyncio.ensure_future(_sync_once(segment))
-    task.add_done_callback(lambda t: _after_sync(segment, t))
+    # Requests that await the task get its error through the shield in Spool._sync; retrieving it here keeps
+    # a task whose waiters were all cancelled from logging "exception never retrieved".
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
     return task
-
-
-def _after_sync(segment: Segment, task: asyncio.Future) -> None:
-    # Retrieve the error (requests that await the task get it through the shield in Spool._sync; one
-    # cancelled before it awaited must not leave "exception never retrieved" noise), and chain the next
-    # group commit at once for records written meanwhile, instead of when their requests ask for it.
-    if task.cancelled() or task.exception() is not None:
-        return
-    if segment.size > segment.synced and not segment.closed and segment.sync_task is task:
-        _start_sync(segment)
 
 
 async def _sync_once(segment: Segment) -> None:

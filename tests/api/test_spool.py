@@ -89,23 +89,22 @@ def _slow_fdatasync(monkeypatch, delay: float = 0.05) -> list[int]:
     return calls
 
 
-def test_records_written_during_a_sync_get_the_next_one_without_asking(tmp_path: Path, monkeypatch) -> None:
-    """write() starts the group commit at once (it runs while the broker takes the messages) and a record
-    written meanwhile is covered by a chained sync, not one started only when its request asks."""
-    calls = _slow_fdatasync(monkeypatch)
+def test_records_written_during_the_broker_round_trip_share_one_fsync(tmp_path: Path, monkeypatch) -> None:
+    """Requests journal first and ask for durability after the broker's ack (api/ingest/service.py): all
+    written meanwhile are covered by one fdatasync, and none is reported durable before it ran."""
+    calls = _slow_fdatasync(monkeypatch, 0.02)
     spool = Spool(tmp_path, segment_max_age_s=60)
 
     async def scenario() -> None:
-        first = spool.write([(b"k", b"1")])
-        await asyncio.sleep(0.01)  # the first sync is running
-        second = spool.write([(b"k", b"2")])
-        await asyncio.sleep(0.2)  # nobody awaits: the chained sync must have run by itself
+        entries = [spool.write([(b"k", str(i).encode())]) for i in range(50)]
+        assert calls == [] and entries[0].segment.synced == 0  # writing alone syncs nothing
+        await asyncio.gather(*(spool.sync(e) for e in entries))
+        assert len(calls) == 1
+        assert entries[0].segment.synced >= entries[-1].end
+        late = spool.write([(b"k", b"late")])
+        await spool.sync(late)  # a record written after that sync needs its own
         assert len(calls) == 2
-        assert first.segment.synced >= second.end
-        started = time.monotonic()
-        await spool.sync(second)
-        assert time.monotonic() - started < 0.01
-        for e in (first, second):
+        for e in [*entries, late]:
             spool.acknowledge(e, "t", {0: 1})
 
     asyncio.run(scenario())
@@ -120,7 +119,9 @@ def test_a_forgotten_record_does_not_close_the_file_under_its_running_sync(
 
     async def scenario() -> None:
         entry = spool.write([(b"k", b"1")])
-        await asyncio.sleep(0.01)
+        waiter = asyncio.ensure_future(spool.sync(entry))
+        await asyncio.sleep(0.01)  # its fdatasync is running
+        waiter.cancel()  # the request is cancelled (client gone) ...
         spool._seal(entry.segment)
         spool.forget(entry)  # a cancelled request: the segment is released while its fsync runs
         task = entry.segment.sync_task
