@@ -45,6 +45,9 @@ from pulseops.topics import ensure_topics
 log = logging.getLogger("pulseops.broker")
 
 _PR_SET_PDEATHSIG = 1
+# Resolved once here: the child only calls it between fork and exec (no dlopen while other threads may hold
+# the loader's lock; the keeper's Kafka clients run threads).
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
 def tansu_command(port: int, host: str = "127.0.0.1") -> list[str]:
@@ -65,8 +68,7 @@ def tansu_command(port: int, host: str = "127.0.0.1") -> list[str]:
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def rss_bytes(pid: int) -> int:
