@@ -669,7 +669,7 @@ def proof(db_url: str, bootstrap: str, cfg: dict, log: Callable[[str], None]) ->
         wait_for(lambda: landed_now() >= sent.acknowledged, 300, "all acknowledged events landed", 0.2)
         time.sleep(2 * Settings().streams.commit_interval_s + 1)  # anything re-read late would show up now
         redelivered = scrape(base, _DUPS_TOTAL)
-        events.append(f"restarted worker deduplicated {redelivered:,} re-delivered messages (ledger)")
+        events.append(f"restarted worker deduplicated {redelivered:,} re-delivered events (ledger)")
     finally:
         svc.stop()
     with psycopg.connect(db_url) as conn:
