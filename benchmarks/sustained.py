@@ -102,12 +102,16 @@ def _landed_total(metrics_url: str) -> float | None:
 
 @dataclass
 class Sampler:
-    """Samples once a second in a thread: Tansu (the keeper's child), the worker, the API processes."""
+    """Samples once a second in a thread: Tansu (the keeper's child), the worker, the API processes. Like
+    supervisord under `pulseops up`, it starts the landing worker again when it died (counted in `restarts`:
+    librdkafka 2.12 can crash when the broker restarts under it; pulseops/broker.py)."""
 
     keeper_pid: int
-    worker_pid: int
+    svc: Services
+    worker: subprocess.Popen
     api_pid: int
     metrics_url: str
+    restarts: list[tuple[float, int]] = field(default_factory=list)
     t0: float = field(default_factory=time.monotonic)
     samples: list[dict] = field(default_factory=list)
     phases: list[tuple[float, str]] = field(default_factory=list)
@@ -130,6 +134,14 @@ class Sampler:
         last: dict | None = None
         while not self._stop.is_set():
             t = time.monotonic() - self.t0
+            if self.worker.poll() is not None:
+                self.restarts.append((round(t, 1), self.worker.returncode))
+                print(
+                    f"[{t:7.1f}s] landing worker exited ({self.worker.returncode}): started again", flush=True
+                )
+                self.svc.procs.remove(self.worker)
+                self.worker = self.svc.start_worker(0)
+                last = None
             kids = _children(self.keeper_pid)
             broker = kids[0] if kids else 0
             api = [self.api_pid, *_children(self.api_pid)]
@@ -138,14 +150,14 @@ class Sampler:
                 "broker_pid": broker,
                 "broker_rss": _rss(broker) if broker else 0,
                 "broker_cpu_s": _cpu_s(broker) if broker else 0.0,
-                "worker_rss": _rss(self.worker_pid),
+                "worker_rss": _rss(self.worker.pid),
                 "api_rss": sum(_rss(p) for p in api),
                 "landed": _landed_total(self.metrics_url),
             }
             if last is not None and last["broker_pid"] == broker and s["t"] > last["t"]:
                 dt = s["t"] - last["t"]
                 s["broker_cpu_pct"] = 100 * (s["broker_cpu_s"] - last["broker_cpu_s"]) / dt
-                if s["landed"] is not None and last["landed"] is not None:
+                if s["landed"] is not None and last["landed"] is not None and s["landed"] >= last["landed"]:
                     s["landed_per_s"] = (s["landed"] - last["landed"]) / dt
             self.samples.append(s)
             last = s
@@ -211,7 +223,7 @@ def run(size: str) -> dict:
                 warm_up(svc.url, db_url)
                 key, project = tenant(db_url, "sustained", "sustained")
                 metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-                with Sampler(kp.pid, worker.pid, api.pid, metrics_url) as smp:
+                with Sampler(kp.pid, svc, worker, api.pid, metrics_url) as smp:
                     runs: list[dict] = []
                     smp.phase("single events, before")
                     before = _single(svc.url, key, cfg["single_s"], raw)
@@ -287,6 +299,7 @@ def _result(size, cfg, started, before, after, batch_runs, batch_s, check, smp, 
         "broker_rss_at_after_start": smp.rss_at(after_start),
         "broker_rss_end": rss[-1] if rss else 0,
         "broker_recycles": recycles,
+        "worker_restarts": smp.restarts,
         "broker_cpu_pct_single_before": phase_cpu("single events, before"),
         "broker_cpu_pct_single_after": phase_cpu("single events, after"),
         "worker_rss_max": max((s["worker_rss"] for s in samples), default=0),
@@ -312,6 +325,9 @@ def _result(size, cfg, started, before, after, batch_runs, batch_s, check, smp, 
         {"what": "sustained: broker (Tansu) RSS, max of 1 s samples",
          "measured": f"{max_rss / 2**20:,.0f} MiB ({recycles} recycles)", "target": "<= 1 GiB",
          "met": max_rss <= RSS_TARGET, "kind": "target"},
+        {"what": "sustained: landing worker crashes (started again, as supervisord would)",
+         "measured": f"{len(smp.restarts)} {smp.restarts}", "target": "0", "met": not smp.restarts,
+         "kind": "target"},
         {"what": "sustained: every acknowledged event landed once",
          "measured": f"{check['landed']:,} of {check['acknowledged']:,} landed, {check['missing']} missing, "
                      f"{check['duplicated']} duplicated",
@@ -350,7 +366,8 @@ def render(r: dict) -> str:
         f"waits for landing; statuses {r['batch_statuses']}",
         f"broker RSS: max {mib(r['broker_rss_max'])} (target <= 1 GiB), at the start of the after-run "
         f"{mib(r['broker_rss_at_after_start'])}, at the end {mib(r['broker_rss_end'])}; "
-        f"{r['broker_recycles']} recycles by the keeper",
+        f"{r['broker_recycles']} recycles by the keeper; landing worker died and was started again "
+        f"{len(r['worker_restarts'])} times {r['worker_restarts']}",
         f"broker CPU during single events: before {cpu(r['broker_cpu_pct_single_before'])}, "
         f"after {cpu(r['broker_cpu_pct_single_after'])}",
         f"landing worker RSS max {mib(r['worker_rss_max'])}; API processes RSS first/last "

@@ -17,7 +17,10 @@ again by the ingest spool, which checks the warehouse ledger when the topic id c
 (api/ingest/reconcile.py), the same path as a broker crash. With the spool off nothing unlanded may be
 dropped, so the allowance is then 0. Topics are recreated right after the restart (pulseops/topics.py), so
 producers and consumers reconnect to a broker that has them. A recycle costs ingest a few 503s (requests in
-flight) and the landing worker a rejoin of its group (a few seconds).
+flight) and the landing worker a rejoin of its group (a few seconds). It can also crash a librdkafka 2.12
+client: asked about a topic id it no longer knows, Tansu answers with a null topic name, which librdkafka
+dereferences (SIGSEGV in rd_kafka_metadata_cache_find; seen in the landing worker at one recycle of five).
+Under `pulseops up` supervisord starts the worker again, and the spool and the ledger make that lossless.
 
 A dead child is restarted too. Against a real Kafka/Redpanda this process never runs: `pulseops up` starts it
 only when `PULSEOPS_KAFKA__BOOTSTRAP` is unset (pulseops/services.py); there, topic retention applies.
