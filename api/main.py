@@ -25,6 +25,7 @@ from api.graphql.cache import QueryCache, VersionMemo
 from api.graphql.context import ProjectsCache, ReadServices
 from api.graphql.lag import ConsumerLag
 from api.ingest import asgi as ingest_asgi
+from api.ingest.hot import HotProjects
 from api.ingest.publisher import Publisher
 from api.ingest.reconcile import Reconciler
 from api.ingest.service import IngestServices
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             await run_in_threadpool(ensure_topics, settings.kafka, 5.0)
             await run_in_threadpool(publisher.refresh_topic_id)
+            await run_in_threadpool(publisher.refresh_partitions)
         except Exception as exc:
             log.warning("broker not reachable at start (%s); answering 503 until it is", exc)
             publisher.mark_down()
@@ -100,7 +102,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.spool = spool
         app.state.rate_limiter = RateLimiter(redis)
         app.state.key_cache = KeyCache(pool.connection, settings.ingest.key_cache_ttl_s)
-        app.state.ingest = IngestServices(settings, publisher, app.state.rate_limiter, spool)
+        app.state.ingest = IngestServices(
+            settings,
+            publisher,
+            app.state.rate_limiter,
+            spool,
+            HotProjects(settings.ingest.hot_project_events_per_s),
+        )
         lag = ConsumerLag(settings.kafka)
         app.state.reads = ReadServices(
             settings=settings,

@@ -23,6 +23,10 @@ EVENTS_ACCEPTED = Counter("pulseops_ingest_events_accepted_total", "Events ackno
 EVENTS_REJECTED = Counter(
     "pulseops_ingest_events_rejected_total", "Events refused at ingest, by reason.", ["reason"]
 )
+HOT_EVENTS = Counter(
+    "pulseops_ingest_hot_events_total",
+    "Accepted events of hot projects, routed to the raw topic's reserved partitions (api/ingest/hot.py).",
+)
 PRODUCE_SECONDS = Histogram(
     "pulseops_ingest_produce_seconds",
     "Time from handing a request's events to the producer until the broker acknowledged all of them.",

@@ -42,6 +42,11 @@ class KafkaSettings(BaseModel):
     session_timeout_ms: int = 6000
     delivery_timeout_ms: int = Field(5000, description="How long ingest waits for broker acks before 503.")
     linger_ms: int = 5
+    hot_partitions: int = Field(
+        1,
+        description="Partitions of the raw topic reserved for hot projects (ingest.hot_project_events_per_s); "
+        "0: every project hashes over all partitions.",
+    )
     queue_max_messages: int = 200_000
     dlq_retention_ms: int = Field(
         7 * 24 * 3600 * 1000,
@@ -91,6 +96,11 @@ class IngestSettings(BaseModel):
     burst: float = Field(40_000, description="Default bucket size per API key (events).")
     key_cache_ttl_s: float = Field(10.0, description="Revocation takes effect within this many seconds.")
     retry_after_s: int = 1
+    hot_project_events_per_s: float = Field(
+        5_000,
+        description="A project accepting more events per second than this in one API process is hot for 10 s: "
+        "its messages go to the raw topic's reserved partitions (kafka.hot_partitions). 0: off.",
+    )
     fast_path: bool = Field(
         True,
         description="Serve POST /v1/events and /v1/batch by the plain ASGI handler (api/ingest/asgi.py); "

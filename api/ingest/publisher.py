@@ -11,6 +11,7 @@ import contextlib
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,6 +63,7 @@ class Publisher:
             ""  # id of the topic incarnation last seen; "" = unknown (records are then re-checked)
         )
         self._down_since: float | None = None
+        self._normal = self._hot = 0  # partitions for normal / hot projects; 0: librdkafka partitions
         self._done: list[_Pending] = []  # acknowledged requests not yet handed to their event loop
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
@@ -87,6 +89,7 @@ class Publisher:
             self._producer.list_topics(timeout=1.0)
             ensure_topics(self.settings, timeout=5.0)
             self.refresh_topic_id()
+            self.refresh_partitions()
         except Exception as exc:
             log.debug("broker still down: %s", exc)
             return
@@ -153,8 +156,23 @@ class Publisher:
         return t is not None and t.error is None and len(t.partitions) > 0
 
     # -- publishing ---------------------------------------------------------------------------------------
-    async def publish(self, messages: Sequence[tuple[bytes, bytes]]) -> Delivery:
-        """Send (key, value) pairs; return once all are acknowledged, else raise BrokerUnavailable."""
+    def refresh_partitions(self, timeout: float = 5.0) -> None:
+        """Learn the raw topic's partition count: with `hot_partitions` reserved, the publisher picks every
+        message's partition itself (crc32 of the key over the normal or the reserved ones)."""
+        md = self._producer.list_topics(self.topic, timeout=timeout)
+        t = md.topics.get(self.topic)
+        n = len(t.partitions) if t is not None and t.error is None else 0
+        hot = self.settings.hot_partitions
+        self._normal, self._hot = (n - hot, hot) if 0 < hot < n else (0, 0)
+
+    def _partition(self, key: bytes, hot: bool) -> int:
+        if hot:
+            return self._normal + zlib.crc32(key) % self._hot
+        return zlib.crc32(key) % self._normal
+
+    async def publish(self, messages: Sequence[tuple[bytes, bytes]], hot: bool = False) -> Delivery:
+        """Send (key, value) pairs; return once all are acknowledged, else raise BrokerUnavailable. `hot`:
+        to the partitions reserved for hot projects (api/ingest/hot.py)."""
         if not messages:
             return Delivery(self.topic_id, {})
         if self.broker_down:
@@ -168,8 +186,13 @@ class Publisher:
         produce = self._producer.produce
         topic = self.topic
         try:
-            for key, value in messages:
-                produce(topic, value, key, on_delivery=pending.on_delivery)
+            if self._normal:
+                partition = self._partition
+                for key, value in messages:
+                    produce(topic, value, key, partition(key, hot), on_delivery=pending.on_delivery)
+            else:  # partition count unknown or nothing reserved: librdkafka hashes the key
+                for key, value in messages:
+                    produce(topic, value, key, on_delivery=pending.on_delivery)
         except BufferError as exc:
             # Some messages may already be queued; they are delivered or time out. The client retries the
             # whole request on 503; event ids make that retry land once.

@@ -19,6 +19,7 @@ import msgspec
 
 from api import metrics
 from api.errors import ApiError
+from api.ingest.hot import HotProjects
 from api.ingest.publisher import BrokerUnavailable, ProducerQueueFull, Publisher
 from api.ingest.schemas import (
     AcceptedResponse,
@@ -55,6 +56,7 @@ class IngestServices:
     publisher: Publisher
     limiter: RateLimiter
     spool: Spool | None
+    hot: HotProjects
 
 
 def check_ingest_key(key: ApiKeyRow) -> None:
@@ -118,7 +120,9 @@ def pack(project_id: uuid.UUID, distinct_ids: list[str], values: list[bytes]) ->
     return [(message_key(project_id, distinct_ids[i]), v) for i, v in pack_raw_events(values)]
 
 
-async def publish(svc: IngestServices, messages: list[tuple[bytes, bytes]], events: int) -> None:
+async def publish(
+    svc: IngestServices, project_id: uuid.UUID, messages: list[tuple[bytes, bytes]], events: int
+) -> None:
     """Journal, publish, make the journal durable, mark: 202 needs both the local fsync and the broker's acks
     (api/ingest/spool.py).
 
@@ -138,7 +142,10 @@ async def publish(svc: IngestServices, messages: list[tuple[bytes, bytes]], even
                 503, "spool_unavailable", [("body", f"not accepted, retry: {exc}")], retry
             ) from None
     try:
-        delivery = await svc.publisher.publish(messages)
+        hot = svc.hot.note(project_id, events)
+        delivery = await svc.publisher.publish(messages, hot)
+        if hot:
+            metrics.HOT_EVENTS.inc(events)
     except (BrokerUnavailable, ProducerQueueFull) as exc:
         if entry is not None:
             spool.abort(entry)
@@ -171,7 +178,9 @@ async def accept_event(svc: IngestServices, key: ApiKeyRow, body: bytes) -> byte
     except EventRejected as exc:
         metrics.rejected(exc.field)
         raise ApiError(422, "validation_error", [(exc.field, exc.reason)]) from None
-    await publish(svc, [(message_key(key.project_id, ev.distinct_id), b"[" + value + b"]")], 1)
+    await publish(
+        svc, key.project_id, [(message_key(key.project_id, ev.distinct_id), b"[" + value + b"]")], 1
+    )
     return encode(AcceptedResponse(accepted=1, event_ids=[event_id]))
 
 
@@ -220,7 +229,7 @@ async def _accept_valid(
     else:
         values = [encode_raw_event(r) for r in raws]
         messages = pack(key.project_id, [r.distinct_id for r in raws], values)
-    await publish(svc, messages, len(raws))
+    await publish(svc, key.project_id, messages, len(raws))
     event_ids = [r.event_id for r in raws]
     return encode(AcceptedResponse(accepted=len(raws), event_ids=event_ids, rejected=rejected))
 
@@ -257,5 +266,5 @@ async def _accept_items(svc: IngestServices, key: ApiKeyRow, body: bytes) -> byt
         event_ids.append(event_id)
     if not values:
         raise ApiError(422, "validation_error", [(f"batch[{r.index}].{r.field}", r.reason) for r in rejected])
-    await publish(svc, pack(key.project_id, distinct_ids, values), len(values))
+    await publish(svc, key.project_id, pack(key.project_id, distinct_ids, values), len(values))
     return encode(AcceptedResponse(accepted=len(values), event_ids=event_ids, rejected=rejected))
