@@ -4,12 +4,16 @@ landed-day versions and late days, dead letters."""
 from __future__ import annotations
 
 import json
+import random
+import threading
+import time as clock
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
 
 import psycopg
 import pytest
 
+from warehouse import landing
 from warehouse.landing import DeadLetter, LandingRow, PartitionCache, land_batch
 from warehouse.partitions import partition_name
 
@@ -197,3 +201,109 @@ def test_non_autocommit_connection_is_refused(
         with pytest.raises(ValueError, match="autocommit"):
             land_batch(conn, [row(project, at(TODAY))])
     assert count(db, "SELECT count(*) FROM events") == 0
+
+
+def test_batch_partly_landed_lands_only_the_rest(db: psycopg.Connection, project: uuid.UUID) -> None:
+    """The ledger COPY fails on the first known key; the claim then lands exactly the unknown ones."""
+    old = [row(project, at(TODAY, 8, i)) for i in range(3)]
+    land_batch(db, old)
+    new = [row(project, at(TODAY, 9, i)) for i in range(4)] + [row(project, at(TODAY - timedelta(days=1)))]
+    result = land_batch(db, [*new[:2], old[1], *new[2:], old[0]])
+    assert (result.received, result.landed, result.duplicates) == (7, 5, 2)
+    assert result.days == {(project, TODAY): 4, (project, TODAY - timedelta(days=1)): 1}
+    assert landed_day(db, project, TODAY) == (2, 7)
+    assert landed_day(db, project, TODAY - timedelta(days=1)) == (1, 1)
+    stored = db.execute("SELECT event_id FROM events WHERE project_id = %s", (project,)).fetchall()
+    assert sorted(e for (e,) in stored) == sorted(r[2] for r in old + new)
+
+
+def test_two_landers_racing_on_the_same_event_ids_land_each_once(
+    db: psycopg.Connection, database_url: str, project: uuid.UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lander A has claimed its keys but not committed when lander B copies an overlapping batch: B waits on
+    the ledger's primary key, sees the conflict once A commits, and lands only the events A did not."""
+    shared = [row(project, at(TODAY, 10, i)) for i in range(50)]
+    a_rows = shared + [row(project, at(TODAY, 11, i)) for i in range(10)]
+    b_rows = [row(project, at(TODAY, 12, i)) for i in range(7)] + shared[::-1]
+    claimed, release = threading.Event(), threading.Event()
+    real_claim = landing._claim
+
+    def claim(cur, rows):  # A pauses inside its transaction, its keys claimed and uncommitted
+        out = real_claim(cur, rows)
+        if threading.current_thread().name == "A":
+            claimed.set()
+            assert release.wait(10)
+        return out
+
+    monkeypatch.setattr(landing, "_claim", claim)
+    results: dict[str, landing.LandResult] = {}
+
+    def land(name: str, rows: list[LandingRow]) -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            results[name] = land_batch(conn, rows)
+
+    a = threading.Thread(target=land, args=("A", a_rows), name="A")
+    a.start()
+    assert claimed.wait(10)
+    b = threading.Thread(target=land, args=("B", b_rows), name="B")
+    b.start()
+    clock.sleep(0.5)
+    assert b.is_alive()  # blocked on A's uncommitted keys
+    release.set()
+    a.join(10)
+    b.join(10)
+    assert (results["A"].landed, results["B"].landed, results["B"].duplicates) == (60, 7, 50)
+    assert count(db, "SELECT count(*) FROM events WHERE project_id = %s", project) == 67
+    assert count(db, "SELECT count(DISTINCT event_id) FROM events WHERE project_id = %s", project) == 67
+    assert count(db, "SELECT count(*) FROM event_ids WHERE project_id = %s", project) == 67
+    assert landed_day(db, project, TODAY) == (2, 67)
+
+
+def test_landers_racing_in_threads_land_each_event_once(
+    db: psycopg.Connection, database_url: str, project: uuid.UUID
+) -> None:
+    """Four landers, overlapping batches in different orders, no coordination but the ledger."""
+    pool = [row(project, at(TODAY - timedelta(days=i % 2), 10, i % 60)) for i in range(400)]
+    rnd = random.Random(7)  # noqa: S311 - a reproducible shuffle, not a secret
+    batches = [rnd.sample(pool, 150) for _ in range(12)]
+    errors: list[BaseException] = []
+
+    def land(mine: list[list[LandingRow]]) -> None:
+        try:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                for rows in mine:
+                    land_batch(conn, rows)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=land, args=(batches[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    expected = {r[2] for rows in batches for r in rows}
+    stored = db.execute("SELECT event_id FROM events WHERE project_id = %s", (project,)).fetchall()
+    assert len(stored) == len(expected) and {e for (e,) in stored} == expected
+    assert count(db, "SELECT sum(events) FROM landed_days WHERE project_id = %s", project) == len(expected)
+
+
+@pytest.mark.parametrize("step", ["events", "landed_days"])
+def test_a_failure_between_statements_rolls_back_everything(
+    db: psycopg.Connection, project: uuid.UUID, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """The ledger claim is committed only with its events and its landed_days bump, or not at all."""
+    rows = [row(project, at(TODAY, 10, i)) for i in range(5)]
+    if step == "events":  # not JSON: the events COPY fails after the ledger COPY succeeded
+        bad = [*rows[:4], (*rows[4][:7], "{not json")]
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            land_batch(db, bad)
+    else:
+        monkeypatch.setattr(landing, "_BUMP_DAYS", landing._BUMP_DAYS.replace("landed_days", "no_such_table"))
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            land_batch(db, rows)
+    for table in ("event_ids", "events", "landed_days"):
+        assert count(db, f"SELECT count(*) FROM {table}") == 0, table
+    monkeypatch.undo()
+    assert land_batch(db, rows).landed == 5
+    assert landed_day(db, project, TODAY) == (1, 5)
