@@ -7,8 +7,10 @@ the offset proof is exact, every dashboard query has a plan, every acknowledged 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -24,12 +26,18 @@ pytestmark = pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_suite_runs_at_small_size_and_writes_a_report(tmp_path):
     require(shutil.which("wrk") is None, "wrk")
-    out = subprocess.run(
+    # its own session: a timeout kills the suite *and* the services it started (else they outlive the test)
+    proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks", "--size", "small", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=590,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
-    text = out.stdout
-    assert out.returncode == 0, text[-4000:] + out.stderr[-3000:]
+    try:
+        text, err = proc.communicate(timeout=590)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        text, err = proc.communicate()
+        pytest.fail("the small suite took more than 590 s:\n" + text[-4000:] + err[-3000:])
+    assert proc.returncode == 0, text[-4000:] + err[-3000:]
     reports = list(tmp_path.glob("*-suite-small.md"))
     assert len(reports) == 1, list(tmp_path.iterdir())
     report = reports[0].read_text()
