@@ -9,7 +9,10 @@ a broker holding millions of records gets slower with each one. A restart is the
 
 So this process runs Tansu as its child and restarts it ("recycles" it) once its resident memory passes
 `kafka.embedded_recycle_rss_bytes` or it stores `kafka.embedded_recycle_records` records, *and* the landing
-group has committed everything on the raw topic but at most `kafka.embedded_recycle_max_unlanded` records.
+group has committed everything on the raw topic but `kafka.embedded_recycle_max_unlanded_bytes` (unlanded
+records times the broker's resident bytes per stored record: an overestimate, as the resident size includes
+Tansu's own). Measured in bytes, not records: a format 2 record carries up to 1,000 events, and an allowance of
+2,000 records let each recycle drop ~700 k events for the spool to publish again.
 (Why a record count: with a consumer tailing 2,000 one-record produce requests/s, Tansu used a third of a core
 while holding up to 20 k such records and a whole core from ~45 k on; at 620 k its p50 ack took 1.3 s.)
 What a recycle drops was landed already; the few acknowledged-but-unlanded records it may drop are published
@@ -225,7 +228,7 @@ class Keeper:
         self.max_rss = k.embedded_recycle_rss_bytes
         self.max_records = k.embedded_recycle_records
         # Dropping unlanded records is safe only while the ingest spool can publish them again.
-        self.max_unlanded = k.embedded_recycle_max_unlanded if settings.spool.enabled else 0
+        self.max_unlanded_bytes = k.embedded_recycle_max_unlanded_bytes if settings.spool.enabled else 0
         self.recycles = 0
         self.restarts = 0
         self._admin: AdminClient | None = None
@@ -271,7 +274,8 @@ class Keeper:
             return "kept"
         if not over_rss and not 0 < self.max_records <= state.stored:
             return "small"
-        if state.unlanded is None or state.unlanded > self.max_unlanded:
+        unlanded_bytes = None if state.unlanded is None else state.unlanded * rss // max(1, state.stored)
+        if unlanded_bytes is None or unlanded_bytes > self.max_unlanded_bytes:
             log.info(
                 "broker at %d MiB holds %d records, %s not landed: kept until the landing group commits",
                 rss >> 20, state.stored, "unknown" if state.unlanded is None else state.unlanded,
@@ -304,11 +308,14 @@ class Keeper:
 
     def run(self) -> None:
         interval = self.settings.kafka.embedded_check_interval_s
-        while not self._stop.wait(interval):
+        wait = interval
+        while not self._stop.wait(wait):
             try:
-                self.check()
+                # Over its limit but not landed: look again soon, to catch the moment the group caught up.
+                wait = interval / 5 if self.check() == "kept" else interval
             except Exception:
                 log.exception("broker keeper pass failed")
+                wait = interval
 
     def stop(self) -> None:
         self._stop.set()
@@ -332,8 +339,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, stop)
     keeper.start()
     log.info(
-        "Tansu on %s (pid %s); recycled above %d MiB when at most %d records are unlanded",
-        keeper.broker.bootstrap, keeper.broker.pid, keeper.max_rss >> 20, keeper.max_unlanded,
+        "Tansu on %s (pid %s); recycled above %d MiB when at most %d bytes are unlanded",
+        keeper.broker.bootstrap, keeper.broker.pid, keeper.max_rss >> 20, keeper.max_unlanded_bytes,
     )  # fmt: skip
     try:
         keeper.run()

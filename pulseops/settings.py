@@ -56,17 +56,18 @@ class KafkaSettings(BaseModel):
     embedded_recycle_rss_bytes: int = Field(
         512 * 1024**2,
         description="Embedded Tansu keeps every record in memory (no retention, no DeleteRecords): past this "
-        "resident size it is restarted once the landing group committed all but embedded_recycle_max_unlanded "
-        "records (pulseops/broker.py). 0: never.",
+        "resident size it is restarted once the landing group committed all but "
+        "embedded_recycle_max_unlanded_bytes (pulseops/broker.py). 0: never.",
     )
     embedded_recycle_records: int = Field(
         300_000,
         description="Also recycle past this many stored records: each fetch lists every stored batch, so the "
         "broker's CPU grows with them (pulseops/broker.py). 0: never.",
     )
-    embedded_recycle_max_unlanded: int = Field(
-        2000,
-        description="Unlanded records a recycle may drop for the spool to publish again (0 if spool off).",
+    embedded_recycle_max_unlanded_bytes: int = Field(
+        8 * 1024**2,
+        description="Unlanded data (records x resident bytes per stored record) a recycle may drop for the spool "
+        "to publish again; 0 if the spool is off.",
     )
     embedded_check_interval_s: float = 1.0
 

@@ -38,7 +38,7 @@ def _settings(
             partitions=PARTITIONS,
             embedded_recycle_rss_bytes=rss,
             embedded_recycle_records=records,
-            embedded_recycle_max_unlanded=unlanded,
+            embedded_recycle_max_unlanded_bytes=unlanded,
         ),
         spool=SpoolSettings(enabled=spool),
     )
@@ -150,9 +150,9 @@ def test_recycles_once_the_group_committed_everything(keeper_for) -> None:
 
 
 def test_unlanded_allowance_needs_the_spool(keeper_for) -> None:
-    """Up to max_unlanded records may be dropped for the spool to publish again; with the spool off, none."""
+    """Some unlanded data may be dropped for the spool to publish again; with the spool off, none."""
     for spool, expected in ((False, "kept"), (True, "recycled")):
-        keeper = keeper_for(unlanded=10, spool=spool)
+        keeper = keeper_for(unlanded=1024**3, spool=spool)
         k, bs = keeper.settings.kafka, keeper.broker.bootstrap
         high = _produce(bs, k.topic_raw, 30)
         _commit(bs, k.consumer_group, k.topic_raw, {p: h - 1 for p, h in high.items()})
