@@ -198,7 +198,8 @@ def _single(url: str, key: str, seconds: float, raw: list[str]) -> dict:
     return r
 
 
-def run(size: str) -> dict:
+def run(size: str, recycle: bool = True) -> dict:
+    """`recycle=False` turns the keeper's recycling off: the broker as it was before it had a keeper."""
     if not wrk.available():
         raise SystemExit("wrk is required (apt-get install wrk)")
     cfg = SIZES[size]
@@ -214,6 +215,9 @@ def run(size: str) -> dict:
         env.update({"PULSEOPS_INGEST__RATE_PER_S": "1e9", "PULSEOPS_INGEST__BURST": "1e9"})
         if cfg["recycle_rss"] is not None:
             env["PULSEOPS_KAFKA__EMBEDDED_RECYCLE_RSS_BYTES"] = str(cfg["recycle_rss"])
+        if not recycle:
+            env["PULSEOPS_KAFKA__EMBEDDED_RECYCLE_RSS_BYTES"] = "0"
+            env["PULSEOPS_KAFKA__EMBEDDED_RECYCLE_RECORDS"] = "0"
         with keeper(env, port) as kp:
             svc = Services(env, free_port())
             try:
@@ -385,16 +389,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
     parser.add_argument("--no-report", action="store_true")
+    parser.add_argument(
+        "--no-recycle", action="store_true", help="The keeper never recycles (for comparison)."
+    )
     args = parser.parse_args(argv)
     notes = machine_notes()
-    result = run(args.size)
+    result = run(args.size, recycle=not args.no_recycle)
+    result["recycle"] = not args.no_recycle
     text = render(result)
     print(text)
     if not args.no_report:
         samples = "\n".join(
             " ".join(f"{k}={v}" for k, v in s.items() if k != "broker_cpu_s") for s in result["samples"]
         )
-        path = write_report("sustained", args.size, f"python -m benchmarks.sustained --size {args.size}", notes,
+        name = "sustained" if not args.no_recycle else "sustained-no-recycle"
+        command = f"python -m benchmarks.sustained --size {args.size}" + (
+            " --no-recycle" if args.no_recycle else ""
+        )
+        path = write_report(name, args.size, command, notes,
                             text, {**result["raw"], "samples (1 s)": samples})  # fmt: skip
         png = plot_series(result["series"], path.with_suffix(".png"), f"sustained ({args.size})")
         if png is not None:
