@@ -168,15 +168,14 @@ def land_batch(
     set_json_dumps(_dumps, conn)
     conn.adapters.register_dumper(uuid.UUID, _UUIDBinaryDumper)
     result = LandResult(received=len(rows), dead_letters=len(dead))
-    days: Counter[tuple[uuid.UUID, date]] = Counter()
+    days = _per_day(rows)
     if rows:
-        days.update((r[0], r[1].date()) for r in rows)
         (partitions or PartitionCache()).ensure(conn, {day for _, day in days})
     with conn.transaction(), conn.cursor() as cur:
         if rows:
             fresh = _claim(cur, rows)
             if len(fresh) != len(rows):
-                days = Counter((r[0], r[1].date()) for r in fresh)
+                days = _per_day(fresh)
             if fresh:
                 # In event-time order: rows of a project then go to neighbouring B-tree leaves of the primary
                 # key (project_id, event_time, event_id), measured cheaper than arrival order (see
@@ -185,9 +184,10 @@ def land_batch(
                     copy.set_types(_EVENT_TYPES)
                     for row in sorted(fresh, key=itemgetter(1)):
                         copy.write_row(row)
-                keys = sorted(days, key=lambda k: (k[0].int, k[1]))
-                cur.execute(_BUMP_DAYS, ([k[0] for k in keys], [k[1] for k in keys], [days[k] for k in keys]))
-                result.days = {k: days[k] for k in keys}
+                keys = sorted(days)
+                projects = [uuid.UUID(int=p) for p, _ in keys]
+                cur.execute(_BUMP_DAYS, (projects, [d for _, d in keys], [days[k] for k in keys]))
+                result.days = {(p, k[1]): days[k] for p, k in zip(projects, keys, strict=True)}
                 result.landed = len(fresh)
         if dead:
             cur.executemany(
@@ -211,11 +211,25 @@ def land_batch(
     return result
 
 
+def _per_day(rows: Sequence[LandingRow]) -> Counter[tuple[int, date]]:
+    """Rows per (project_id as an int, UTC day): int keys hash in C, UUIDs in Python (0.17 vs 0.34 us)."""
+    return Counter((r[0].int, r[1].date()) for r in rows)
+
+
+def _key_order(r: LandingRow) -> int:
+    """(project_id, event_id) as one int: PostgreSQL's uuid order, the ledger's primary key order."""
+    return r[0].int << 128 | r[2].int
+
+
 def _claim(cur: psycopg.Cursor, rows: Sequence[LandingRow]) -> Sequence[LandingRow]:
     """Claim the rows' keys in the ledger inside the caller's transaction; answer the rows claimed.
 
     A key another transaction holds or committed is never claimed twice: the ledger's primary key decides,
     on either path."""
+    # Key order, the claim's: concurrent landers then wait on each other's keys in one order, never in a
+    # cycle (in arrival order, two landers copying overlapping batches could each wait on a key the other
+    # holds). One int per key: 0.35 us a row to sort, a (project, event_id) tuple of ints 0.8 us.
+    rows = sorted(rows, key=_key_order)
     try:
         with cur.connection.transaction(), cur.copy(_COPY_LEDGER) as copy:  # a savepoint
             copy.set_types(_LEDGER_TYPES)

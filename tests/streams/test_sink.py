@@ -59,8 +59,9 @@ def test_chunks_land_during_the_checkpoint_and_flush_waits_for_the_last(sink, db
     for offset, value in enumerate(values):
         sink.add(value, None, 0, [], "events-raw-t", 0, offset)
     # 23 messages of 10 events: a chunk closes at >= 25 events, so 7 chunks of 30 were handed over while
-    # adding (each only after the one before it committed; the 7th may still be landing) and 20 events wait
-    assert sink._open.events == 20 and _count(db) >= 180
+    # adding (each only once one of the `landers` chunks before it committed; the last `landers` may still be
+    # landing) and 20 events wait
+    assert sink._open.events == 20 and _count(db) >= 210 - 30 * sink.landers
     sink.flush()
     assert _count(db) == 230
     assert db.execute("SELECT sum(events) FROM landed_days").fetchone()[0] == 230
@@ -69,8 +70,9 @@ def test_chunks_land_during_the_checkpoint_and_flush_waits_for_the_last(sink, db
 def test_a_failed_chunk_makes_flush_raise_backpressure_and_the_replay_lands_once(sink, db):
     tenant = make_tenant(db)
     values = _packed(tenant, 120, per=20)
-    # The landing connection dies before the checkpoint: its first chunk fails in the background thread.
-    db.execute("SELECT pg_terminate_backend(%s)", (sink._connection().info.backend_pid,))
+    # The landing connections die before the checkpoint: its first chunks fail in the background threads.
+    for slot in range(sink.landers):
+        db.execute("SELECT pg_terminate_backend(%s)", (sink._connection(slot).info.backend_pid,))
     for offset, value in enumerate(values):
         sink.add(value, None, 0, [], "events-raw-t", 0, offset)
     with pytest.raises(SinkBackpressureError):
@@ -81,3 +83,19 @@ def test_a_failed_chunk_makes_flush_raise_backpressure_and_the_replay_lands_once
     sink.flush()
     assert _count(db) == 120
     assert db.execute("SELECT count(DISTINCT event_id) FROM events").fetchone()[0] == 120
+
+
+def test_chunks_land_on_several_connections_and_a_repeated_event_lands_once(sink, db):
+    """Chunks of one checkpoint are in flight on `landers` connections at once; a message delivered twice
+    (in two chunks, possibly landing at the same moment) still lands its events once."""
+    tenant = make_tenant(db)
+    values = _packed(tenant, 300, per=10)
+    repeated = [*values[:15], *values[5:], values[20], values[0]]
+    for offset, value in enumerate(repeated):
+        sink.add(value, None, 0, [], "events-raw-t", 0, offset)
+    sink.flush()
+    assert sink.landers >= 2 and all(c is not None and not c.closed for c in sink._conns)
+    assert _count(db) == 300
+    assert db.execute("SELECT count(DISTINCT event_id) FROM events").fetchone()[0] == 300
+    assert db.execute("SELECT count(*) FROM event_ids").fetchone()[0] == 300
+    assert db.execute("SELECT sum(events) FROM landed_days").fetchone()[0] == 300
