@@ -456,9 +456,10 @@ def copy_baseline(db_url: str, rows: int, org_id: uuid.UUID, project_id: uuid.UU
     Rows are shaped like the backlog's (same generator) and built before each COPY's clock starts; only
     COPY + commit are timed. Callers empty the landing tables before and after."""
     rnd = random.Random(seed)
-    took = 0.0
+    took = cpu = 0.0
     with psycopg.connect(db_url, autocommit=True) as conn:
         ensure_window(conn, datetime.now(UTC).date(), back_days=2, ahead_days=0)
+        backend = [conn.info.backend_pid]
         done = 0
         while done < rows:
             chunk = [
@@ -466,7 +467,7 @@ def copy_baseline(db_url: str, rows: int, org_id: uuid.UUID, project_id: uuid.UU
                  bytes(e.properties).decode())
                 for e in _events(org_id, project_id, min(COPY_CHUNK, rows - done), rnd)
             ]  # fmt: skip
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), process_cpu_s(backend)
             with (
                 conn.transaction(),
                 conn.cursor() as cur,
@@ -481,8 +482,9 @@ def copy_baseline(db_url: str, rows: int, org_id: uuid.UUID, project_id: uuid.UU
                 for row in chunk:
                     copy.write_row(row)
             took += time.perf_counter() - started
+            cpu += process_cpu_s(backend) - cpu_before
             done += len(chunk)
-    return {"rows": rows, "seconds": took, "rows_per_s": rows / took}
+    return {"rows": rows, "seconds": took, "rows_per_s": rows / took, "postgres_cpu_s": cpu}
 
 
 def drain(
@@ -736,6 +738,13 @@ def _per_cpu(r: dict) -> str:
     return f"{r['cpu_rows'] / r['worker_cpu_s']:,.0f}" if r["worker_cpu_s"] >= 0.1 else "n/a"
 
 
+def _pg_us(measured: list[dict]) -> str:
+    """Mean PostgreSQL backend CPU in microseconds per row over these COPYs or drains."""
+    cpu = sum(m.get("postgres_cpu_s", 0.0) for m in measured)
+    rows = sum(m.get("cpu_rows", m.get("rows", 0)) for m in measured)
+    return f"{cpu / rows * 1e6:.1f} us" if rows and cpu else "n/a"
+
+
 def render(result: dict) -> str:
     """Human-readable figures (what the report and the smoke test read)."""
     s, p = result["scaling"], result["proof"]
@@ -755,6 +764,9 @@ def render(result: dict) -> str:
         f"PostgreSQL binary COPY into events (same table, same run, {COPY_CHUNK:,} rows per commit, before the "
         f"first drain and after the last): {copies} rows/s, mean {s['copy']['rows_per_s']:,.0f}",
         f"one worker / COPY = {s['landing_vs_copy']:.2f}; two workers / one worker = {two}",
+        "PostgreSQL CPU per landed row (its backends' CPU over the rows, like with like: same table, same "
+        f"indexes): COPY {_pg_us(s['copy']['measurements'])}; "
+        + ", ".join(f"{r['workers']} worker(s) {_pg_us([r])}" for r in s["runs"]),
         "",
         f"== Scaling: the same backlog drained by {', '.join(str(r['workers']) for r in s['runs'])} worker "
         "processes (fresh consumer group each, landing tables emptied between runs) ==",
