@@ -23,7 +23,15 @@ producers and consumers reconnect to a broker that has them. A recycle costs ing
 flight) and the landing worker a rejoin of its group (a few seconds). It can also crash a librdkafka 2.12
 client: asked about a topic id it no longer knows, Tansu answers with a null topic name, which librdkafka
 dereferences (SIGSEGV in rd_kafka_metadata_cache_find; seen in the landing worker at one recycle of five).
-Under `pulseops up` supervisord starts the worker again, and the spool and the ledger make that lossless.
+Under `pulseops up` supervisord starts the worker again.
+
+RECYCLING IS OFF BY DEFAULT (both thresholds 0): under load it lost acknowledged events (benchmarks/sustained.py,
+small: 9,239 of 253,024 after three recycles). A consumer that survives the restart keeps its fetch positions
+from the old broker; the new one starts every partition at offset 0 and, unlike Kafka, never answers
+OFFSET_OUT_OF_RANGE, so records below the old position are skipped and committed past, and the spool takes
+the committed offsets of the new topic as proof of landing. Recycling is safe only once consumers restart
+from the new broker's offsets (or the new broker continues the old offsets). What stays on: a dead broker is
+started again with its topics.
 
 A dead child is restarted too. Against a real Kafka/Redpanda this process never runs: `pulseops up` starts it
 only when `PULSEOPS_KAFKA__BOOTSTRAP` is unset (pulseops/services.py); there, topic retention applies.
