@@ -5,7 +5,15 @@ Exactly-once comes from the `event_ids` ledger (one row per project/event_id), n
 redelivers after a crash and the same event may be re-sent by a client, and both must land once. The
 ledger's primary key decides who lands an event: a transaction copies into `events` only rows whose key it
 inserted itself, and a concurrent lander of the same key waits on that key until the first one commits or
-rolls back."""
+rolls back.
+
+Why two COPYs rather than COPY into a temp table + INSERT ... SELECT ... ON CONFLICT (the previous design):
+PostgreSQL's CPU per landed row in a medium catch-up (1M events, one worker, its backends' CPU over the rows)
+went ~12 us -> 8.4 us, against 6.4 us for a plain binary COPY into `events` in the same run (the same GIN and
+primary key indexes): no temp table, no executor join, no speculative insertion per row. Rows are copied in
+event-time order (neighbouring leaves of the primary key: 9.0 vs 11.0 us of PostgreSQL CPU per row in
+arrival order, 20k-row chunks, measured side by side on 40k rows). One worker landed 63k rows/s = 0.43x that COPY
+(streams/sink.py, benchmarks/catchup.py)."""
 
 from __future__ import annotations
 
