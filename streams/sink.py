@@ -20,14 +20,15 @@ alternating in one run; figures are rows/s on the shared 2-core machine, noisy b
 - Up to LANDERS = 2 chunks are in flight, each on its own connection and thread (warehouse/landing.py makes
   two transactions landing the same event safe): the chunk a flush() lands no longer waits behind the one
   still committing, and PostgreSQL works on two backends while the main thread decodes. A slow database still
-  blocks `add()` once both are busy, which pauses consumption. Medium catch-up (1M events) with 2 landers:
-  56k rows/s, 0.38x the COPY measured in the same run; 1 vs 2 landers at small size (100k, 2 s drains, too
-  short to call): 48k vs 54k rows/s.
-The numbers below are from before warehouse/landing.py claimed keys by COPY (ledger COPY + events COPY instead
-of temp table + INSERT ... SELECT):
-Where the time goes (py-spy --idle, one worker): the main thread waits on the landing thread ~65 % of the
-time and on the broker ~20 %; decoding is ~10 %. PostgreSQL spends ~12 us of CPU per landed row (binary
-COPY alone: ~6 us of wall time, client included), and the worker ~5 us.
+  blocks `add()` once both are busy, which pauses consumption. Medium catch-up (1M events), one worker, 2
+  landers: 56k rows/s = 0.38x the COPY measured in the same run, 63k = 0.43x with 8 MiB fetches
+  (streams/app.py); 1 vs 2 landers at small size (100k, 2 s drains, too short to call): 48k vs 54k rows/s.
+Where the time goes now (py-spy --idle, that 63k run): the main thread waits on the landing threads 54 % of
+its time, decodes 23 %, polls the broker ~10 %; the landing threads mostly wait on PostgreSQL. Per landed
+row: PostgreSQL ~8.4 us of CPU (plain COPY 6.4 us), the worker ~9 us (~1 core at 100k rows/s). The machine
+was ~75 % busy: two cores hold PostgreSQL, the worker and the broker, so two workers add 1.4x, not 2x.
+Before the landing used two COPYs (temp table + INSERT ... SELECT): the main thread waited on the landing
+thread ~65 % of the time and on the broker ~20 %; PostgreSQL spent ~12 us of CPU per landed row.
 """
 
 from __future__ import annotations
