@@ -252,6 +252,14 @@ def ledger_check(
                 break
             time.sleep(0.5)
         waited = time.monotonic() - started
+        sample = [
+            str(r[0])
+            for r in cur.execute(
+                "SELECT event_id FROM acked_distinct a WHERE NOT EXISTS (SELECT 1 FROM event_ids e "
+                "WHERE e.project_id = ANY(%s) AND e.event_id = a.event_id) ORDER BY event_id LIMIT 10",
+                (project_ids,),
+            )
+        ]
         ledger = cur.execute(
             "SELECT count(*) FROM event_ids WHERE project_id = ANY(%s)", (project_ids,)
         ).fetchone()[0]
@@ -260,6 +268,12 @@ def ledger_check(
             "GROUP BY project_id, event_id HAVING count(*) > 1) d",
             (project_ids,),
         ).fetchone()[0]
+        # a missing event may have been set aside rather than lost: say which
+        dead, reasons = cur.execute(
+            "SELECT count(*), coalesce(string_agg(DISTINCT reason, ', '), '') FROM dead_letters "
+            "WHERE project_id = ANY(%s) OR project_id IS NULL",
+            (project_ids,),
+        ).fetchone()
     return {
         "acknowledged": acknowledged,
         "acknowledged_twice": acknowledged - distinct,
@@ -267,6 +281,9 @@ def ledger_check(
         "missing": missing,
         "duplicated": duplicated,
         "unacknowledged": ledger - (distinct - missing),
+        "missing_sample": sample,
+        "dead_letter_messages": dead,
+        "dead_letter_reasons": reasons,
         "waited_s": round(waited, 1),
     }
 

@@ -97,7 +97,12 @@ def landed_check(what: str, ledger: dict[str, int], headline: str | None = None)
         what,
         "landed == acknowledged, 0 missing, 0 duplicated (every id)",
         f"acknowledged {ledger['acknowledged']:,}, landed {ledger['landed']:,}, missing {ledger['missing']:,}, "
-        f"duplicated {ledger['duplicated']:,}",
+        f"duplicated {ledger['duplicated']:,}"
+        + (
+            f"; dead letters {ledger['dead_letter_messages']:,} ({ledger['dead_letter_reasons']})"
+            if ledger.get("dead_letter_messages")
+            else ""
+        ),
         ok,
         exercised=ledger["acknowledged"],
         headline=headline,
