@@ -223,7 +223,16 @@ class PostgresLandingSink(BatchingSink):
             delay = self._backoff()
             log.warning("dead-letter topic unavailable (%s); retrying in %.1fs", exc, delay)
             raise SinkBackpressureError(retry_after=delay) from exc
-        raise exc
+        # Any other failure is backpressure too, never an exception out of flush(): an exception leaves
+        # Quix's checkpoint with its stored offsets, and the revoke while the consumer closes commits that
+        # same checkpoint again, after flush() already swapped its rows out, so the offsets would move past
+        # events that never landed. Backpressure seeks back and re-reads; a failure that persists shows as
+        # a worker that keeps retrying (logged, pulseops_landing_db_retries_total), not as lost events.
+        self._drop_connection()
+        metrics.DB_RETRIES.inc()
+        delay = self._backoff()
+        log.error("landing failed (%r); re-reading from committed offsets in %.1fs", exc, delay)
+        raise SinkBackpressureError(retry_after=delay) from exc
 
     def _backoff(self) -> float:
         """Exponential backoff from db_retry_after_s up to 30 s while PostgreSQL stays down."""

@@ -99,3 +99,29 @@ def test_chunks_land_on_several_connections_and_a_repeated_event_lands_once(sink
     assert db.execute("SELECT count(DISTINCT event_id) FROM events").fetchone()[0] == 300
     assert db.execute("SELECT count(*) FROM event_ids").fetchone()[0] == 300
     assert db.execute("SELECT sum(events) FROM landed_days").fetchone()[0] == 300
+
+
+def test_an_unexpected_landing_error_is_backpressure_not_an_exception(sink, db, monkeypatch):
+    """A failure that is not a database outage must not escape flush(): Quix would keep the checkpoint's
+    stored offsets and commit them on the revoke when the consumer closes, after flush() swapped its rows
+    out: events lost. As backpressure, Quix seeks back and the re-read lands everything."""
+    import streams.sink as sink_module
+
+    tenant = make_tenant(db)
+    values = _packed(tenant, 60, per=20)
+    real = sink_module.land_batch
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug in landing")
+
+    monkeypatch.setattr(sink_module, "land_batch", broken)
+    for offset, value in enumerate(values):
+        sink.add(value, None, 0, [], "events-raw-t", 0, offset)
+    with pytest.raises(SinkBackpressureError):
+        sink.flush()
+    assert _count(db) == 0
+    monkeypatch.setattr(sink_module, "land_batch", real)
+    for offset, value in enumerate(values):
+        sink.add(value, None, 0, [], "events-raw-t", 0, offset)
+    sink.flush()
+    assert _count(db) == 60
