@@ -288,6 +288,16 @@ def ledger_check(
     }
 
 
+def ledger_text(ledger: dict[str, Any]) -> str:
+    """'acknowledged N, acknowledged_twice 0, landed N, missing 0, duplicated 0, …' plus what explains a loss."""
+    text = ", ".join(f"{k} {v:,}" for k, v in ledger.items() if isinstance(v, int | float))
+    if ledger.get("dead_letter_messages"):
+        text += f"; dead letters: {ledger['dead_letter_reasons']}"
+    if ledger.get("missing"):
+        text += f"; missing ids sampled: {', '.join(ledger['missing_sample'])}"
+    return text
+
+
 class Visibility:
     """Polls `event_ids` (the landing ledger, written in the landing transaction) for watched event ids.
 

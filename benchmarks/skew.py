@@ -35,6 +35,7 @@ from benchmarks.load import (
     client_ceiling,
     latency_p95_series,
     ledger_check,
+    ledger_text,
     limits,
     open_loop,
     pct,
@@ -286,7 +287,7 @@ def render(r: dict) -> str:
         f"quiet p95 latency beside/alone: {_ratio(r['latency_ratio'])}, p95 freshness beside/alone: "
         f"{_ratio(r['freshness_ratio'])} (target <= {MAX_RATIO}x each)",
         f"hot 429/503 without Retry-After: {h['retry_after_missing']} of {h['limited']:,}",
-        "every acknowledged id (both tenants): " + ", ".join(f"{k} {v:,}" for k, v in r["ledger"].items()),
+        "every acknowledged id (both tenants): " + ledger_text(r["ledger"]),
     ]
     return "\n".join(lines)
 
