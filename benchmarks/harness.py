@@ -80,7 +80,9 @@ def scratch_database(server_url: str):
         yield url
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            # and the Dagster instance a scenario may have created beside it (`<name>_dagster`, see dagster_daemon)
+            for db in (name, f"{name}_dagster"):
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
 
 
 @contextmanager
