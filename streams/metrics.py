@@ -26,6 +26,10 @@ BATCH_SECONDS = Histogram(
     "Time to land one batch (COPY + merge + commit; decoding happens before, as messages arrive).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+OFFSET_GAPS = Counter(
+    "pulseops_landing_offset_gaps_total",
+    "Times a partition's fetched offsets skipped some (the checkpoint is re-read; see streams/sink.py OffsetGap).",
+)
 DB_RETRIES = Counter("pulseops_landing_db_retries_total", "Batches put back because PostgreSQL failed.")
 SECONDS_BEHIND = Gauge(
     "pulseops_landing_seconds_behind",

@@ -63,6 +63,17 @@ PIPELINE_ROWS = 20_000
 LANDERS = 2
 
 
+class OffsetGap(Exception):
+    """A partition's messages skipped offsets: re-read instead of committing past them.
+
+    Why: the embedded broker (Tansu, in memory) can answer a fetch at offset P with the batch after P while a
+    concurrent producer's batch at P is not stored yet; the consumer moves past P and never sees it, and the
+    next commit would move the group past events that were acknowledged but never landed. Reproduced:
+    2 API processes + Dagster's daemon, 1.1 M events, 5 acknowledged events missing from the ledger that were
+    in the topic at consecutive offsets below the group's committed offset. The raw topic is neither
+    compacted nor transactional, so its offsets are contiguous and a gap always means a skipped message."""
+
+
 class _DlqUnavailable(Exception):
     pass
 
@@ -96,6 +107,9 @@ class PostgresLandingSink(BatchingSink):
         self._pool = ThreadPoolExecutor(max_workers=self.landers, thread_name_prefix="landing")
         self._failures = 0
         self._open = _Checkpoint()
+        # (topic, partition) -> last offset added; cleared after a gap so that the re-read (from the committed
+        # offsets, or from wherever a rebalance put the consumer) sets a new baseline
+        self._last_offsets: dict[tuple[str, int], int] = {}
 
     def setup(self) -> None:
         self._dlq = Producer(
@@ -141,6 +155,21 @@ class PostgresLandingSink(BatchingSink):
         cp = self._open
         if cp.error is not None:
             return
+        tp = (topic, partition)
+        last = self._last_offsets.get(tp)
+        if last is not None and offset > last + 1:
+            metrics.OFFSET_GAPS.inc()
+            log.warning(
+                "%s[%d]: offsets %d..%d skipped by the fetch; re-reading",
+                topic,
+                partition,
+                last + 1,
+                offset - 1,
+            )
+            cp.error = OffsetGap(f"{topic}[{partition}] jumped from {last} to {offset}")
+            self._last_offsets.clear()
+            return
+        self._last_offsets[tp] = offset
         if cp.window is None:
             cp.window = Window(self.settings.warehouse.raw_retention_days, self.settings.ingest.max_future_s)
         out = decode_message(value if isinstance(value, bytes) or value is None else b"", cp.window)
@@ -184,6 +213,7 @@ class PostgresLandingSink(BatchingSink):
     def on_paused(self) -> None:
         """Backpressure elsewhere: drop what was decoded; Quix re-reads it from the committed offsets."""
         self._open = _Checkpoint()
+        self._last_offsets.clear()
         super().on_paused()
 
     # -- landing --------------------------------------------------------------------------------------------
@@ -219,6 +249,9 @@ class PostgresLandingSink(BatchingSink):
             delay = self._backoff()
             log.warning("landing failed (%s); re-reading from committed offsets in %.1fs", exc, delay)
             raise SinkBackpressureError(retry_after=delay) from exc
+        if isinstance(exc, OffsetGap):
+            self._last_offsets.clear()
+            raise SinkBackpressureError(retry_after=0.2) from exc
         if isinstance(exc, _DlqUnavailable):
             delay = self._backoff()
             log.warning("dead-letter topic unavailable (%s); retrying in %.1fs", exc, delay)
