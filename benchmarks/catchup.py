@@ -213,7 +213,7 @@ class Offsets:
     """Consumer lag of one group as the broker sees it: high watermark minus committed offset, summed.
 
     Never subscribes, so it does not join the group it reads. Tansu under-reports high watermarks slightly
-    right after heavy produce (stack notes), so the exact backlog is acknowledged - landed; both are kept.
+    right after heavy produce (measured), so the exact backlog is acknowledged - landed; both are kept.
     """
 
     def __init__(self, bootstrap: str, topic: str, group: str, partitions: int) -> None:

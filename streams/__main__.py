@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         start_http_server(port, addr="127.0.0.1")
         log.info("metrics on http://127.0.0.1:%d/metrics", port)
     _wait_for_broker(settings)
-    # Start-up objects live for the whole process: keep them out of the GC's generations (stack notes).
+    # Start-up objects live for the whole process: keep them out of the GC's generations.
     gc.collect()
     gc.freeze()
     # Batches hold tens of thousands of short-lived acyclic objects: fewer young-generation passes.
