@@ -384,7 +384,7 @@ def up_command(settings: Settings, args: argparse.Namespace) -> int:
             directory=str(ROOT),
         ),
         services.Program("dashboard", services.python_module("dashboards"), priority=40),
-        services.Program("alerts", services.python_module("dashboards.alerts"), priority=40),
+        services.Program("alerts", services.python_module("alerting"), priority=40),
     ]
     conf = state / "supervisord.conf"
     passthrough = {
@@ -429,7 +429,7 @@ def _announce(settings: Settings, ingest: str, workers: int, demo: bool, demo_ev
                 f"  ingest API      {ingest}  (docs {ingest}/docs, metrics {ingest}/metrics)",
                 f"  landing workers {workers} (metrics http://127.0.0.1:{settings.streams.metrics_port}/metrics ...)",
                 f"  Dashboard       http://{settings.dashboard.host}:{settings.dashboard.port}  (sign in with a read key)",
-                f"  Alerts          evaluated every {settings.alerts.interval_s:g} s (python -m dashboards.alerts)",
+                f"  Alerts          evaluated every {settings.alerts.interval_s:g} s (python -m alerting)",
                 f"  Dagster UI      http://{settings.orchestration.webserver_host}:{settings.orchestration.webserver_port}",
                 f"  Kafka           {settings.kafka.servers}",
                 f"  PostgreSQL      {settings.db.url}",
