@@ -1,1 +1,1 @@
-"""Alert evaluation and delivery (`python -m dashboards.alerts`)."""
+"""Alert evaluation and delivery (`python -m alerting`)."""

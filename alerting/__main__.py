@@ -1,4 +1,4 @@
-"""`python -m dashboards.alerts`: the alert evaluator process (supervised by `pulseops up`)."""
+"""`python -m alerting`: the alert evaluator process (supervised by `pulseops up`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 
-from dashboards.alerts.evaluator import run_forever
+from alerting.evaluator import run_forever
 from pulseops.settings import get_settings
 
 

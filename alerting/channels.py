@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from dashboards.alerts.signing import DELIVERY_HEADER, EVENT_HEADER, sign
+from alerting.signing import DELIVERY_HEADER, EVENT_HEADER, sign
 from pulseops.settings import AlertSettings
 
 

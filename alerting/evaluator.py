@@ -1,4 +1,4 @@
-"""The alert evaluator: a small process of its own (`python -m dashboards.alerts`, run by `pulseops up`).
+"""The alert evaluator: a small process of its own (`python -m alerting`, run by `pulseops up`).
 
 Why not a Dagster sensor: its loop floor is ~5 s on top of the interval, a sensor tick should not block on
 webhooks, and alerts about the pipeline must keep working when Dagster is down. Why not the landing worker:
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from dashboards.alerts.channels import Delivery, deliver
+from alerting.channels import Delivery, deliver
 from pulseops.settings import Settings
 from warehouse import alerts
 from warehouse.db import connect
@@ -52,12 +52,7 @@ def evaluate_due(conn: psycopg.Connection, settings: Settings, limit: int = 1000
 def _evaluate(conn: psycopg.Connection, rule: alerts.AlertRuleRow, settings: Settings) -> Evaluation:
     now = datetime.now(UTC)
     try:
-        with conn.transaction():  # a savepoint: a failing query must not lose the claim's transaction
-            conn.execute(
-                "SELECT set_config('statement_timeout', %s, true)",
-                (str(settings.query.statement_timeout_ms),),
-            )
-            value = alerts.window_value(conn, rule, now)
+        value = alerts.evaluate_window(conn, rule, now, settings.query.statement_timeout_ms)
     except psycopg.Error as exc:
         log.warning("alert %s: evaluation failed: %s", rule.id, exc)
         alerts.record_evaluation(

@@ -231,7 +231,7 @@ class DashboardSettings(BaseModel):
 
 
 class AlertSettings(BaseModel):
-    """The alert evaluator (`python -m dashboards.alerts`) and its delivery channels."""
+    """The alert evaluator (`python -m alerting`) and its delivery channels."""
 
     interval_s: float = Field(
         5.0, description="A rule is evaluated again this long after its last evaluation (latency bound)."

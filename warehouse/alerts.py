@@ -2,7 +2,7 @@
 
 A rule compares one number of a project over a trailing window (events, distinct users, a custom metric,
 dead letters, or seconds since the last landed event) with a threshold. The evaluator
-(`dashboards.alerts`) claims due rules here with `FOR UPDATE SKIP LOCKED`, so several evaluators share the
+(`alerting`) claims due rules here with `FOR UPDATE SKIP LOCKED`, so several evaluators share the
 work and never evaluate one rule twice at once; delivery happens inside that claim, so a crash before the
 commit re-evaluates and re-delivers (at-least-once), never loses a firing.
 """
@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
+
+from warehouse.db import set_local_statement_timeout
 
 METRICS = ("events", "unique_users", "custom_metric", "dead_letters", "seconds_since_last_event")
 COMPARISONS = {"gt": ">", "gte": "≥", "lt": "<", "lte": "≤"}
@@ -334,6 +336,16 @@ def window_value(conn: psycopg.Connection, rule: AlertRuleRow, now: datetime) ->
     value = {"count": count, "unique_users": users, "sum": total if total is not None else 0.0, "avg": mean}
     v = value[aggregation]
     return None if v is None else float(v)
+
+
+def evaluate_window(
+    conn: psycopg.Connection, rule: AlertRuleRow, now: datetime, statement_timeout_ms: int
+) -> float | None:
+    """`window_value` in a savepoint under a statement timeout: a failing or slow query must not lose the
+    transaction that holds the rule's claim."""
+    with conn.transaction():
+        set_local_statement_timeout(conn, statement_timeout_ms)
+        return window_value(conn, rule, now)
 
 
 def breached(comparison: str, value: float | None, threshold: float) -> bool:

@@ -27,6 +27,7 @@ from psycopg import sql
 
 from warehouse import cold_reads
 from warehouse.cold import cold_days
+from warehouse.db import set_local_statement_timeout
 from warehouse.filters import PropertyFilter, compile_filters
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def snapshot(conn: psycopg.Connection, statement_timeout_ms: int) -> Iterator[ps
         raise ValueError("snapshot needs an autocommit connection (it manages its own transaction)")
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     try:
-        conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(statement_timeout_ms),))
+        set_local_statement_timeout(conn, statement_timeout_ms)
         # distinct-user questions sort and hash a row per user-day; keep that in memory
         conn.execute("SET LOCAL work_mem = '64MB'")
         yield conn

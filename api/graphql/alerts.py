@@ -1,4 +1,4 @@
-"""Alert rules and their firings. Rules are evaluated by `python -m dashboards.alerts` (see
+"""Alert rules and their firings. Rules are evaluated by `python -m alerting` (see
 docs/dashboards.md); the API only stores them and reports state and history.
 
 Webhook secrets are returned once, by the mutation that stores them; queries never return secrets and

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from alerting.evaluator import evaluate_due
+from alerting.signing import sign, verify
 from benchmarks.harness import free_port
-from dashboards.alerts.evaluator import evaluate_due
-from dashboards.alerts.signing import sign, verify
 from pulseops.settings import Settings
 from tests.utils.events import land_rows
 from tests.utils.tenants import make_tenant
@@ -251,7 +251,7 @@ def test_email_goes_through_the_configured_smtp_server(db, database_url) -> None
 )
 def test_webhooks_to_non_public_addresses_are_refused_by_default(url):
     """SSRF guard: a read key must not make the evaluator probe internal services."""
-    from dashboards.alerts.channels import deliver
+    from alerting.channels import deliver
     from pulseops.settings import AlertSettings
 
     alert = {"delivery_id": "d-1", "rule": {"name": "r"}, "project": "p", "metric": "events", "value": 1.0,

@@ -22,10 +22,10 @@ import httpx
 import psycopg
 import pytest
 
+from alerting.signing import verify
 from benchmarks import dashboard as bench
 from benchmarks.generator import GeneratorConfig, TenantSpec, generate
 from benchmarks.harness import free_port, http_ok, stop_processes, wait_for
-from dashboards.alerts.signing import verify
 from tests.fixtures.postgres import TABLES
 from tests.fixtures.system import LOG_DIR, System, make_settings, settings_env
 from tests.utils.events import land_rows, landing_rows
@@ -130,7 +130,7 @@ def stack(database_url: str, broker: str) -> Iterator[Stack]:
         "PULSEOPS_ALERTS__TICK_S": "0.2",
         "PULSEOPS_ALERTS__ALLOW_PRIVATE_TARGETS": "true",  # the test's webhook receiver listens on 127.0.0.1
     }
-    procs = [_spawn(env, "dashboard", "-m", "dashboards"), _spawn(env, "alerts", "-m", "dashboards.alerts")]
+    procs = [_spawn(env, "dashboard", "-m", "dashboards"), _spawn(env, "alerts", "-m", "alerting")]
     s = Stack(f"http://127.0.0.1:{port}", system.url, org_key, t["ingest_key"], t["project_id"], mobile,
               f"http://127.0.0.1:{hook.server_port}/hook", procs)  # fmt: skip
     try:

@@ -1,6 +1,6 @@
 """Saved dashboards, alert rules and alert firings (the web dashboard, issue 6).
 
-`alert_rules.state` and `last_*` are written by the alert evaluator (`python -m dashboards.alerts`); a rule
+`alert_rules.state` and `last_*` are written by the alert evaluator (`python -m alerting`); a rule
 row is locked `FOR UPDATE SKIP LOCKED` while it is evaluated, so two evaluators never fire a rule twice.
 Webhook secrets live in `channels` (HMAC needs the secret itself, a hash would not do); the API never
 returns them after creation.
