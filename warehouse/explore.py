@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
-from warehouse import cold_reads
+from warehouse import cold_reads, identity
 from warehouse.cold import cold_days
 from warehouse.exact import RawDataGone, Scope, cold_duck_where, cold_reader, days_without_raw, require_raw
 from warehouse.filters import PropertyFilter, compile_filters
@@ -29,13 +29,24 @@ class BreakdownRow:
 
 
 def breakdown(
-    conn: psycopg.Connection, scope: Scope, key: str, limit: int, cold: ColdSettings | None = None
+    conn: psycopg.Connection,
+    scope: Scope,
+    key: str,
+    limit: int,
+    cold: ColdSettings | None = None,
+    unique_by: str = "distinct_id",
 ) -> tuple[list[BreakdownRow], int]:
     """Events and distinct users per value of property `key` (top `limit` by events), and the total events.
 
     With cold days, DuckDB returns their (value, user, events) rows and PostgreSQL groups them with the hot
     rows of the same shape: values group by jsonb equality, users are counted distinct across both tiers.
+    `unique_by="person"` counts persons: each event's id (and each cold row's) is mapped to its person in
+    PostgreSQL (warehouse/identity.py), one index lookup per row.
     """
+    user: sql.Composable = sql.SQL("e.distinct_id")
+    cold_user: sql.Composable = sql.SQL("c.u")
+    if unique_by == "person":
+        user, cold_user = identity.person_sql("e"), identity.person_sql("c", "u")
     first, last = scope.utc_days
     every_day = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     in_cold = require_raw(conn, scope.project_id, every_day, cold)
@@ -54,10 +65,10 @@ def breakdown(
         query = (
             sql.SQL(
                 """
-                SELECT e.properties -> %(key)s, count(*)::bigint, count(DISTINCT e.distinct_id)::bigint,
+                SELECT e.properties -> %(key)s, count(*)::bigint, count(DISTINCT {user})::bigint,
                        sum(count(*)) OVER ()::bigint
                 """
-            )
+            ).format(user=user)
             + hot_rows
             + sql.SQL("GROUP BY 1 ORDER BY 2 DESC, 1 NULLS LAST LIMIT %(limit)s")
         )
@@ -70,14 +81,14 @@ def breakdown(
             )
         query = (
             sql.SQL(
-                "WITH parts AS (SELECT e.properties -> %(key)s AS v, e.distinct_id AS u, count(*)::bigint AS n"
-            )
+                "WITH parts AS (SELECT e.properties -> %(key)s AS v, {user} AS u, count(*)::bigint AS n"
+            ).format(user=user)
             + hot_rows
             + sql.SQL(
                 """
                 GROUP BY 1, 2
                 UNION ALL
-                SELECT c.v::jsonb, c.u, c.n
+                SELECT c.v::jsonb, {cold_user}, c.n
                 FROM unnest(%(cv)s::text[], %(cu)s::text[], %(cn)s::bigint[]) AS c(v, u, n)
             )
             SELECT v, sum(n)::bigint, count(DISTINCT u)::bigint, sum(sum(n)) OVER ()::bigint
@@ -86,7 +97,7 @@ def breakdown(
             ORDER BY 2 DESC, 1 NULLS LAST
             LIMIT %(limit)s
             """
-            )
+            ).format(cold_user=cold_user)
         )
     rows = conn.execute(
         query, {**params, "key": key, "p": scope.project_id, "s": s, "e": e, "names": names, "limit": limit}

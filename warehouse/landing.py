@@ -34,6 +34,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from psycopg.types.json import set_json_dumps
 
+from warehouse import identity
 from warehouse.partitions import ensure_partitions, existing_partition_days
 
 # Column order of a landing row tuple (and of the COPY below).
@@ -194,6 +195,8 @@ def land_batch(
                     copy.set_types(_EVENT_TYPES)
                     for row in sorted(fresh, key=itemgetter(1)):
                         copy.write_row(row)
+                # links and person properties of the claimed rows, before the landed_days locks (identity.py)
+                identity.record(cur, fresh)
                 keys = sorted(days)
                 projects = [uuid.UUID(int=p) for p, _ in keys]
                 cur.execute(_BUMP_DAYS, (projects, [d for _, d in keys], [days[k] for k in keys]))

@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from warehouse import cold_reads
+from warehouse import cold_reads, identity
 from warehouse.exact import (
     Scope,
     base_params,
@@ -190,8 +190,13 @@ def metric_series(
     scope: Scope,
     granularity: str = "day",
     cold: ColdSettings | None = None,
+    unique_by: str = "distinct_id",
 ) -> list[MetricPoint]:
-    """Values per local bucket and dimension combination (sparse: combinations without events are absent)."""
+    """Values per local bucket and dimension combination (sparse: combinations without events are absent).
+
+    `unique_by="person"` (unique_users only) counts persons: built rows hold distinct ids, so every day is
+    read raw and each event's id (and each cold partial's) is mapped to its person (warehouse/identity.py)."""
+    by_person = unique_by == "person" and metric.aggregation == "unique_users"
     scope = replace(
         scope,
         event_names=(metric.event_name,) if metric.event_name is not None else None,
@@ -199,12 +204,14 @@ def metric_series(
     )
     first, last = scope.utc_days
     every_day = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    from_aggregates = scope.tz == "UTC" and granularity == "day"
+    from_aggregates = scope.tz == "UTC" and granularity == "day" and not by_person
     raw = _rebuild_needed(conn, metric, first, last) if from_aggregates else every_day
     in_cold = require_raw(conn, metric.project_id, raw, cold)
     raw_query, params = raw_events_sql(
         scope,
-        "e.event_time, e.distinct_id, e.properties, CASE WHEN jsonb_typeof(e.properties -> %(prop)s) = 'number' "
+        "e.event_time, "
+        + (identity.person_of("e.distinct_id") + " AS distinct_id" if by_person else "e.distinct_id")
+        + ", e.properties, CASE WHEN jsonb_typeof(e.properties -> %(prop)s) = 'number' "
         "THEN (e.properties ->> %(prop)s)::double precision END AS num",
         [d for d in raw if d not in set(in_cold)],
     )
@@ -260,13 +267,13 @@ def metric_series(
             + sql.SQL(
                 """
                 UNION ALL
-                SELECT c.ls, c.off, c.dims::jsonb, c.u, c.events, c.s, c.n
+                SELECT c.ls, c.off, c.dims::jsonb, {cold_user}, c.events, c.s, c.n
                 FROM unnest(%(c_ls)s::timestamp[], %(c_off)s::interval[], %(c_dims)s::text[], %(c_u)s::text[],
                             %(c_events)s::bigint[], %(c_s)s::float8[], %(c_n)s::bigint[])
                      AS c(ls, off, dims, u, events, s, n)
                 ) parts GROUP BY 1, 2, 3
                 """
-            )
+            ).format(cold_user=identity.person_sql("c", "u") if by_person else sql.SQL("c.u"))
             + built
         )
     rows = conn.execute(

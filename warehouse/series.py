@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
-from warehouse import cold_reads
+from warehouse import cold_reads, identity
 from warehouse.exact import (
     UTC_ZONES,
     Scope,
@@ -145,18 +145,34 @@ def top_events(
 
 
 def active_users(
-    conn: psycopg.Connection, scope: Scope, window_days: int = 1, cold: ColdSettings | None = None
+    conn: psycopg.Connection,
+    scope: Scope,
+    window_days: int = 1,
+    cold: ColdSettings | None = None,
+    unique_by: str = "distinct_id",
 ) -> list[tuple[date, int]]:
     """Exact distinct users per local day; window 1 = DAU, 7 = WAU, 30 = MAU (trailing, ending that day).
 
     A user active on local days a1 < a2 < ... counts for window ends [a_i, min(a_i + w - 1, a_{i+1} - 1)]:
     disjoint ranges, so the counts are a running sum of +1/-1 edges, with cost linear in user-days instead
-    of user-days times the window.
+    of user-days times the window. `unique_by="person"` counts persons (linked ids as one, warehouse/identity.py):
+    every user-day row, built or raw or cold, is mapped to its person as the question is asked.
     """
-    if window_days == 1 and scope.tz in UTC_ZONES and not scope.filters and scope.event_names is None:
+    by_person = unique_by == "person"
+    if (
+        window_days == 1
+        and not by_person
+        and scope.tz in UTC_ZONES
+        and not scope.filters
+        and scope.event_names is None
+    ):
         return _utc_daily_users(conn, scope, cold)
     wide = scope.widened(window_days - 1)
     source, params = activity_source(conn, wide, cold)
+    if by_person:
+        source = sql.SQL("SELECT s.day, {person} AS distinct_id, s.slots FROM ({source}) s").format(
+            person=identity.person_sql("s"), source=source
+        )
     rows = conn.execute(
         sql.SQL(
             """
