@@ -30,6 +30,10 @@ OFFSET_GAPS = Counter(
     "pulseops_landing_offset_gaps_total",
     "Times a partition's fetched offsets skipped some (the checkpoint is re-read; see streams/sink.py OffsetGap).",
 )
+BROKER_REPLACED = Counter(
+    "pulseops_landing_broker_replaced_total",
+    "Times the raw topic's id changed under the worker, which then restarted itself (streams/fence.py).",
+)
 DB_RETRIES = Counter("pulseops_landing_db_retries_total", "Batches put back because PostgreSQL failed.")
 SECONDS_BEHIND = Gauge(
     "pulseops_landing_seconds_behind",

@@ -49,6 +49,7 @@ from quixstreams.sinks import BatchingSink, SinkBackpressureError, SinkBatch
 from pulseops.settings import Settings
 from streams import metrics
 from streams.decode import Window, decode_message
+from streams.fence import OnReplaced, TopicFence, restart_worker
 from warehouse.db import connect
 from warehouse.landing import DeadLetter, LandingRow, PartitionCache, land_batch
 from warehouse.partitions import ensure_window
@@ -93,9 +94,13 @@ class _Checkpoint:
 
 
 class PostgresLandingSink(BatchingSink):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_broker_replaced: OnReplaced = restart_worker) -> None:
+        """`on_broker_replaced` runs when the raw topic's id changed under the worker (streams/fence.py); the
+        default replaces the process, tests pass their own."""
         super().__init__()
         self.settings = settings
+        self._fence = TopicFence(settings.kafka.servers, settings.kafka.topic_raw)
+        self._on_broker_replaced = on_broker_replaced
         self.pipeline_rows = max(1, min(settings.streams.batch_max_rows, PIPELINE_ROWS))
         self.landers = LANDERS
         self._conns: list[psycopg.Connection | None] = [None] * self.landers
@@ -122,6 +127,7 @@ class PostgresLandingSink(BatchingSink):
         )
         for slot in range(self.landers):
             self._connection(slot)
+        self._fence.arm()
 
     def _connection(self, slot: int = 0) -> psycopg.Connection:
         conn = self._conns[slot]
@@ -209,6 +215,25 @@ class PostgresLandingSink(BatchingSink):
         cp, self._open = self._open, _Checkpoint()
         self._batches.clear()
         self._finish(cp)
+        self._check_broker()
+
+    def _check_broker(self) -> None:
+        """Let Quix commit only offsets of the log the worker started on (streams/fence.py)."""
+        try:
+            replaced = self._fence.replaced()
+        except Exception as exc:
+            delay = self._backoff()
+            log.warning("broker did not name the raw topic's id (%s); re-reading in %.1fs", exc, delay)
+            raise SinkBackpressureError(retry_after=delay) from exc
+        if replaced:
+            metrics.BROKER_REPLACED.inc()
+            log.error(
+                "the broker's raw topic was replaced (started on id %s): restarting the worker so that it "
+                "reads the new log from its start instead of committing old positions on it",
+                self._fence.started_on,
+            )
+            self._on_broker_replaced()
+            raise SinkBackpressureError(retry_after=1.0)
 
     def on_paused(self) -> None:
         """Backpressure elsewhere: drop what was decoded; Quix re-reads it from the committed offsets."""

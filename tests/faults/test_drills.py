@@ -63,6 +63,31 @@ def test_broker_restart_loses_no_acknowledged_event(system_factory, tansu_factor
     _drained(system)
 
 
+def test_broker_restart_under_a_running_worker_loses_nothing(system_factory, tansu_factory, db, database_url):
+    """The keeper's recycle (pulseops/broker.py) seen from the worker: the broker restarts empty while the
+    worker keeps running. Before streams/fence.py the worker kept its old fetch positions, landed the new log
+    only from there and committed, so the events below were lost; now it restarts itself (same pid, exec)
+    and reads the new log from its start."""
+    tenant = make_tenant(db)
+    tansu = tansu_factory().start()
+    system = system_factory(bootstrap=tansu.bootstrap)
+    system.start_ingest(workers=2)
+    worker = system.start_worker()
+    load = Load(system.url, tenant["ingest_key"]).start()
+    load.wait_for_acks(4_000)
+    tansu.stop()
+    time.sleep(2)
+    tansu_factory(port=tansu.port).start()
+    # the new log must grow past the positions the worker held on the old one, or nothing would be skipped
+    load.wait_for_acks(len(load.acknowledged) + 8_000, timeout=120)
+    load.stop()
+    acc = settle(load, database_url, tenant["project_id"], "broker restart, worker running")
+    assert_exact(acc, load)
+    assert worker.poll() is None, "the worker replaces itself in place (exec), it does not exit"
+    assert "raw topic was replaced" in system.log_path("worker").read_text()
+    _drained(system)
+
+
 def test_ingest_sigkill_under_load(system_factory, db, database_url):
     tenant = make_tenant(db)
     system = system_factory()

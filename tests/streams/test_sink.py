@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from quixstreams.sinks import SinkBackpressureError
 
+from pulseops.topics import ensure_topics
 from streams.sink import PostgresLandingSink
 from tests.fixtures.system import make_settings
 from tests.utils.tenants import make_tenant
@@ -43,6 +44,7 @@ def _packed(tenant: dict, n: int, per: int) -> list[bytes]:
 def sink(database_url, broker, redis_url):
     settings = make_settings(database_url, broker, redis_url)
     settings.streams.batch_max_rows = 25  # chunks of 25 events: several transactions per checkpoint
+    ensure_topics(settings.kafka)  # the fence (streams/fence.py) reads the raw topic's id before each commit
     s = PostgresLandingSink(settings)
     s.setup()
     yield s
@@ -147,3 +149,35 @@ def test_a_gap_in_a_partitions_offsets_is_re_read_not_committed_past(sink, db):
     sink.add(values[1], None, 0, [], "events-raw-t", 1, 501)
     sink.add(values[2], None, 0, [], "events-raw-t", 0, 3)
     sink.flush()
+
+
+def test_a_replaced_broker_stops_the_commit_and_restarts_the_worker(
+    tansu_factory, database_url, redis_url, db
+):
+    """Tansu restarted (crash or the keeper's recycle) comes back empty with a new topic id; a worker that
+    survived it must not commit its old positions on the new log (streams/fence.py): flush() then hands over
+    to the restart hook and raises backpressure instead of returning (so Quix commits nothing)."""
+    tansu = tansu_factory().start()
+    settings = make_settings(database_url, tansu.bootstrap, redis_url)
+    ensure_topics(settings.kafka)
+    restarts: list[str] = []
+    s = PostgresLandingSink(settings, on_broker_replaced=lambda: restarts.append("restart"))
+    s.setup()
+    try:
+        tenant = make_tenant(db)
+        values = _packed(tenant, 40, per=10)
+        for offset, value in enumerate(values[:2]):
+            s.add(value, None, 0, [], settings.kafka.topic_raw, 0, offset)
+        s.flush()  # same broker: returns, Quix would commit
+        assert restarts == [] and _count(db) == 20
+        tansu.stop()
+        tansu_factory(port=tansu.port).start()
+        ensure_topics(settings.kafka, timeout=10)
+        for offset, value in enumerate(values[2:], start=2):
+            s.add(value, None, 0, [], settings.kafka.topic_raw, 0, offset)
+        with pytest.raises(SinkBackpressureError):
+            s.flush()
+        assert restarts == ["restart"]
+        assert _count(db) == 40  # what was read still lands (idempotent); only the commit is refused
+    finally:
+        s._drop_connection()
