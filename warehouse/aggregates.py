@@ -16,6 +16,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import psycopg
 
+from warehouse.partitions import is_attached
+
 _LOCK_CLASS = 0x5053  # advisory lock namespace for day rebuilds ("PS")
 
 _DELETE = (
@@ -149,7 +151,7 @@ def rebuild_day(conn: psycopg.Connection, day: date, run_id: str | None = None) 
         raise ValueError("rebuild_day needs an autocommit connection (it manages its own transaction)")
     started = datetime.now(UTC)
     start, end = day_bounds(day)
-    if not _raw_attached(conn, day) and _has_aggregates(conn, day):
+    if not is_attached(conn, day) and _has_aggregates(conn, day):
         # Raw data of the day was detached by retention: rebuilding would replace good aggregates with nothing.
         return DayBuild(day, 0, 0, 0, 0, 0, 0.0, skipped="raw partition detached; aggregates kept")
     params = {"day": day, "start": start, "end": end, "run_id": run_id}
@@ -178,14 +180,6 @@ class StaleDay:
     # (a max would not move when a project below the max catches up), so it keys one rebuild per state.
     version: int
     reason: str  # "late_data": built, then more landed; "new_data": landed, never built
-
-
-def _raw_attached(conn: psycopg.Connection, day: date) -> bool:
-    return conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = 'events'::regclass "
-        "AND inhrelid = to_regclass(%s))",
-        (f"events_p{day:%Y%m%d}",),
-    ).fetchone()[0]
 
 
 def _has_aggregates(conn: psycopg.Connection, day: date) -> bool:
@@ -217,6 +211,51 @@ def stale_days(conn: psycopg.Connection, include_unbuilt_since: date | None = No
         {"since": include_unbuilt_since},
     ).fetchall()
     return [StaleDay(d, n, v, "late_data" if late else "new_data") for d, n, v, late in rows]
+
+
+@dataclass(frozen=True)
+class DayToBuild:
+    day: date
+    # Exactly the data a build of the day would cover: the day's summed landed version and, when a metric
+    # definition of one of its projects changed after its build, that change's time. A run key made of these
+    # changes whenever the day's data does, and only then.
+    data_key: str
+    reasons: tuple[str, ...]  # "late_data", "new_data", "definitions"
+
+
+def days_to_build(
+    conn: psycopg.Connection, unbuilt_since: date, before: date, limit: int = 10_000
+) -> list[DayToBuild]:
+    """Days before `before` (the open day is excluded by the caller's choice of `before`) whose aggregates miss
+    landed data (late data), were never built (from `unbuilt_since` on), or predate an edit of a custom metric
+    definition of one of their projects; oldest first."""
+    rows = conn.execute(
+        """
+        SELECT s.day,
+               (SELECT sum(version) FROM landed_days l WHERE l.day = s.day)::bigint,
+               array_agg(DISTINCT s.reason ORDER BY s.reason),
+               (extract(epoch FROM max(s.changed)) * 1e6)::bigint
+        FROM (
+            SELECT project_id, day, 'late_data' AS reason, NULL::timestamptz AS changed FROM late_days
+            UNION ALL
+            SELECT l.project_id, l.day, 'new_data', NULL FROM landed_days l
+            LEFT JOIN aggregate_builds b USING (project_id, day)
+            WHERE b.project_id IS NULL AND l.day >= %(since)s
+            UNION ALL
+            SELECT b.project_id, b.day, 'definitions', m.changed FROM aggregate_builds b
+            JOIN (SELECT project_id, max(updated_at) AS changed FROM metric_definitions GROUP BY 1) m
+              USING (project_id)
+            WHERE b.built_at < m.changed AND b.day >= %(since)s
+        ) s
+        WHERE s.day < %(before)s
+        GROUP BY s.day ORDER BY s.day LIMIT %(limit)s
+        """,
+        {"since": unbuilt_since, "before": before, "limit": limit},
+    ).fetchall()
+    return [
+        DayToBuild(d, f"{v or 0}" + (f"@{changed}" if changed else ""), tuple(reasons))
+        for d, v, reasons, changed in rows
+    ]
 
 
 def delete_aggregates_before(conn: psycopg.Connection, cutoff: date) -> dict[str, int]:

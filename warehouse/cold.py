@@ -35,7 +35,7 @@ from psycopg import sql
 from pulseops.settings import ColdSettings
 from warehouse.aggregates import day_bounds
 from warehouse.db import libpq_url
-from warehouse.partitions import partition_name
+from warehouse.partitions import is_attached, partition_name
 
 if TYPE_CHECKING:
     import duckdb
@@ -588,12 +588,7 @@ def _drop_if_exported(conn: psycopg.Connection, store: ColdStore, day: date) -> 
                 return f"project {project_id}: export of version {version} ({rows} rows), raw has {current} ({n})"
             if store.size(rel) != size:
                 return f"project {project_id}: {rel} missing or changed size since the export"
-        attached = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = 'events'::regclass "
-            "AND inhrelid = to_regclass(%s))",
-            (partition_name(day),),
-        ).fetchone()[0]
-        if attached:
+        if is_attached(conn, day):
             conn.execute(sql.SQL("ALTER TABLE events DETACH PARTITION {}").format(table))
         conn.execute(sql.SQL("DROP TABLE {}").format(table))
         conn.execute("DELETE FROM event_ids WHERE event_time >= %s AND event_time < %s", (start, end))

@@ -36,6 +36,11 @@ def connect(url: str, **kwargs) -> psycopg.Connection:
     return psycopg.connect(libpq_url(url), **kwargs)
 
 
+def ping(conn: psycopg.Connection) -> None:
+    """A round trip: raises when the server does not answer (readiness checks)."""
+    conn.execute("SELECT 1")
+
+
 def set_local_statement_timeout(conn: psycopg.Connection, statement_timeout_ms: int) -> None:
     """Bound every statement of the current transaction only: pooled connections keep no setting."""
     conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(statement_timeout_ms),))

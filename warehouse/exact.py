@@ -29,6 +29,7 @@ from warehouse import cold_reads
 from warehouse.cold import cold_days
 from warehouse.db import set_local_statement_timeout
 from warehouse.filters import PropertyFilter, compile_filters
+from warehouse.partitions import ATTACHED
 
 if TYPE_CHECKING:
     from pulseops.settings import ColdSettings
@@ -115,16 +116,12 @@ def days_without_raw(conn: psycopg.Connection, project_id: uuid.UUID, first: dat
     return [
         row[0]
         for row in conn.execute(
-            """
+            f"""
             SELECT l.day FROM landed_days l
             WHERE l.project_id = %s AND l.day BETWEEN %s AND %s
-              AND NOT EXISTS (
-                  SELECT 1 FROM pg_inherits i
-                  WHERE i.inhparent = 'events'::regclass
-                    AND i.inhrelid = to_regclass(format('events_p%%s', to_char(l.day, 'YYYYMMDD')))
-              )
+              AND NOT {ATTACHED.format(day="l.day")}
             ORDER BY l.day
-            """,
+            """,  # noqa: S608 - ATTACHED is a module constant of warehouse.partitions
             (project_id, first, last),
         )
     ]
@@ -206,19 +203,15 @@ def data_version(conn: psycopg.Connection, project_id: uuid.UUID, first: date, l
     when a day's raw partition leaves PostgreSQL: its raw questions are then answered from the cold tier,
     whose float sums may differ in the last bits, so the two answers never share a cache key."""
     landed, built, builds, last_build, gone = conn.execute(
-        """
+        f"""
         SELECT (SELECT coalesce(sum(version), 0) FROM landed_days
                 WHERE project_id = %(p)s AND day BETWEEN %(a)s AND %(b)s),
                coalesce(sum(built_version), 0), count(*), max(built_at),
                (SELECT count(*) FROM landed_days l
                 WHERE l.project_id = %(p)s AND l.day BETWEEN %(a)s AND %(b)s
-                  AND NOT EXISTS (
-                      SELECT 1 FROM pg_inherits i
-                      WHERE i.inhparent = 'events'::regclass
-                        AND i.inhrelid = to_regclass(format('events_p%%s', to_char(l.day, 'YYYYMMDD')))
-                  ))
+                  AND NOT {ATTACHED.format(day="l.day")})
         FROM aggregate_builds WHERE project_id = %(p)s AND day BETWEEN %(a)s AND %(b)s
-        """,
+        """,  # noqa: S608 - ATTACHED is a module constant of warehouse.partitions
         {"p": project_id, "a": first, "b": last},
     ).fetchone()
     stamp = last_build.timestamp() if last_build else 0

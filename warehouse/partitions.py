@@ -8,9 +8,23 @@ from datetime import UTC, date, datetime, time, timedelta
 import psycopg
 from psycopg import sql
 
+# The one test of "is this UTC day's raw partition attached to `events`" (retention detaches old days; a day
+# that never received data may have no partition at all). `{day}` is a SQL expression of type date, so set
+# queries (`NOT {ATTACHED}` over landed days) and `is_attached` share the text.
+ATTACHED = (
+    "EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = 'events'::regclass"
+    " AND i.inhrelid = to_regclass('events_p' || to_char({day}, 'YYYYMMDD')))"
+)
+_IS_ATTACHED = "SELECT " + ATTACHED.format(day="%s::date")
+
 
 def partition_name(day: date) -> str:
     return f"events_p{day:%Y%m%d}"
+
+
+def is_attached(conn: psycopg.Connection, day: date) -> bool:
+    """Whether the day's raw partition is part of `events` (its raw rows are in PostgreSQL)."""
+    return conn.execute(_IS_ATTACHED, (day,)).fetchone()[0]
 
 
 def ensure_partitions(conn: psycopg.Connection, days: Iterable[date]) -> list[date]:

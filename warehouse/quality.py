@@ -10,13 +10,13 @@ which has no time index: on a large warehouse that query is the expensive one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import psycopg
 
 from warehouse.aggregates import day_bounds
-from warehouse.partitions import partition_name
+from warehouse.partitions import is_attached
 
 SAMPLES = 10
 
@@ -26,18 +26,9 @@ def _params(day: date, **extra: Any) -> dict[str, Any]:
     return {"day": day, "start": start, "end": end, **extra}
 
 
-def raw_partition_attached(conn: psycopg.Connection, day: date) -> bool:
-    """Whether the day's raw partition is part of `events` (retention detaches old ones; a day that never
-    received data may have none at all)."""
-    return conn.execute(
-        """
-        SELECT EXISTS (
-            SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-            WHERE i.inhparent = 'events'::regclass AND c.relname = %s
-        )
-        """,
-        (partition_name(day),),
-    ).fetchone()[0]
+# orchestration/assets/aggregates.py imports this name (issue 16 owns orchestration/ now): it may switch to
+# warehouse.partitions.is_attached and this alias go.
+raw_partition_attached = is_attached
 
 
 # --- duplicates and the dedup ledger -------------------------------------------------------------------
@@ -65,13 +56,29 @@ class DuplicateReport:
         return self.count == 0
 
 
+# Every statement over several days starts from the days as rows (`d.day`, `d.start`) and scans `events`
+# through a LATERAL per day, so run-time partition pruning reads exactly the days' partitions, however sparse.
 _DUPLICATE_COUNTS = """
-SELECT coalesce(sum(n), 0)::bigint, count(*) FILTER (WHERE n > 1), coalesce(sum(n - 1) FILTER (WHERE n > 1), 0)::bigint
-FROM (
-    SELECT count(*) AS n FROM events
-    WHERE event_time >= %(start)s AND event_time < %(end)s
-    GROUP BY project_id, event_id
-) k
+WITH d AS (SELECT day, (day::timestamp AT TIME ZONE 'UTC') AS start FROM unnest(%(days)s::date[]) AS day),
+e AS (
+    SELECT d.day, x.project_id, x.event_id, x.event_time
+    FROM d CROSS JOIN LATERAL (
+        SELECT project_id, event_id, event_time FROM events
+        WHERE event_time >= d.start AND event_time < d.start + interval '1 day'
+    ) x
+), k AS (
+    SELECT day, count(*) AS n FROM e GROUP BY day, project_id, event_id
+), kd AS (
+    SELECT day, sum(n)::bigint AS events, count(*) FILTER (WHERE n > 1) AS dup_keys,
+           coalesce(sum(n - 1) FILTER (WHERE n > 1), 0)::bigint AS extra
+    FROM k GROUP BY day
+), ledger AS (
+    SELECT e.day, count(*) FILTER (WHERE i.project_id IS NULL) AS missing,
+           count(*) FILTER (WHERE i.event_time <> e.event_time) AS mismatch
+    FROM e LEFT JOIN event_ids i USING (project_id, event_id) GROUP BY e.day
+)
+SELECT kd.day, kd.events, kd.dup_keys, kd.extra, ledger.missing, ledger.mismatch
+FROM kd JOIN ledger USING (day)
 """
 
 _DUPLICATE_SAMPLES = """
@@ -80,13 +87,6 @@ FROM events WHERE event_time >= %(start)s AND event_time < %(end)s
 GROUP BY project_id, event_id HAVING count(*) > 1
 ORDER BY count(*) DESC, project_id, event_id
 LIMIT %(limit)s
-"""
-
-_LEDGER_COUNTS = """
-SELECT count(*) FILTER (WHERE i.project_id IS NULL),
-       count(*) FILTER (WHERE i.event_time <> e.event_time)
-FROM events e LEFT JOIN event_ids i USING (project_id, event_id)
-WHERE e.event_time >= %(start)s AND e.event_time < %(end)s
 """
 
 _LEDGER_SAMPLES = """
@@ -99,37 +99,46 @@ LIMIT %(limit)s
 """
 
 
+def duplicate_event_ids_days(conn: psycopg.Connection, days: list[date]) -> dict[date, DuplicateReport]:
+    """Exactly-once violations per day among the days' raw events: duplicated (project_id, event_id) pairs,
+    and rows the `event_ids` ledger does not account for (no ledger row, or one with another event time).
+    One statement for all the days; samples are read only for the days that fail."""
+    counts = {r[0]: r[1:] for r in conn.execute(_DUPLICATE_COUNTS, {"days": list(days)}).fetchall()}
+    out = {}
+    for day in days:
+        events, dup_keys, extra, missing, mismatch = counts.get(day, (0, 0, 0, 0, 0))
+        samples: list[dict[str, Any]] = []
+        params = _params(day, limit=SAMPLES)
+        if dup_keys:
+            samples += [
+                {
+                    "kind": "duplicate",
+                    "project_id": str(project),
+                    "event_id": str(event),
+                    "rows": n,
+                    "event_times": [t.isoformat() for t in times],
+                }
+                for project, event, n, times in conn.execute(_DUPLICATE_SAMPLES, params)
+            ]
+        if (missing or mismatch) and len(samples) < SAMPLES:
+            params["limit"] = SAMPLES - len(samples)
+            samples += [
+                {
+                    "kind": "missing_from_ledger" if ledger_time is None else "ledger_time_mismatch",
+                    "project_id": str(project),
+                    "event_id": str(event),
+                    "event_time": event_time.isoformat(),
+                    "ledger_event_time": ledger_time.isoformat() if ledger_time else None,
+                }
+                for project, event, event_time, ledger_time in conn.execute(_LEDGER_SAMPLES, params)
+            ]
+        out[day] = DuplicateReport(day, events, dup_keys, extra, missing, mismatch, samples)
+    return out
+
+
 def duplicate_event_ids(conn: psycopg.Connection, day: date) -> DuplicateReport:
-    """Exactly-once violations among the day's raw events: duplicated (project_id, event_id) pairs, and
-    rows the `event_ids` ledger does not account for (no ledger row, or one with another event time)."""
-    params = _params(day, limit=SAMPLES)
-    events, dup_keys, extra = conn.execute(_DUPLICATE_COUNTS, params).fetchone()
-    missing, mismatch = conn.execute(_LEDGER_COUNTS, params).fetchone()
-    samples: list[dict[str, Any]] = []
-    if dup_keys:
-        samples += [
-            {
-                "kind": "duplicate",
-                "project_id": str(project),
-                "event_id": str(event),
-                "rows": n,
-                "event_times": [t.isoformat() for t in times],
-            }
-            for project, event, n, times in conn.execute(_DUPLICATE_SAMPLES, params)
-        ]
-    if (missing or mismatch) and len(samples) < SAMPLES:
-        params["limit"] = SAMPLES - len(samples)
-        samples += [
-            {
-                "kind": "missing_from_ledger" if ledger_time is None else "ledger_time_mismatch",
-                "project_id": str(project),
-                "event_id": str(event),
-                "event_time": event_time.isoformat(),
-                "ledger_event_time": ledger_time.isoformat() if ledger_time else None,
-            }
-            for project, event, event_time, ledger_time in conn.execute(_LEDGER_SAMPLES, params)
-        ]
-    return DuplicateReport(day, events, dup_keys, extra, missing, mismatch, samples)
+    """`duplicate_event_ids_days` for one day."""
+    return duplicate_event_ids_days(conn, [day])[day]
 
 
 # --- aggregates vs raw -----------------------------------------------------------------------------------
@@ -198,54 +207,72 @@ class ReconciliationReport:
 
 
 _RECONCILE = """
-WITH raw AS (
-    SELECT project_id, count(*) AS events, count(DISTINCT distinct_id) AS users
-    FROM events WHERE event_time >= %(start)s AND event_time < %(end)s GROUP BY 1
+WITH d AS (SELECT day, (day::timestamp AT TIME ZONE 'UTC') AS start FROM unnest(%(days)s::date[]) AS day),
+raw AS (
+    SELECT d.day, r.project_id, r.events, r.users FROM d CROSS JOIN LATERAL (
+        SELECT project_id, count(*) AS events, count(DISTINCT distinct_id) AS users FROM events
+        WHERE event_time >= d.start AND event_time < d.start + interval '1 day' GROUP BY 1
+    ) r
 ), roll AS (
-    SELECT project_id, sum(events) AS events
-    FROM event_rollups WHERE bucket >= %(start)s AND bucket < %(end)s GROUP BY 1
+    SELECT d.day, r.project_id, r.events FROM d CROSS JOIN LATERAL (
+        SELECT project_id, sum(events) AS events FROM event_rollups
+        WHERE bucket >= d.start AND bucket < d.start + interval '1 day' GROUP BY 1
+    ) r
 ), act AS (
-    SELECT project_id, count(*) AS users FROM user_activity WHERE day = %(day)s GROUP BY 1
+    SELECT day, project_id, count(*) AS users FROM user_activity WHERE day = ANY(%(days)s) GROUP BY 1, 2
 ), agg AS (
-    SELECT project_id,
+    SELECT date AS day, project_id,
            max(value) FILTER (WHERE metric = 'events' AND dimensions = '{}'::jsonb) AS events,
            max(value) FILTER (WHERE metric = 'unique_users') AS users
-    FROM daily_aggregates WHERE date = %(day)s AND metric IN ('events', 'unique_users') GROUP BY 1
+    FROM daily_aggregates WHERE date = ANY(%(days)s) AND metric IN ('events', 'unique_users') GROUP BY 1, 2
 ), landed AS (
-    SELECT project_id, version FROM landed_days WHERE day = %(day)s
+    SELECT day, project_id, version FROM landed_days WHERE day = ANY(%(days)s)
 ), built AS (
-    SELECT project_id, built_version FROM aggregate_builds WHERE day = %(day)s
+    SELECT day, project_id, built_version FROM aggregate_builds WHERE day = ANY(%(days)s)
 ), p AS (
-    SELECT project_id FROM raw UNION SELECT project_id FROM roll UNION SELECT project_id FROM act
-    UNION SELECT project_id FROM agg UNION SELECT project_id FROM landed UNION SELECT project_id FROM built
+    SELECT day, project_id FROM raw UNION SELECT day, project_id FROM roll UNION SELECT day, project_id FROM act
+    UNION SELECT day, project_id FROM agg UNION SELECT day, project_id FROM landed
+    UNION SELECT day, project_id FROM built
 )
-SELECT p.project_id::text, landed.version, built.built_version,
+SELECT p.day, p.project_id::text, landed.version, built.built_version,
        coalesce(raw.events, 0), coalesce(roll.events, 0)::bigint, agg.events,
        coalesce(raw.users, 0), coalesce(act.users, 0), agg.users
 FROM p
-LEFT JOIN raw USING (project_id) LEFT JOIN roll USING (project_id) LEFT JOIN act USING (project_id)
-LEFT JOIN agg USING (project_id) LEFT JOIN landed USING (project_id) LEFT JOIN built USING (project_id)
-ORDER BY 1
+LEFT JOIN raw USING (day, project_id) LEFT JOIN roll USING (day, project_id)
+LEFT JOIN act USING (day, project_id) LEFT JOIN agg USING (day, project_id)
+LEFT JOIN landed USING (day, project_id) LEFT JOIN built USING (day, project_id)
+ORDER BY 1, 2
 """
 
 
-def reconciliation(conn: psycopg.Connection, day: date) -> ReconciliationReport:
-    """Per project, the day's raw events and distinct users against `event_rollups`, `user_activity` and
-    the built-in `daily_aggregates` metrics.
+def reconciliation_days(conn: psycopg.Connection, days: list[date]) -> dict[date, ReconciliationReport]:
+    """Per day and project, raw events and distinct users against `event_rollups`, `user_activity` and
+    the built-in `daily_aggregates` metrics, in one statement for all the days.
 
     Only projects whose aggregates were built from the data currently landed (landed_days.version ==
     aggregate_builds.built_version) can be expected to match; the others are `pending_rebuild` (the late-data
     sensor rebuilds them). Projects without a landed-day row (rows not written by landing) are compared.
     A day whose raw partition is no longer attached (retention) is not compared at all.
     """
-    rows = [ProjectCounts(*r) for r in conn.execute(_RECONCILE, _params(day)).fetchall()]
-    raw_events = sum(r.raw_events for r in rows)
-    if rows and not raw_partition_attached(conn, day):
-        return ReconciliationReport(day, False, 0, [], [], raw_events)
-    pending = [r for r in rows if r.pending_reason]
-    compared = [r for r in rows if not r.pending_reason]
-    mismatches = [r for r in compared if not r.consistent]
-    return ReconciliationReport(day, True, len(compared), mismatches, pending, raw_events)
+    by_day: dict[date, list[ProjectCounts]] = {day: [] for day in days}
+    for day, *row in conn.execute(_RECONCILE, {"days": list(days)}).fetchall():
+        by_day[day].append(ProjectCounts(*row))
+    out = {}
+    for day, rows in by_day.items():
+        raw_events = sum(r.raw_events for r in rows)
+        if rows and not is_attached(conn, day):
+            out[day] = ReconciliationReport(day, False, 0, [], [], raw_events)
+            continue
+        pending = [r for r in rows if r.pending_reason]
+        compared = [r for r in rows if not r.pending_reason]
+        mismatches = [r for r in compared if not r.consistent]
+        out[day] = ReconciliationReport(day, True, len(compared), mismatches, pending, raw_events)
+    return out
+
+
+def reconciliation(conn: psycopg.Connection, day: date) -> ReconciliationReport:
+    """`reconciliation_days` for one day."""
+    return reconciliation_days(conn, [day])[day]
 
 
 # --- late arrivals ---------------------------------------------------------------------------------------
@@ -263,16 +290,25 @@ class LateArrivals:
         return self.late / self.events if self.events else 0.0
 
 
+_LATE = """
+WITH d AS (SELECT day, (day::timestamp AT TIME ZONE 'UTC') AS start FROM unnest(%(days)s::date[]) AS day)
+SELECT d.day, x.events, x.late FROM d CROSS JOIN LATERAL (
+    SELECT count(*) AS events,
+           count(*) FILTER (WHERE received_at - event_time > %(lag)s * interval '1 second') AS late
+    FROM events WHERE event_time >= d.start AND event_time < d.start + interval '1 day'
+) x
+"""
+
+
+def late_arrivals_days(conn: psycopg.Connection, days: list[date], lag_s: float) -> dict[date, LateArrivals]:
+    """Per day, events (by event time) received more than `lag_s` seconds after their event time."""
+    rows = conn.execute(_LATE, {"days": list(days), "lag": lag_s}).fetchall()
+    return {day: LateArrivals(day, lag_s, events, late) for day, events, late in rows}
+
+
 def late_arrivals(conn: psycopg.Connection, day: date, lag_s: float) -> LateArrivals:
-    """Events of the day (by event time) received more than `lag_s` seconds after their event time."""
-    events, late = conn.execute(
-        """
-        SELECT count(*), count(*) FILTER (WHERE received_at - event_time > %(lag)s * interval '1 second')
-        FROM events WHERE event_time >= %(start)s AND event_time < %(end)s
-        """,
-        _params(day, lag=lag_s),
-    ).fetchone()
-    return LateArrivals(day, lag_s, events, late)
+    """`late_arrivals_days` for one day."""
+    return late_arrivals_days(conn, [day], lag_s)[day]
 
 
 # --- dead letters ----------------------------------------------------------------------------------------
@@ -291,57 +327,80 @@ class DeadLetterRate:
         return self.dead_letters / total if total else 0.0
 
 
-# `landed_at` is not the partition key and has no index. A row landed on the day belongs to a day whose
+# `landed_at` is not the partition key and has no index. A row landed on a day belongs to a day whose
 # landed_days row spans that moment (first_landed_at <= landed_at <= last_landed_at, stamped in the landing
-# transaction), so only those days' partitions are scanned, one at a time (run-time partition pruning).
-_LANDED_ON_DAY = """
-SELECT coalesce(sum(c.n), 0)::bigint
-FROM (
-    SELECT DISTINCT day FROM landed_days
-    WHERE first_landed_at < %(end)s AND last_landed_at >= %(start)s
-) d
-CROSS JOIN LATERAL (
-    SELECT count(*) AS n FROM events
-    WHERE event_time >= (d.day::timestamp AT TIME ZONE 'UTC')
-      AND event_time < ((d.day + 1)::timestamp AT TIME ZONE 'UTC')
-      AND landed_at >= %(start)s AND landed_at < %(end)s
-) c
+# transaction), so only those days' partitions are scanned, one at a time (run-time partition pruning), each
+# once for all the landing days it can hold rows of.
+_DEAD_LETTER_RATE = """
+WITH d AS (SELECT day, (day::timestamp AT TIME ZONE 'UTC') AS start FROM unnest(%(days)s::date[]) AS day),
+dead AS (
+    SELECT d.day, x.reason, x.n FROM d CROSS JOIN LATERAL (
+        SELECT reason, count(*) AS n FROM dead_letters
+        WHERE dead_at >= d.start AND dead_at < d.start + interval '1 day' GROUP BY 1
+    ) x
+), sources AS (
+    SELECT DISTINCT l.day AS source FROM landed_days l, d
+    WHERE l.first_landed_at < d.start + interval '1 day' AND l.last_landed_at >= d.start
+), landed AS (
+    SELECT (c.landed_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n
+    FROM sources s CROSS JOIN LATERAL (
+        SELECT landed_at FROM events
+        WHERE event_time >= (s.source::timestamp AT TIME ZONE 'UTC')
+          AND event_time < ((s.source + 1)::timestamp AT TIME ZONE 'UTC')
+          AND landed_at >= (SELECT min(start) FROM d) AND landed_at < (SELECT max(start) FROM d) + interval '1 day'
+    ) c
+    GROUP BY 1
+)
+SELECT d.day, coalesce((SELECT n FROM landed WHERE landed.day = d.day), 0)::bigint,
+       coalesce((SELECT jsonb_object_agg(reason, n) FROM dead WHERE dead.day = d.day), '{}'::jsonb)
+FROM d
 """
 
 
+def dead_letter_rate_days(conn: psycopg.Connection, days: list[date]) -> dict[date, DeadLetterRate]:
+    """Per day, dead letters recorded on the day against events landed on the day (landing time, not event
+    time), in one statement for all the days."""
+    out = {}
+    for day, landed, reasons in conn.execute(_DEAD_LETTER_RATE, {"days": list(days)}).fetchall():
+        by_reason = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+        out[day] = DeadLetterRate(day, sum(by_reason.values()), landed, by_reason)
+    return out
+
+
 def dead_letter_rate(conn: psycopg.Connection, day: date) -> DeadLetterRate:
-    """Dead letters recorded on the day against events landed on the day (landing time, not event time)."""
-    params = _params(day)
-    by_reason = dict(
-        conn.execute(
-            "SELECT reason, count(*) FROM dead_letters WHERE dead_at >= %(start)s AND dead_at < %(end)s "
-            "GROUP BY 1 ORDER BY 2 DESC, 1",
-            params,
-        ).fetchall()
-    )
-    landed = conn.execute(_LANDED_ON_DAY, params).fetchone()[0]
-    return DeadLetterRate(day, sum(by_reason.values()), landed, by_reason)
+    """`dead_letter_rate_days` for one day."""
+    return dead_letter_rate_days(conn, [day])[day]
 
 
 # --- inputs of the Great Expectations suite -------------------------------------------------------------
 
-RAW_COLUMNS = ("project_id", "event_id", "event_name", "distinct_id", "event_time")
+RAW_COLUMNS = ("day", "project_id", "event_id", "event_name", "distinct_id", "event_time")
 AGGREGATE_COLUMNS = ("org_id", "project_id", "metric", "date", "dimensions", "value", "events")
+NAME_COLUMNS = ("day", "event_name", "events", "known")  # known: NULL when the day has no name history
+VOLUME_COLUMNS = ("day", "events", "history_days", "history_mean", "ratio")  # ratio: NULL without history
 
 
 @dataclass(frozen=True)
 class ExpectationInputs:
-    """The day's data for the expectation suite: raw rows (sampled above `cap`), aggregate rows (same cap),
-    exact per-name event counts of the day, and the history the day is judged against."""
+    """The days' data for the expectation suite, one frame each for all the days: raw rows and aggregate rows
+    (sampled above `cap` rows in all), exact per-day per-name counts with whether the name was seen in the
+    previous `name_days` days, and per-day volume against the mean of up to `volume_days` earlier days."""
 
-    day: date
-    raw_total: int
+    days: list[date]
+    raw_totals: dict[date, int]
     raw_rows: list[tuple]
-    aggregate_total: int
+    aggregate_totals: dict[date, int]
     aggregate_rows: list[tuple]
-    names: list[tuple[str, int]]  # (event_name, events) of the whole day, from raw
-    known_names: list[str]  # names in event_rollups over the previous `name_days` days
-    history_days: list[tuple[date, int]]  # up to `volume_days` most recent earlier days with data
+    names: list[tuple]  # NAME_COLUMNS
+    volumes: list[tuple]  # VOLUME_COLUMNS
+
+    @property
+    def raw_total(self) -> int:
+        return sum(self.raw_totals.values())
+
+    @property
+    def aggregate_total(self) -> int:
+        return sum(self.aggregate_totals.values())
 
     @property
     def raw_sampled(self) -> bool:
@@ -351,35 +410,59 @@ class ExpectationInputs:
     def aggregates_sampled(self) -> bool:
         return len(self.aggregate_rows) < self.aggregate_total
 
-    @property
-    def history_mean(self) -> float | None:
-        if not self.history_days:
-            return None
-        return sum(n for _, n in self.history_days) / len(self.history_days)
-
 
 # random() < fraction keeps every row when fraction >= 1; LIMIT holds the cap when sampling overshoots.
 _RAW_ROWS = """
-SELECT project_id::text, event_id::text, event_name, distinct_id, event_time
-FROM events WHERE event_time >= %(start)s AND event_time < %(end)s AND random() < %(fraction)s
+WITH d AS (SELECT day, (day::timestamp AT TIME ZONE 'UTC') AS start FROM unnest(%(days)s::date[]) AS day)
+SELECT d.day, x.project_id::text, x.event_id::text, x.event_name, x.distinct_id, x.event_time
+FROM d CROSS JOIN LATERAL (
+    SELECT * FROM events
+    WHERE event_time >= d.start AND event_time < d.start + interval '1 day' AND random() < %(fraction)s
+) x
 LIMIT %(cap)s
 """
+
+_AGGREGATE_COUNTS = "SELECT date, count(*) FROM daily_aggregates WHERE date = ANY(%(days)s) GROUP BY 1"
 
 _AGGREGATE_ROWS = """
 SELECT org_id::text, project_id::text, metric, date, dimensions::text, value, events
-FROM daily_aggregates WHERE date = %(day)s AND random() < %(fraction)s
+FROM daily_aggregates WHERE date = ANY(%(days)s) AND random() < %(fraction)s
 LIMIT %(cap)s
 """
 
-_KNOWN_NAMES = """
-SELECT DISTINCT event_name FROM event_rollups
-WHERE bucket >= %(history_start)s AND bucket < %(start)s ORDER BY 1
-"""
-
-_HISTORY_DAYS = """
-SELECT (bucket AT TIME ZONE 'UTC')::date AS day, sum(events)::bigint
-FROM event_rollups WHERE bucket >= %(history_start)s AND bucket < %(start)s
-GROUP BY 1 HAVING sum(events) > 0 ORDER BY 1 DESC LIMIT %(volume_days)s
+# Names and volumes of the days, each judged against event_rollups of the `name_days` days before it: the
+# rollups are read once for the whole window (per UTC day and name), not once per day.
+_NAMES_AND_VOLUMES = """
+WITH d AS (SELECT day, (day::timestamp AT TIME ZONE 'UTC') AS start FROM unnest(%(days)s::date[]) AS day),
+n AS (
+    SELECT d.day, x.event_name, x.events FROM d CROSS JOIN LATERAL (
+        SELECT event_name, count(*) AS events FROM events
+        WHERE event_time >= d.start AND event_time < d.start + interval '1 day' GROUP BY 1
+    ) x
+), hist AS (
+    SELECT (bucket AT TIME ZONE 'UTC')::date AS day, event_name, sum(events) AS events FROM event_rollups
+    WHERE bucket >= (SELECT min(start) FROM d) - %(name_days)s * interval '1 day'
+      AND bucket < (SELECT max(start) FROM d)
+    GROUP BY 1, 2
+), hist_days AS (
+    SELECT day, sum(events) AS events FROM hist GROUP BY 1 HAVING sum(events) > 0
+)
+SELECT 'name', n.day, n.event_name, n.events,
+       CASE WHEN EXISTS (SELECT 1 FROM hist h WHERE h.day >= n.day - %(name_days)s AND h.day < n.day)
+            THEN EXISTS (SELECT 1 FROM hist h WHERE h.event_name = n.event_name
+                         AND h.day >= n.day - %(name_days)s AND h.day < n.day) END,
+       NULL::double precision
+FROM n
+UNION ALL
+SELECT 'volume', d.day, NULL, coalesce((SELECT sum(events) FROM n WHERE n.day = d.day), 0)::bigint,
+       v.days, v.mean
+FROM d CROSS JOIN LATERAL (
+    SELECT count(*)::int AS days, avg(events)::double precision AS mean FROM (
+        SELECT events FROM hist_days h WHERE h.day >= d.day - %(name_days)s AND h.day < d.day
+        ORDER BY h.day DESC LIMIT %(volume_days)s
+    ) r
+) v
+ORDER BY 1, 2, 3
 """
 
 
@@ -388,23 +471,23 @@ def _fraction(total: int, cap: int) -> float:
 
 
 def expectation_inputs(
-    conn: psycopg.Connection, day: date, cap: int = 200_000, name_days: int = 30, volume_days: int = 7
+    conn: psycopg.Connection, days: list[date], cap: int = 200_000, name_days: int = 30, volume_days: int = 7
 ) -> ExpectationInputs:
-    history_start, _ = day_bounds(day - timedelta(days=name_days))
-    params = _params(day, cap=cap, history_start=history_start, volume_days=volume_days)
-    names = conn.execute(
-        "SELECT event_name, count(*) FROM events WHERE event_time >= %(start)s AND event_time < %(end)s "
-        "GROUP BY 1 ORDER BY 1",
-        params,
+    """What the expectation suite validates for `days`, read in a handful of statements for all of them."""
+    params = {"days": list(days), "cap": cap, "name_days": name_days, "volume_days": volume_days}
+    names, volumes = [], []
+    for kind, day, name, events, known_or_days, mean in conn.execute(_NAMES_AND_VOLUMES, params):
+        if kind == "name":
+            names.append((day, name, int(events), known_or_days))
+        else:
+            ratio = events / mean if mean else None
+            volumes.append((day, int(events), int(known_or_days), mean, ratio))
+    raw_totals = {day: events for day, events, *_ in volumes}
+    raw_rows = conn.execute(
+        _RAW_ROWS, {**params, "fraction": _fraction(sum(raw_totals.values()), cap)}
     ).fetchall()
-    raw_total = sum(n for _, n in names)
-    raw_rows = conn.execute(_RAW_ROWS, {**params, "fraction": _fraction(raw_total, cap)}).fetchall()
-    aggregate_total = conn.execute(
-        "SELECT count(*) FROM daily_aggregates WHERE date = %(day)s", params
-    ).fetchone()[0]
+    aggregate_totals = {day: 0 for day in days} | dict(conn.execute(_AGGREGATE_COUNTS, params).fetchall())
     aggregate_rows = conn.execute(
-        _AGGREGATE_ROWS, {**params, "fraction": _fraction(aggregate_total, cap)}
+        _AGGREGATE_ROWS, {**params, "fraction": _fraction(sum(aggregate_totals.values()), cap)}
     ).fetchall()
-    known = [n for (n,) in conn.execute(_KNOWN_NAMES, params)]
-    history = [(d, n) for d, n in conn.execute(_HISTORY_DAYS, params)]
-    return ExpectationInputs(day, raw_total, raw_rows, aggregate_total, aggregate_rows, names, known, history)
+    return ExpectationInputs(list(days), raw_totals, raw_rows, aggregate_totals, aggregate_rows, names, volumes)

@@ -72,6 +72,11 @@ def ensure_project(
     return row[0]
 
 
+def find_org(conn: psycopg.Connection, slug: str) -> uuid.UUID | None:
+    row = conn.execute("SELECT id FROM orgs WHERE slug = %s", (slug,)).fetchone()
+    return row[0] if row else None
+
+
 def find_project(conn: psycopg.Connection, org_slug: str, project_slug: str) -> ProjectRow | None:
     with conn.cursor(row_factory=class_row(ProjectRow)) as cur:
         return cur.execute(
@@ -145,3 +150,24 @@ _KEY_COLUMNS = (
     "k.id, k.org_id, k.project_id, k.kind, k.name, k.key_prefix, k.rate_per_s, k.burst, k.created_at, "
     "k.last_used_at, k.revoked_at"
 )
+
+
+def readable_projects(
+    conn: psycopg.Connection, org_id: uuid.UUID, project_id: uuid.UUID | None
+) -> list[tuple[uuid.UUID, uuid.UUID, str, str, str, str]]:
+    """(id, org_id, slug, name, org slug, timezone) of the projects a read key may read: its org's, or only
+    its own project when the key is bound to one."""
+    return conn.execute(
+        """
+        SELECT p.id, p.org_id, p.slug, p.name, o.slug, p.timezone
+        FROM projects p JOIN orgs o ON o.id = p.org_id
+        WHERE p.org_id = %s AND (%s::uuid IS NULL OR p.id = %s) ORDER BY o.slug, p.slug
+        """,
+        (org_id, project_id, project_id),
+    ).fetchall()
+
+
+def key_active(conn: psycopg.Connection, key_id: uuid.UUID) -> bool:
+    """False once the key is revoked (or gone): long-lived streams re-check their key with this."""
+    row = conn.execute("SELECT revoked_at IS NULL FROM api_keys WHERE id = %s", (key_id,)).fetchone()
+    return bool(row and row[0])

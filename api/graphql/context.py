@@ -26,9 +26,10 @@ from api.graphql.inputs import PropertyFilter as PropertyFilterInput
 from api.ratelimit import RateLimiter
 from api.security import KeyCache
 from pulseops.settings import Settings
+from warehouse.db import set_local_statement_timeout
 from warehouse.exact import RawDataGone, Scope, data_version, snapshot
 from warehouse.filters import FilterError, FilterOp, PropertyFilter
-from warehouse.tenants import ApiKeyRow
+from warehouse.tenants import ApiKeyRow, readable_projects
 
 T = TypeVar("T")
 ZONES = frozenset(zoneinfo.available_timezones())
@@ -64,14 +65,7 @@ class ProjectsCache:
         if hit is not None:
             return hit
         with self._pool.connection() as conn:
-            rows = conn.execute(
-                """
-                SELECT p.id, p.org_id, p.slug, p.name, o.slug, p.timezone
-                FROM projects p JOIN orgs o ON o.id = p.org_id
-                WHERE p.org_id = %s AND (%s::uuid IS NULL OR p.id = %s) ORDER BY o.slug, p.slug
-                """,
-                (key.org_id, key.project_id, key.project_id),
-            ).fetchall()
+            rows = readable_projects(conn, key.org_id, key.project_id)
         projects = {r[0]: ProjectAccess(*r) for r in rows}
         if len(self._entries) > 10_000:
             self._entries.clear()
@@ -211,10 +205,7 @@ class Context(BaseContext):
         def work() -> T:
             try:
                 with self.services.pool.connection() as conn, conn.transaction():
-                    conn.execute(
-                        "SELECT set_config('statement_timeout', %s, true)",
-                        (str(self.settings.statement_timeout_ms),),
-                    )
+                    set_local_statement_timeout(conn, self.settings.statement_timeout_ms)
                     return fn(conn)
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 raise ClientError("the warehouse is unavailable; retry shortly", UNAVAILABLE) from exc

@@ -6,29 +6,17 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import strawberry
 
 from api.graphql.errors import ClientError
 from api.graphql.queries import Ctx, ProjectId
 from api.graphql.types import LiveEventCount
-
-_LIVE = """
-SELECT count(*) FILTER (WHERE event_time >= %(sec)s AND event_time < %(sec)s + interval '1 second'),
-       count(*) FILTER (WHERE event_time >= %(sec)s - interval '59 seconds'),
-       (SELECT coalesce(sum(events), 0) FROM landed_days WHERE project_id = %(p)s AND day = %(day)s)
-FROM events
-WHERE project_id = %(p)s AND event_time >= %(sec)s - interval '59 seconds'
-  AND event_time < %(sec)s + interval '1 second'
-"""
-
+from warehouse.live import live_counts
+from warehouse.tenants import key_active
 
 KEY_RECHECK_S = 10.0
-
-
-def _key_active(conn, key_id) -> bool:
-    row = conn.execute("SELECT revoked_at IS NULL FROM api_keys WHERE id = %s", (key_id,)).fetchone()
-    return bool(row and row[0])
 
 
 @strawberry.type
@@ -47,14 +35,12 @@ class Subscription:
         checked = time.monotonic()
         while True:
             if time.monotonic() - checked >= KEY_RECHECK_S:  # a revoked key stops streaming within this bound
-                if not await ctx.run(lambda conn: _key_active(conn, key.id)):
+                if not await ctx.run(lambda conn: key_active(conn, key.id)):
                     raise ClientError("the API key was revoked", "UNAUTHENTICATED")
                 checked = time.monotonic()
             now = datetime.now(UTC)
             second = now.replace(microsecond=0) - timedelta(seconds=1)
-            params = {"p": project.id, "sec": second, "day": now.date()}
-            events, minute, today = await ctx.run(
-                lambda conn, params=params: conn.execute(_LIVE, params).fetchone()
-            )
+            counts = partial(live_counts, project_id=project.id, second=second, day=now.date())
+            events, minute, today = await ctx.run(counts)
             yield LiveEventCount(second=second, events=events, events_last_minute=minute, events_today=today)
             await asyncio.sleep(max(0.0, interval - (datetime.now(UTC) - now).total_seconds()))

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api import metrics
+from warehouse.db import ping
 
 router = APIRouter(tags=["health"])
 
@@ -42,7 +43,7 @@ async def readyz(request: Request) -> Response:
 def _db_ok(pool) -> bool:
     try:
         with pool.connection(timeout=2) as conn:
-            conn.execute("SELECT 1")
+            ping(conn)
         return True
     except Exception:
         return False

@@ -51,6 +51,8 @@ REVIEWED: dict[tuple[str, str], str] = {
         "warehouse/exact.py",
         "raw_events_sql",
     ): "`columns` is a fixed column list passed by each caller in warehouse/",
+    ("warehouse/exact.py", "days_without_raw"): "ATTACHED: warehouse.partitions' one is-attached test",
+    ("warehouse/exact.py", "data_version"): "ATTACHED: warehouse.partitions' one is-attached test",
     ("warehouse/cold_reads.py", "rollups"): (
         "_floor/_us build arithmetic from a fixed column name and an int bucket width; `condition` comes "
         "from compile_filters (fixed fragments, values bound as ?)"

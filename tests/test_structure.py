@@ -1,0 +1,163 @@
+"""The codebase's shape, checked on every run: SQL text lives only in `warehouse/` (issue 14).
+
+The scan reads the AST of every tracked `.py` file outside the excluded folders and flags each string
+constant (f-string parts included; docstrings excluded, they never reach a driver) that looks like a SQL
+statement. It is a guard against drift, not a parser: the patterns are the statement shapes this codebase
+writes, and the planted samples below prove each one is caught while prose is not.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.security.tracked import ROOT, project_files
+
+# Folders whose SQL is theirs by design.
+EXCLUDED = {
+    "warehouse": "the store: every statement of the product lives here (migrations included)",
+    "tests": "tests seed, inspect and break the database directly to check the product from outside",
+    "benchmarks": (
+        "measuring instruments: COPY baselines, EXPLAIN plans, table sizes and the acknowledged-vs-landed "
+        "ledger check read the database directly, so a defect in the product's own queries cannot hide "
+        "itself from the measurement"
+    ),
+}
+
+# Files that still hold SQL while another change owns them. Each entry names the step that removes it; an
+# entry whose file no longer holds SQL fails the test, so the list only ever shrinks.
+ALLOWED = {
+    "pulseops/cli.py": (
+        "issue 15 moves the CLI's SQL into warehouse/ (in progress on main); the lead removes this entry "
+        "when it lands. `pulseops sql --help` may keep its example query: then name that constant here"
+    ),
+}
+
+_SQL = re.compile(
+    r"""
+    \bSELECT\b[\s\S]*?\bFROM\b                                    # SELECT ... FROM
+    | ^\s*SELECT\s                                                # SELECT 1, SELECT set_config(...)
+    | \bINSERT\s+INTO\b | \bDELETE\s+FROM\b | \bUPDATE\s+\w+\s+SET\b
+    | \bMERGE\s+INTO\b | ^\s*TRUNCATE\b
+    | \b(?:CREATE|ALTER|DROP)\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+|UNIQUE\s+|UNLOGGED\s+)?
+      (?:TABLE|INDEX|VIEW|SCHEMA|DATABASE|FUNCTION|MATERIALIZED|ROLE|EXTENSION|TRIGGER|SEQUENCE)\b
+    | \bCOPY\b[\s\S]*?\b(?:STDIN|STDOUT)\b
+    | ^\s*(?:BEGIN|COMMIT|ROLLBACK|SAVEPOINT|VACUUM|ANALYZE|EXPLAIN)\b
+    | ^\s*SET\s+(?:LOCAL\s+|SESSION\s+)?\w+\s*(?:=|TO\b)
+    """,
+    re.VERBOSE | re.MULTILINE,
+)
+# Lower-case SQL is rarer; it counts only with a clause no English sentence has, or with catalog names.
+_SQL_ANY_CASE = re.compile(
+    r"""
+    \bselect\b[^"']*?\bfrom\b\s+\w+[\s\S]*?\b(?:where|group\s+by|order\s+by|join|limit)\b
+    | ^\s*select\s+(?:\d|\*|count\s*\(|set_config)
+    | \binsert\s+into\s+\w+\s*[(\s]\s*(?:values|select|\w+\s*,)
+    | \bdelete\s+from\s+\w+\s+where\b
+    | \bupdate\s+\w+\s+set\s+\w+\s*=
+    | \bset_config\s*\( | \bpg_(?:inherits|class|catalog|stat_activity|settings)\b | ::regclass\b
+    """,
+    re.VERBOSE | re.MULTILINE | re.IGNORECASE,
+)
+
+
+def sql_strings(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every non-docstring string constant in `source` that looks like SQL."""
+    tree = ast.parse(source)
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first.value))
+    strings = (
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings
+    )
+    return sorted(
+        (n.lineno, n.value) for n in strings if _SQL.search(n.value) or _SQL_ANY_CASE.search(n.value)
+    )
+
+
+def sql_outside_warehouse(root: Path, files: list[Path]) -> dict[str, list[tuple[int, str]]]:
+    """Per file (posix path relative to `root`) outside EXCLUDED: its SQL-looking strings."""
+    out = {}
+    for rel in files:
+        if rel.suffix != ".py" or rel.parts[0] in EXCLUDED:
+            continue
+        found = sql_strings((root / rel).read_text(encoding="utf-8"))
+        if found:
+            out[rel.as_posix()] = found
+    return out
+
+
+def test_no_sql_outside_warehouse() -> None:
+    found = sql_outside_warehouse(ROOT, project_files(".py"))
+    unexpected = {path: hits for path, hits in found.items() if path not in ALLOWED}
+    assert not unexpected, (
+        "SQL outside warehouse/: move each statement into a warehouse function and call it:\n"
+        + "\n".join(
+            f"{p}:{line}: {text.strip()[:100]!r}" for p, hits in unexpected.items() for line, text in hits
+        )
+    )
+    stale = sorted(set(ALLOWED) - set(found))
+    assert not stale, (
+        f"ALLOWED entries without SQL any more (remove them from tests/test_structure.py): {stale}"
+    )
+
+
+PLANTED = {
+    "the issue's sample": 'Q = "SELECT x FROM y WHERE"\n',
+    "select one": 'def ready(conn):\n    conn.execute("SELECT 1")\n',
+    "set_config": "conn.execute(\"SELECT set_config('statement_timeout', %s, true)\", (ms,))\n",
+    "insert": 'conn.execute("INSERT INTO t (a) VALUES (%s)", (a,))\n',
+    "update": 'conn.execute("UPDATE api_keys SET revoked_at = now() WHERE id = %s", (k,))\n',
+    "delete": 'conn.execute("DELETE FROM event_ids WHERE event_time < %s", (t,))\n',
+    "ddl": 'conn.execute("ALTER TABLE events DETACH PARTITION events_p20260101")\n',
+    "create temp": 'conn.execute("CREATE TEMP TABLE acked (event_id uuid)")\n',
+    "copy": 'with cur.copy("COPY events (a, b) FROM STDIN (FORMAT BINARY)"):\n    pass\n',
+    "transaction": 'conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")\n',
+    "set local": "conn.execute(\"SET LOCAL work_mem = '64MB'\")\n",
+    "multi-line": 'Q = """\n    SELECT count(*)\n    FROM events\n    WHERE project_id = %s\n"""\n',
+    "inside an f-string": 'def f(t):\n    return f"SELECT a FROM {t} WHERE b = %s"\n',
+    "lower case": 'conn.execute("select a from t where b = %s", (b,))\n',
+    "lower-case catalog": "conn.execute(\"select 1 from pg_inherits where inhparent = 'events'::regclass\")\n",
+    "in a method body": 'class A:\n    """Doc."""\n    def f(self):\n        return "DELETE FROM t"\n',
+}
+
+PROSE = {
+    "docstring": '"""Lands with INSERT ... SELECT and reads with SELECT ... FROM events."""\n',
+    "function docstring": 'def f():\n    """DELETE FROM the day, then INSERT INTO it again (one transaction)."""\n',
+    "english select": 'HELP = "Select a project from the list, then pick the days to show."\n',
+    "english update": 'MSG = "update the snapshot from the schema with make schema"\n',
+    "english from": 'MSG = "Settings come from the environment; select one from the menu"\n',
+    "begin inside prose": 'MSG = "the day begins at midnight UTC"\n',
+}
+
+
+@pytest.mark.parametrize("source", PLANTED.values(), ids=PLANTED.keys())
+def test_the_scan_finds_planted_sql(source: str) -> None:
+    """Guards the guard: each statement shape is caught."""
+    assert sql_strings(source), f"not flagged:\n{source}"
+
+
+@pytest.mark.parametrize("source", PROSE.values(), ids=PROSE.keys())
+def test_the_scan_leaves_prose_and_docstrings_alone(source: str) -> None:
+    assert sql_strings(source) == []
+
+
+def test_a_planted_statement_in_a_package_fails_the_tree_scan(tmp_path: Path) -> None:
+    """The tree scan reaches service packages and skips only the excluded folders."""
+    for rel, text in {
+        "api/routes/planted.py": 'Q = "SELECT x FROM y WHERE"\n',
+        "warehouse/fine.py": 'Q = "SELECT x FROM y WHERE"\n',
+        "api/clean.py": 'MSG = "nothing to see"\n',
+    }.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    files = [p.relative_to(tmp_path) for p in tmp_path.rglob("*.py")]
+    assert sql_outside_warehouse(tmp_path, files) == {"api/routes/planted.py": [(1, "SELECT x FROM y WHERE")]}
