@@ -32,7 +32,7 @@ from api.ingest.service import IngestServices
 from api.ingest.spool import Spool
 from api.metrics import RequestMetricsMiddleware
 from api.ratelimit import RateLimiter
-from api.routes import graphql, health, ingest
+from api.routes import compat, graphql, health, ingest
 from api.security import KeyCache
 from pulseops.settings import Settings, get_settings
 from pulseops.topics import ensure_topics
@@ -62,6 +62,11 @@ class PulseOpsAPI(FastAPI):
             if accept is not None:
                 state = self.state
                 await ingest_asgi.handle(state.ingest, state.key_cache, accept, scope, receive, send)
+                return
+            handler = ingest_asgi.COMPAT.get(scope["path"])  # PostHog / Segment SDK paths (docs/sdks.md)
+            if handler is not None:
+                state = self.state
+                await ingest_asgi.handle_compat(state.ingest, state.key_cache, handler, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
 
@@ -162,7 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     _offline_docs(app)
     install_error_handlers(app)
-    routers = (ingest.router, health.router, graphql.graphql_router(settings.query))
+    routers = (ingest.router, compat.router, health.router, graphql.graphql_router(settings.query))
     for router in routers:
         app.include_router(router)
     known = {route.path for router in routers for route in router.routes}

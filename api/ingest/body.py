@@ -41,10 +41,10 @@ async def read_body(
         return body
     if encoding != "gzip":
         raise ApiError(415, "unsupported_encoding", [("Content-Encoding", "only gzip is accepted")])
-    return _gunzip(body, max_bytes)
+    return gunzip(body, max_bytes)
 
 
-def _gunzip(body: bytes, max_bytes: int) -> bytes:
+def gunzip(body: bytes, max_bytes: int) -> bytes:
     """Inflate every gzip member (RFC 1952 allows several), never producing more than max_bytes."""
     out = bytearray()
     data = body

@@ -6,12 +6,16 @@ with `PULSEOPS_INGEST__FAST_PATH=false` these routes serve them. Both call api/i
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
 
-from api.deps import Ingest, IngestContext
+from fastapi import APIRouter, Header, Request, Response
+
+from api.deps import Ingest, IngestContext, ingest_context
 from api.ingest.body import read_body
+from api.ingest.compat import segment
 from api.ingest.schemas import openapi_components
 from api.ingest.service import accept_batch, accept_event, refuse_if_exhausted
+from api.routes.compat import serve
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -92,5 +96,23 @@ async def ingest_event(request: Request, ctx: Ingest) -> Response:
     responses=_responses("Accepted events were acknowledged by the broker; invalid ones are listed."),
     openapi_extra=_body_doc(_SCHEMAS["IngestBatch"]),
 )
-async def ingest_batch(request: Request, ctx: Ingest) -> Response:
+async def ingest_batch(
+    request: Request,
+    api_key: Annotated[
+        str | None,
+        Header(alias="X-API-Key", description="Project ingest key (po_ingest_...). Binds org and project."),
+    ] = None,
+) -> Response:
+    if api_key is None:  # Segment's shape (Basic auth or writeKey; api/ingest/compat/segment.py), else 401
+        if segment.is_segment_batch({k.lower(): v for k, v in request.headers.items()}, None):
+            return await serve(request, segment.batch)
+        services = request.app.state.ingest
+        h = request.headers
+        body = await read_body(
+            request.receive, h.get("content-length"), h.get("content-encoding"),
+            services.settings.ingest.max_body_bytes,
+        )  # fmt: skip
+        if segment.is_segment_batch({}, body):
+            return await serve(request, segment.batch, body)
+    ctx = await ingest_context(request, api_key)
     return _accepted(await accept_batch(ctx.services, ctx.key, await _body(request, ctx)))
