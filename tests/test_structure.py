@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -161,3 +164,66 @@ def test_a_planted_statement_in_a_package_fails_the_tree_scan(tmp_path: Path) ->
         (tmp_path / rel).write_text(text)
     files = [p.relative_to(tmp_path) for p in tmp_path.rglob("*.py")]
     assert sql_outside_warehouse(tmp_path, files) == {"api/routes/planted.py": [(1, "SELECT x FROM y WHERE")]}
+
+
+# --- import contracts ---------------------------------------------------------------------------------------
+
+PACKAGES = (
+    "pulseops",
+    "warehouse",
+    "streams",
+    "api",
+    "orchestration",
+    "alerting",
+    "dashboards",
+    "benchmarks",
+)
+
+# module to plant -> (the import it makes, the contract it must break)
+BACKWARDS = {
+    "warehouse/planted_up.py": ("import api.main", "layers import only downwards"),
+    "pulseops/settings.py": ("import warehouse.db", "layers import only downwards"),  # appended to the copy
+    "api/planted_sibling.py": ("import streams.app", "layers import only downwards"),
+    "alerting/planted_cli.py": ("from pulseops import cli", "layers import only downwards"),
+    "streams/planted_bench.py": ("import benchmarks.harness", "layers import only downwards"),
+    "dashboards/planted_data.py": ("import warehouse.db", "dashboards reach data over HTTP only"),
+    "benchmarks/planted_code.py": ("import api.main", "benchmarks start the services as processes"),
+}
+
+
+def _lint_copy(tmp_path: Path, planted: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`lint-imports` over a copy of the packages and pyproject.toml, with `planted` files added."""
+    for package in PACKAGES:
+        shutil.copytree(
+            ROOT / package,
+            tmp_path / package,
+            ignore=shutil.ignore_patterns("__pycache__", "node_modules", "static", "*.json", "*.js", "*.css"),
+        )
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    for rel, text in planted.items():
+        with (tmp_path / rel).open("a", encoding="utf-8") as f:  # a new module, or appended to a copied one
+            f.write(f"\n{text}\n")
+    # lint-imports puts its working directory first on sys.path, so the copies shadow the editable install.
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports")), "--no-cache"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_import_contracts_hold_on_the_tree(tmp_path: Path) -> None:
+    result = _lint_copy(tmp_path, {})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_backwards_import_breaks_its_contract(tmp_path: Path) -> None:
+    """Guards the guard: each planted import fails `lint-imports`, named under the contract it breaks."""
+    result = _lint_copy(tmp_path, {rel: text for rel, (text, _) in BACKWARDS.items()})
+    assert result.returncode != 0, result.stdout
+    report = " ".join(result.stdout.split())  # lint-imports wraps long lines
+    for rel, (_, contract) in BACKWARDS.items():
+        module = rel.removesuffix(".py").replace("/", ".")
+        assert module in report, f"{module} not reported:\n{result.stdout}"
+        assert f"{contract}" in report and "BROKEN" in report, result.stdout
