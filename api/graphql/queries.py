@@ -17,6 +17,7 @@ from api.graphql import convert
 from api.graphql.context import Context, normalized
 from api.graphql.errors import bad_input, forbidden
 from api.graphql.inputs import PropertyFilter
+from api.graphql.people import UniqueBy, UniqueByArg, cache_args, extra_version
 from api.graphql.types import (
     ActiveUsersKind,
     ActiveUsersSeries,
@@ -174,6 +175,7 @@ class Query:
         timezone: Zone = None,
         event_names: Names = None,
         filters: Filters = None,
+        unique_by: UniqueByArg = UniqueBy.DISTINCT_ID,
     ) -> ActiveUsersSeries:
         ctx = info.context
         # user_activity knows no event names: with names, every day is read raw
@@ -184,13 +186,16 @@ class Query:
         wide = scope.widened(kind.value - 1)
 
         def build(conn) -> ActiveUsersSeries:
-            days = series.active_users(conn, scope, kind.value, cold=ctx.cold)
+            days = series.active_users(conn, scope, kind.value, cold=ctx.cold, unique_by=unique_by.value)
             return ActiveUsersSeries(
                 kind=kind, range=convert.date_range(scope), days=[DayValue(date=d, value=n) for d, n in days]
             )
 
-        args = normalized(scope, w=kind.value)
-        return await ctx.cached("activeUsers", project, wide.utc_days, args, ActiveUsersSeries, build)
+        args = normalized(scope, w=kind.value, **cache_args(unique_by))
+        return await ctx.cached(
+            "activeUsers", project, wide.utc_days, args, ActiveUsersSeries, build,
+            extra_version(unique_by, project.id),
+        )  # fmt: skip
 
     @strawberry.field(description="All events in the range.")
     async def total_events(
@@ -271,6 +276,7 @@ class Query:
         timezone: Zone = None,
         event_names: Names = None,
         filters: Filters = None,
+        unique_by: UniqueByArg = UniqueBy.DISTINCT_ID,
     ) -> Breakdown:
         ctx = info.context
         _limit(limit, MAX_TOP, "limit")
@@ -279,7 +285,9 @@ class Query:
         project, scope = await ctx.scope(project_id, from_, to, timezone, event_names, filters, raw_only=True)
 
         def build(conn) -> Breakdown:
-            groups, total = explore.breakdown(conn, scope, property, limit, cold=ctx.cold)
+            groups, total = explore.breakdown(
+                conn, scope, property, limit, cold=ctx.cold, unique_by=unique_by.value
+            )
             return Breakdown(
                 property=property,
                 range=convert.date_range(scope),
@@ -287,8 +295,10 @@ class Query:
                 groups=[BreakdownGroup(value=g.value, events=g.events, users=g.users) for g in groups],
             )
 
-        args = normalized(scope, property=property, limit=limit)
-        return await ctx.cached("breakdown", project, scope.utc_days, args, Breakdown, build)
+        args = normalized(scope, property=property, limit=limit, **cache_args(unique_by))
+        return await ctx.cached(
+            "breakdown", project, scope.utc_days, args, Breakdown, build, extra_version(unique_by, project.id)
+        )
 
     @strawberry.field(description="Latest landed events, newest first, with cursor pagination.")
     async def recent_events(
@@ -365,20 +375,26 @@ class Query:
         to: To,
         granularity: Gran = Granularity.DAY,
         timezone: Zone = None,
+        unique_by: UniqueByArg = UniqueBy.DISTINCT_ID,
     ) -> MetricSeries:
         ctx = info.context
         metric = await load_metric(ctx, metric_id)
         g = granularity.value
         # Built rows serve only UTC days; anything else reads raw events, so raw limits apply.
         project, scope = await ctx.scope(str(metric.project_id), from_, to, timezone)
-        raw_only = not (scope.tz == "UTC" and g == "day")
+        # persons: built rows hold distinct ids, so a unique-users metric then reads raw events only
+        if metric.aggregation != "unique_users":
+            unique_by = UniqueBy.DISTINCT_ID
+        raw_only = not (scope.tz == "UTC" and g == "day") or unique_by is UniqueBy.PERSON
         if raw_only:
             project, scope = await ctx.scope(str(metric.project_id), from_, to, timezone, raw_only=True)
         if series.bucket_count(scope, g) > ctx.settings.max_buckets:
             raise bad_input("granularity", f"more than {ctx.settings.max_buckets} buckets; use a coarser one")
 
         def build(conn) -> MetricSeries:
-            points = metric_defs.metric_series(conn, metric, scope, g, cold=ctx.cold)
+            points = metric_defs.metric_series(
+                conn, metric, scope, g, cold=ctx.cold, unique_by=unique_by.value
+            )
             return MetricSeries(
                 metric_id=strawberry.ID(str(metric.id)),
                 granularity=granularity,
@@ -386,8 +402,13 @@ class Query:
                 points=[convert.metric_point(p) for p in points],
             )
 
-        args = normalized(scope, g=g, metric=str(metric.id), updated=metric.updated_at.isoformat())
-        return await ctx.cached("metricSeries", project, scope.utc_days, args, MetricSeries, build)
+        args = normalized(
+            scope, g=g, metric=str(metric.id), updated=metric.updated_at.isoformat(), **cache_args(unique_by)
+        )
+        return await ctx.cached(
+            "metricSeries", project, scope.utc_days, args, MetricSeries, build,
+            extra_version(unique_by, project.id),
+        )  # fmt: skip
 
     @strawberry.field(description="Freshness, dead letters, late arrivals and consumer lag; never cached.")
     async def ingestion_health(self, info: Ctx, project_id: ProjectId) -> IngestionHealth:

@@ -18,6 +18,7 @@ from strawberry.tools import merge_types
 from api.graphql.alerts import AlertMutation, AlertQuery
 from api.graphql.dashboards import DashboardMutation, DashboardQuery
 from api.graphql.mutations import Mutation
+from api.graphql.people import PeopleQuery
 from api.graphql.pipeline import PipelineQuery
 from api.graphql.queries import Query
 from api.graphql.subscriptions import Subscription
@@ -25,7 +26,7 @@ from api.graphql.types import LONG_SCALAR, Long
 from pulseops.settings import QuerySettings
 
 # Domains of the web dashboard (saved dashboards, alerts, pipeline detail) live in their own modules.
-RootQuery = merge_types("Query", (Query, DashboardQuery, AlertQuery, PipelineQuery))
+RootQuery = merge_types("Query", (Query, DashboardQuery, AlertQuery, PipelineQuery, PeopleQuery))
 RootMutation = merge_types("Mutation", (Mutation, DashboardMutation, AlertMutation))
 
 
