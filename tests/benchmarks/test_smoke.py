@@ -66,7 +66,7 @@ def test_suite_runs_at_small_size_and_writes_a_report(tmp_path):
     fresh = next(
         line for line in report.splitlines() if "202 -> visible in GraphQL (recentEvents), p95" in line
     )
-    assert "not measured: offered 2,000 < required 20,000 events/s" in fresh, fresh
+    assert re.search(r"not measured: offered [\d,]+ < required 20,000 events/s", fresh), fresh
     assert "not measured (scenario sustained not run)" in report or "### sustained" in report
 
     # every scenario that drives ingest checks every acknowledged id, and all of them landed exactly once
