@@ -19,12 +19,14 @@ import zoneinfo
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import httpx
 import plotly
 import websockets
-from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import HTTPConnection
 
 from pulseops.settings import Settings, get_settings
 
@@ -107,139 +109,183 @@ class Assets:
         return Response(asset.body, media_type=asset.media_type, headers=headers)
 
 
+@dataclass(frozen=True)
+class Dashboard:
+    """What the routes need, built once per app from settings and kept on `app.state.dashboard`."""
+
+    api_url: str
+    dagster_url: str
+    alert_interval_s: float
+    relay_timeout_s: float
+    zones: list[str]
+    assets: Assets
+
+
+def _dashboard(conn: HTTPConnection) -> Dashboard:
+    return conn.app.state.dashboard
+
+
+def _http(request: Request) -> httpx.AsyncClient:
+    return request.app.state.http
+
+
+DashboardDep = Annotated[Dashboard, Depends(_dashboard)]
+HttpDep = Annotated[httpx.AsyncClient, Depends(_http)]
+
+router = APIRouter(include_in_schema=False)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    d: Dashboard = app.state.dashboard
+    app.state.http = httpx.AsyncClient(timeout=d.relay_timeout_s, limits=httpx.Limits(max_connections=50))
+    await asyncio.to_thread(d.assets.get, PLOTLY_JS)  # gzip plotly once, before the first page load
+    try:
+        yield
+    finally:
+        await app.state.http.aclose()
+
+
+@router.get("/")
+async def index(request: Request, d: DashboardDep) -> Response:
+    return d.assets.response(request, STATIC / "index.html", "no-cache")
+
+
+@router.get(PLOTLY_PATH)
+async def plotly_js(request: Request, d: DashboardDep) -> Response:
+    return d.assets.response(request, PLOTLY_JS, "public, max-age=31536000, immutable")
+
+
+@router.get("/static/{name:path}")
+async def static(request: Request, name: str, d: DashboardDep) -> Response:
+    path = (STATIC / name).resolve()
+    if not path.is_file() or STATIC.resolve() not in path.parents:
+        return JSONResponse({"error": "not_found"}, status_code=404)
+    return d.assets.response(request, path, "no-cache")
+
+
+@router.get("/config.json")
+async def config(d: DashboardDep) -> JSONResponse:
+    return JSONResponse(
+        {
+            "dagsterUrl": d.dagster_url,
+            "plotly": PLOTLY_PATH,
+            "alertIntervalSeconds": d.alert_interval_s,
+            "zones": d.zones,
+        },
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+@router.get("/healthz")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+async def _read_capped(request: Request, limit: int) -> bytes | None:
+    """The body, or None once it exceeds `limit` (declared or streamed): never buffers more than that."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/graphql")
+async def relay(request: Request, d: DashboardDep, http: HttpDep) -> Response:
+    headers = {"Content-Type": "application/json"}
+    for name in ("x-api-key", "authorization"):
+        if name in request.headers:
+            headers[name] = request.headers[name]
+    body = await _read_capped(request, MAX_BODY_BYTES)
+    if body is None:
+        return JSONResponse(
+            {
+                "error": "too_large",
+                "detail": [{"field": "body", "reason": f"at most {MAX_BODY_BYTES} bytes"}],
+            },
+            status_code=413,
+        )
+    try:
+        r = await http.post(f"{d.api_url}/graphql", content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        log.warning("GraphQL API unreachable at %s: %s", d.api_url, exc)
+        return JSONResponse(
+            {
+                "error": "api_unavailable",
+                "detail": [{"field": "api", "reason": "the PulseOps API is not answering"}],
+            },
+            status_code=502,
+        )
+    passed = {k: v for k, v in r.headers.items() if k.lower() in ("retry-after", "content-type")}
+    return Response(r.content, status_code=r.status_code, headers=passed)
+
+
+async def _browser_to_api(ws: WebSocket, upstream: websockets.ClientConnection) -> None:
+    with contextlib.suppress(WebSocketDisconnect, websockets.ConnectionClosed):
+        while True:
+            await upstream.send(await ws.receive_text())
+
+
+async def _api_to_browser(ws: WebSocket, upstream: websockets.ClientConnection) -> None:
+    with contextlib.suppress(WebSocketDisconnect, websockets.ConnectionClosed, RuntimeError):
+        async for message in upstream:
+            await ws.send_text(message if isinstance(message, str) else message.decode())
+
+
+@router.websocket("/graphql")
+async def relay_ws(ws: WebSocket, d: DashboardDep) -> None:
+    if SUBPROTOCOL not in ws.scope.get("subprotocols", []):
+        await ws.close(code=4406)
+        return
+    target = "ws" + d.api_url.removeprefix("http") + "/graphql"
+    try:
+        upstream = await websockets.connect(target, subprotocols=[SUBPROTOCOL], open_timeout=5)
+    except (OSError, websockets.WebSocketException, TimeoutError) as exc:
+        log.warning("GraphQL WebSocket unreachable at %s: %s", target, exc)
+        await ws.close(code=1011)
+        return
+    await ws.accept(subprotocol=SUBPROTOCOL)
+    tasks = [
+        asyncio.create_task(_browser_to_api(ws, upstream)),
+        asyncio.create_task(_api_to_browser(ws, upstream)),
+    ]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        code = upstream.close_code or 1000
+        await upstream.close()
+        with contextlib.suppress(RuntimeError):
+            await ws.close(code=code if 1000 <= code < 5000 and code not in (1005, 1006) else 1000)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """Wiring only: the routes above, with what they need from `settings` on `app.state`."""
     settings = settings or get_settings()
     d = settings.dashboard
-    api_url = (d.api_url or f"http://{settings.ingest.host}:{settings.ingest.port}").rstrip("/")
     o = settings.orchestration
-    dagster_url = (d.dagster_url or f"http://{o.webserver_host}:{o.webserver_port}").rstrip("/")
-    # The API accepts exactly these names; browsers list ICU's names, some of them legacy (Asia/Calcutta).
-    zones = sorted(
-        z for z in zoneinfo.available_timezones() if not z.startswith(("posix/", "right/", "Etc/"))
-    )
-    assets = Assets({"index.html": (b"__PLOTLY__", PLOTLY_PATH.encode())})
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.http = httpx.AsyncClient(timeout=d.relay_timeout_s, limits=httpx.Limits(max_connections=50))
-        await asyncio.to_thread(assets.get, PLOTLY_JS)  # gzip plotly once, before the first page load
-        try:
-            yield
-        finally:
-            await app.state.http.aclose()
-
     app = FastAPI(
         title="PulseOps dashboard", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
-
-    @app.get("/", include_in_schema=False)
-    async def index(request: Request) -> Response:
-        return assets.response(request, STATIC / "index.html", "no-cache")
-
-    @app.get(PLOTLY_PATH, include_in_schema=False)
-    async def plotly_js(request: Request) -> Response:
-        return assets.response(request, PLOTLY_JS, "public, max-age=31536000, immutable")
-
-    @app.get("/static/{name:path}", include_in_schema=False)
-    async def static(request: Request, name: str) -> Response:
-        path = (STATIC / name).resolve()
-        if not path.is_file() or STATIC.resolve() not in path.parents:
-            return JSONResponse({"error": "not_found"}, status_code=404)
-        return assets.response(request, path, "no-cache")
-
-    @app.get("/config.json", include_in_schema=False)
-    async def config() -> JSONResponse:
-        return JSONResponse(
-            {
-                "dagsterUrl": dagster_url,
-                "plotly": PLOTLY_PATH,
-                "alertIntervalSeconds": settings.alerts.interval_s,
-                "zones": zones,
-            },
-            headers={"Cache-Control": "no-cache"},
-        )
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict:
-        return {"status": "ok"}
-
-    async def _read_capped(request: Request, limit: int) -> bytes | None:
-        """The body, or None once it exceeds `limit` (declared or streamed): never buffers more than that."""
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            return None
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    @app.post("/graphql", include_in_schema=False)
-    async def relay(request: Request) -> Response:
-        headers = {"Content-Type": "application/json"}
-        for name in ("x-api-key", "authorization"):
-            if name in request.headers:
-                headers[name] = request.headers[name]
-        body = await _read_capped(request, MAX_BODY_BYTES)
-        if body is None:
-            return JSONResponse(
-                {
-                    "error": "too_large",
-                    "detail": [{"field": "body", "reason": f"at most {MAX_BODY_BYTES} bytes"}],
-                },
-                status_code=413,
-            )
-        try:
-            r = await request.app.state.http.post(f"{api_url}/graphql", content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            log.warning("GraphQL API unreachable at %s: %s", api_url, exc)
-            return JSONResponse(
-                {
-                    "error": "api_unavailable",
-                    "detail": [{"field": "api", "reason": "the PulseOps API is not answering"}],
-                },
-                status_code=502,
-            )
-        passed = {k: v for k, v in r.headers.items() if k.lower() in ("retry-after", "content-type")}
-        return Response(r.content, status_code=r.status_code, headers=passed)
-
-    @app.websocket("/graphql")
-    async def relay_ws(ws: WebSocket) -> None:
-        if SUBPROTOCOL not in ws.scope.get("subprotocols", []):
-            await ws.close(code=4406)
-            return
-        target = "ws" + api_url.removeprefix("http") + "/graphql"
-        try:
-            upstream = await websockets.connect(target, subprotocols=[SUBPROTOCOL], open_timeout=5)
-        except (OSError, websockets.WebSocketException, TimeoutError) as exc:
-            log.warning("GraphQL WebSocket unreachable at %s: %s", target, exc)
-            await ws.close(code=1011)
-            return
-        await ws.accept(subprotocol=SUBPROTOCOL)
-
-        async def browser_to_api() -> None:
-            with contextlib.suppress(WebSocketDisconnect, websockets.ConnectionClosed):
-                while True:
-                    await upstream.send(await ws.receive_text())
-
-        async def api_to_browser() -> None:
-            with contextlib.suppress(WebSocketDisconnect, websockets.ConnectionClosed, RuntimeError):
-                async for message in upstream:
-                    await ws.send_text(message if isinstance(message, str) else message.decode())
-
-        tasks = [asyncio.create_task(browser_to_api()), asyncio.create_task(api_to_browser())]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in tasks:
-                t.cancel()
-            code = upstream.close_code or 1000
-            await upstream.close()
-            with contextlib.suppress(RuntimeError):
-                await ws.close(code=code if 1000 <= code < 5000 and code not in (1005, 1006) else 1000)
-
+    app.state.dashboard = Dashboard(
+        api_url=(d.api_url or f"http://{settings.ingest.host}:{settings.ingest.port}").rstrip("/"),
+        dagster_url=(d.dagster_url or f"http://{o.webserver_host}:{o.webserver_port}").rstrip("/"),
+        alert_interval_s=settings.alerts.interval_s,
+        relay_timeout_s=d.relay_timeout_s,
+        # The API accepts exactly these names; browsers list ICU's names, some of them legacy (Asia/Calcutta).
+        zones=sorted(
+            z for z in zoneinfo.available_timezones() if not z.startswith(("posix/", "right/", "Etc/"))
+        ),
+        assets=Assets({"index.html": (b"__PLOTLY__", PLOTLY_PATH.encode())}),
+    )
+    app.include_router(router)
     return app
 
 
