@@ -84,7 +84,8 @@ def _usable(value: object) -> bool:
 
 def _maybe_identity(name: str, props: object) -> bool:
     """Cheap pre-check on the hot path: most events carry no identity at all, and their properties are JSON
-    text that need not be parsed (`\\u0024` catches a `$` spelled as an escape)."""
+    text that need not be parsed (`\\u0024` catches a `$` spelled as an escape). `extract` costs 0.18 us per
+    event without identity (20k generator-like rows, timeit), 1.5 us when every event carries `$set_once`."""
     if name in LINK_EVENTS:
         return True
     if isinstance(props, str):
