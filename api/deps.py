@@ -13,10 +13,8 @@ from fastapi import Depends, Header, Request
 from starlette.requests import HTTPConnection
 
 from api.ingest.service import IngestServices, check_ingest_key
-from api.security import key_from_headers, resolve_key
+from api.security import resolve_key
 from warehouse.tenants import ApiKeyRow
-
-__all__ = ["Ingest", "IngestContext", "authenticate", "key_from_headers"]
 
 _KEY_HEADER = Header(
     alias="X-API-Key", description="Project ingest key (po_ingest_...). Binds org and project."

@@ -26,11 +26,6 @@ def _params(day: date, **extra: Any) -> dict[str, Any]:
     return {"day": day, "start": start, "end": end, **extra}
 
 
-# orchestration/assets/aggregates.py imports this name (issue 16 owns orchestration/ now): it may switch to
-# warehouse.partitions.is_attached and this alias go.
-raw_partition_attached = is_attached
-
-
 # --- duplicates and the dedup ledger -------------------------------------------------------------------
 
 

@@ -8,11 +8,12 @@ from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
-from api.deps import authenticate, key_from_headers
+from api.deps import authenticate
 from api.errors import ApiError
 from api.graphql.context import Context, ReadServices
 from api.graphql.schema import build_schema
 from api.ratelimit import retry_after_header
+from api.security import key_from_headers
 from pulseops.settings import QuerySettings
 
 # A query needs a few KiB. The token limit does not bound the body: comments, whitespace and string values

@@ -171,7 +171,7 @@ def _day_rows(conn: psycopg.Connection, day: date) -> tuple[list, list, list]:
 
 
 def test_retention_detaches_old_raw_and_rebuilding_such_a_day_keeps_its_aggregates(db, database_url, landed):
-    from warehouse.partitions import detach_partitions_before, detached_partitions
+    from tests.utils.partitions import detach_partitions_before, detached_partitions
 
     _rows, _projects, days = landed
     old = days[0]

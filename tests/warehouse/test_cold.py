@@ -187,7 +187,7 @@ def test_retention_refuses_days_not_exported_failed_or_stale_and_drops_verified_
 def test_retention_drops_a_partition_detached_by_the_old_retention_only_after_its_export(
     db, database_url, landed, cold_settings
 ):
-    from warehouse.partitions import detach_partitions_before, detached_partitions
+    from tests.utils.partitions import detach_partitions_before, detached_partitions
 
     _rows, _projects, days = landed
     day = days[0]
