@@ -51,6 +51,15 @@ def extra_version(unique_by: UniqueBy, project_id: Any) -> Callable[[psycopg.Con
     return lambda conn: identity.version(conn, project_id)
 
 
+def _utf8(text: str) -> bool:
+    """JSON can carry a lone surrogate (`\\ud800`) that no UTF-8 text, so no stored id, holds."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @strawberry.type(description="A person: distinct ids joined by links, and their person properties.")
 class Person:
     person_id: str = strawberry.field(
@@ -77,8 +86,14 @@ class PeopleQuery:
     ) -> Person:
         ctx = info.context
         project = await ctx.project(project_id)
-        if not 1 <= len(distinct_id) <= identity.MAX_ID_CHARS or "\x00" in distinct_id:
-            raise bad_input("distinctId", f"must be 1..{identity.MAX_ID_CHARS} characters without NUL")
+        if (
+            not 1 <= len(distinct_id) <= identity.MAX_ID_CHARS
+            or "\x00" in distinct_id
+            or not _utf8(distinct_id)
+        ):
+            raise bad_input(
+                "distinctId", f"must be 1..{identity.MAX_ID_CHARS} characters of UTF-8 without NUL"
+            )
         found = await ctx.run(lambda conn: identity.person(conn, project.id, distinct_id, MAX_IDS))
         return Person(
             person_id=found.person_id,

@@ -11,6 +11,9 @@ from datetime import UTC, date, datetime, timedelta
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from api.main import create_app
 from tests.api.test_graphql import Api
@@ -198,3 +201,30 @@ def test_person_query_and_tenant_checks(api):
         "code": "BAD_USER_INPUT",
         "field": "distinctId",
     }
+
+
+@hyp_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(distinct_id=st.text(max_size=220))
+def test_any_distinct_id_is_data_or_a_client_error(api, distinct_id):
+    r = api.query(PERSON, {"p": str(api.tenants["hot"]["project_id"]), "d": distinct_id})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    if "errors" in body:
+        assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "distinctId"}, body
+    else:
+        assert body["data"]["person"]["distinctIds"] == [distinct_id]
+
+
+def test_a_lone_surrogate_is_a_client_error(api):
+    body = '{"query": %s, "variables": {"p": "%s", "d": "a\\ud800b"}}' % (
+        orjson.dumps(PERSON).decode(),
+        api.tenants["hot"]["project_id"],
+    )
+    r = api.client.post(
+        "/graphql",
+        content=body,
+        headers={"X-API-Key": api.tenants["hot"]["read_key"], "Content-Type": "application/json"},
+    )
+    assert r.status_code in (200, 400), r.text
+    if r.status_code == 200:
+        assert r.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", r.text
