@@ -27,15 +27,12 @@ from benchmarks.orchestration import generate
 from benchmarks.report import scenario_cli
 from pulseops.settings import ColdSettings, Settings
 from warehouse.aggregates import rebuild_day
-from warehouse.cold import (
-    EVENTS,
-    ColdStore,
-    duckdb_connection,
-    export_day,
-    open_cold,
-    register_files,
-    verify_day,
-)
+from warehouse.cold.datasets import EVENTS
+from warehouse.cold.duck import duckdb_connection, register_files
+from warehouse.cold.export import export_day
+from warehouse.cold.parity import verify_day
+from warehouse.cold.reads import open_cold
+from warehouse.cold.store import ColdStore
 from warehouse.cold_rebuild import rebuild_day_from_cold
 from warehouse.tenants import ensure_org, ensure_project
 

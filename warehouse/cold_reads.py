@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from warehouse import cold as cold_tier
+from warehouse.cold.reads import ColdScope, cold_events
 from warehouse.filters import FilterOp, PropertyFilter
 
 if TYPE_CHECKING:
@@ -59,9 +59,9 @@ def pointer(key: str) -> str:
 
 def open_reader(
     conn: psycopg.Connection, project_id: uuid.UUID, days: Sequence[date], cold: ColdSettings
-) -> cold_tier.ColdScope:
+) -> ColdScope:
     """The project's sealed `events` view over `days`, with `pg_match` (exact jsonb semantics) registered."""
-    scope = cold_tier.cold_events(conn, project_id, days, cold)
+    scope = cold_events(conn, project_id, days, cold)
     missing = sorted(set(days) - set(scope.days["events"]))
     if missing:
         scope.close()

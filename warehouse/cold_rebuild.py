@@ -24,8 +24,10 @@ from psycopg import sql
 
 from pulseops.settings import ColdSettings
 from warehouse import cold_reads
-from warehouse.aggregates import DayBuild, day_bounds, day_build, record_build
-from warehouse.cold import EVENTS, ColdStore, duckdb_connection, register_files
+from warehouse.aggregates import DAY_SLOTS, DayBuild, day_bounds, day_build, record_build
+from warehouse.cold.datasets import EVENTS
+from warehouse.cold.duck import duckdb_connection, register_files
+from warehouse.cold.store import ColdStore
 from warehouse.filters import FilterOp, PropertyFilter
 
 if TYPE_CHECKING:
@@ -84,9 +86,11 @@ def rebuild_day_from_cold(
     start, end = day_bounds(day)
     with day_build(conn, day):
         conn.execute("DELETE FROM event_rollups WHERE bucket >= %s AND bucket < %s", (start, end))
+        conn.execute("DELETE FROM event_day_slots WHERE day = %s", (day,))
         conn.execute("DELETE FROM user_activity WHERE day = %s", (day,))
         conn.execute("DELETE FROM daily_aggregates WHERE date = %s", (day,))
         _copy(conn, "event_rollups", ("project_id", "bucket", "event_name", "events"), rollups)
+        conn.execute(DAY_SLOTS, {"start": start, "end": end})
         _copy(conn, "user_activity", ("project_id", "day", "distinct_id", "slots", "events"), users)
         _copy(conn, "daily_aggregates", AGGREGATE_COLUMNS, aggregates)
         built = record_build(conn, day, run_id)

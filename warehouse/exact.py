@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from warehouse import cold_reads
-from warehouse.cold import cold_days
+from warehouse.cold.reads import cold_days
 from warehouse.db import set_local_statement_timeout
 from warehouse.filters import PropertyFilter, compile_filters
 from warehouse.partitions import ATTACHED
@@ -279,7 +279,10 @@ def rollup_source(
     """SQL yielding (bucket, event_name, events) rows equal to `event_rollups` over the scope, exactly.
 
     `daily=True` promises the caller groups by whole days or coarser: in UTC, built days then come from
-    `daily_aggregates` (one row per event name and day) instead of 96 rollup rows per event name and day.
+    `daily_aggregates` (one row per event name and day) instead of 96 rollup rows per event name and day; in
+    any other zone from `event_day_slots`: per local day and UTC day it touches, one row per event name whose
+    bucket is the local day's first instant and whose count is the difference of two running counts (why:
+    migration 0009).
     Raw days in the cold tier add DuckDB's rollup rows of their Parquet (given `cold`), bound as arrays.
     """
     first, last = scope.utc_days
@@ -303,6 +306,31 @@ def rollup_source(
           AND {aggregates_allowed}
         """
         grain = "1 day"
+    elif daily:
+        starts = local_day_starts(scope)
+        params_extra = {"ls": starts, "le": [*starts[1:], scope.utc_range[1]]}
+        built = """
+        SELECT k.s AS bucket, d.event_name, d.cum[k.hi + 1] - d.cum[k.lo + 1] AS events
+        FROM (
+            SELECT w.s, u.day,
+                   greatest(0, floor(extract(epoch FROM w.s - (u.day::timestamp AT TIME ZONE 'UTC')) / 900))::int
+                       AS lo,
+                   least(96, ceil(extract(epoch FROM w.e - (u.day::timestamp AT TIME ZONE 'UTC')) / 900))::int
+                       AS hi
+            FROM unnest(%(ls)s::timestamptz[], %(le)s::timestamptz[]) AS w (s, e)
+            CROSS JOIN LATERAL (
+                SELECT g::date AS day FROM generate_series(
+                    (w.s AT TIME ZONE 'UTC')::date, ((w.e - interval '1 microsecond') AT TIME ZONE 'UTC')::date,
+                    interval '1 day') AS g
+            ) u
+        ) k
+        JOIN event_day_slots d ON d.project_id = %(p)s AND d.day = k.day
+        WHERE k.day BETWEEN %(first)s AND %(last)s AND NOT (k.day = ANY(%(raw)s::date[]))
+          AND d.cum[k.hi + 1] > d.cum[k.lo + 1]
+          AND (%(names)s::text[] IS NULL OR d.event_name = ANY(%(names)s::text[]))
+          AND {aggregates_allowed}
+        """
+        grain = "15 minutes"
     else:
         built = """
         SELECT r.bucket, r.event_name, r.events FROM event_rollups r

@@ -13,7 +13,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from warehouse import cold_reads, identity
-from warehouse.cold import cold_days
+from warehouse.cold.reads import cold_days
 from warehouse.exact import RawDataGone, Scope, cold_duck_where, cold_reader, days_without_raw, require_raw
 from warehouse.filters import PropertyFilter, compile_filters
 

@@ -32,16 +32,37 @@ REVIEWED: dict[tuple[str, str], str] = {
         "`pulseops sql` runs the analyst's own query, by design, in a DuckDB connection sealed to one "
         "project's verified cold files (warehouse.cold.open_cold(lock=True))"
     ),
-    ("warehouse/cold.py", "export_day"): "spec.version: a fixed SQL expression of the module's _SPECS table",
-    ("warehouse/cold.py", "_select_sql"): "spec.select: a fixed SELECT of the module's _SPECS table",
-    ("warehouse/cold.py", "_write_parquet"): "query comes from _select_sql (fixed text, project id bound)",
-    ("warehouse/cold.py", "postgres_checksum"): "spec.select / spec.pg_line: fixed text of _SPECS",
-    ("warehouse/cold.py", "parquet_checksum"): "spec.duck_line: a fixed expression of _SPECS",
-    ("warehouse/cold.py", "verify_day"): "spec.version: a fixed SQL expression of _SPECS",
-    ("warehouse/cold.py", "cold_days"): "spec.version with fixed column names substituted",
-    ("warehouse/cold.py", "open_cold"): "view names are the module's dataset names (DATASETS)",
     (
-        "warehouse/cold.py",
+        "warehouse/cold/export.py",
+        "export_day",
+    ): "spec.version: a fixed SQL expression of warehouse.cold.datasets.SPECS",
+    (
+        "warehouse/cold/export.py",
+        "_select_sql",
+    ): "spec.select: a fixed SELECT of warehouse.cold.datasets.SPECS",
+    (
+        "warehouse/cold/export.py",
+        "_write_parquet",
+    ): "query comes from _select_sql (fixed text, project id bound)",
+    (
+        "warehouse/cold/parity.py",
+        "postgres_checksum",
+    ): "spec.select / spec.pg_line: fixed text of warehouse.cold.datasets.SPECS",
+    (
+        "warehouse/cold/parity.py",
+        "parquet_checksum",
+    ): "spec.duck_line: a fixed expression of warehouse.cold.datasets.SPECS",
+    (
+        "warehouse/cold/parity.py",
+        "verify_day",
+    ): "spec.version: a fixed SQL expression of warehouse.cold.datasets.SPECS",
+    ("warehouse/cold/reads.py", "cold_days"): "spec.version with fixed column names substituted",
+    (
+        "warehouse/cold/reads.py",
+        "open_cold",
+    ): "view names are the dataset names (warehouse.cold.datasets.DATASETS)",
+    (
+        "warehouse/cold/duck.py",
         "register_files",
     ): "view name and _EMPTY[dataset]: module constants, callers pass fixed names",
     ("warehouse/cold_rebuild.py", "_custom_metric"): (
