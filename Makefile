@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: venv up test lint bench
+.PHONY: venv up test lint bench schema
 
 venv: .venv/.synced dashboards/node_modules/.installed
 
@@ -27,3 +27,7 @@ test: venv
 
 bench: venv
 	.venv/bin/python -m benchmarks --size small --out $${BENCH_OUT:-/tmp/pulseops-bench}
+
+# Rewrite api/graphql/schema.graphql after a GraphQL change (tests/api/test_graphql_schema.py asks for it)
+schema: venv
+	.venv/bin/python -m api.graphql.snapshot
