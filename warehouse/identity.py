@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import orjson
 import psycopg
 from psycopg import sql
@@ -95,6 +96,31 @@ def _maybe_identity(name: str, props: object) -> bool:
     return isinstance(props, dict) and ("$set" in props or "$set_once" in props)
 
 
+# Values are kept as their own JSON text (msgspec.Raw): PostgreSQL's jsonb then stores a big integer or a
+# long decimal exactly as sent, where a float round trip would change it.
+_decode_object = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_decode_any = msgspec.json.Decoder().decode
+
+
+def _object(raw: str | bytes | bytearray | msgspec.Raw | None) -> dict[str, msgspec.Raw] | None:
+    if raw is None:
+        return None
+    try:
+        return _decode_object(raw)
+    except msgspec.DecodeError:
+        return None  # not a JSON object
+
+
+def _string(raw: msgspec.Raw | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        value = _decode_any(raw)
+    except msgspec.DecodeError:
+        return None
+    return value if isinstance(value, str) else None
+
+
 def extract(rows: Sequence[tuple]) -> _Extracted:
     """Links and person-property updates carried by landing rows (warehouse/landing.py column order)."""
     out = _Extracted()
@@ -102,15 +128,12 @@ def extract(rows: Sequence[tuple]) -> _Extracted:
         project_id, ts, event_id, _org, name, distinct_id, _received, raw = r
         if not _maybe_identity(name, raw):
             continue
-        try:
-            props = orjson.loads(raw) if isinstance(raw, str | bytes | bytearray) else raw
-        except orjson.JSONDecodeError:
-            continue
-        if not isinstance(props, dict):
+        props = _object(raw if isinstance(raw, str | bytes | bytearray) else orjson.dumps(raw))
+        if props is None:
             continue
         kind = LINK_EVENTS.get(name)
         if kind is not None:
-            other = props.get("$anon_distinct_id" if kind == "identify" else "alias")
+            other = _string(props.get("$anon_distinct_id" if kind == "identify" else "alias"))
             if _usable(other) and _usable(distinct_id) and other != distinct_id:
                 a, b = sorted((distinct_id, other))  # code point order = UTF-8 byte order = COLLATE "C"
                 key = (project_id, a, b)
@@ -118,8 +141,8 @@ def extract(rows: Sequence[tuple]) -> _Extracted:
                 if seen is None or (ts, event_id) < (seen[1], seen[2]):
                     out.links[key] = (kind, ts, event_id)
         for column, latest in (("$set", True), ("$set_once", False)):
-            values = props.get(column)
-            if not isinstance(values, dict):
+            values = _object(props.get(column))
+            if values is None:
                 continue
             for k, v in values.items():
                 slot = out.props.setdefault((project_id, distinct_id, k), [None] * 6)
@@ -130,7 +153,7 @@ def extract(rows: Sequence[tuple]) -> _Extracted:
                     if latest
                     else (ts, event_id) < (current, slot[base + 2])
                 ):
-                    slot[base : base + 3] = [orjson.dumps(v).decode(), ts, event_id]
+                    slot[base : base + 3] = [bytes(v).decode(), ts, event_id]
     return out
 
 

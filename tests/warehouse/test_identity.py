@@ -225,7 +225,8 @@ def test_person_properties_last_set_wins_by_event_time(db):
 
     # landed newest first: event time decides, not arrival
     land_rows(db, [ev(9, "user", "$set", {"$set": {"plan": "enterprise"}, "$set_once": {"source": "late"}})])
-    land_rows(db, [ev(5, "anon", "page_view", {"$set": {"plan": "pro", "country": "DE"}})])
+    big = '{"$set": {"plan": "pro", "country": "DE", "big": 123456789012345678901234567890, "x": 1.10}}'
+    land_rows(db, [(*ev(5, "anon", "page_view", {})[:7], big)])  # values kept as sent, not via a float
     land_rows(
         db,
         [
@@ -239,7 +240,13 @@ def test_person_properties_last_set_wins_by_event_time(db):
     person = identity.person(db, p, "anon")
     assert person.distinct_ids == ["anon", "user"]
     assert person.person_id == "anon"
-    assert person.properties == {"plan": "enterprise", "country": "DE", "source": "ad"}
+    assert person.properties == {
+        "plan": "enterprise",
+        "country": "DE",
+        "source": "ad",
+        "big": 123456789012345678901234567890,
+        "x": 1.1,
+    }
     assert identity.person(db, p, "user").properties == person.properties
     lonely = identity.person(db, p, "nobody")
     assert (lonely.distinct_ids, lonely.properties) == (["nobody"], {})
