@@ -12,7 +12,7 @@ from orchestration.jobs import (
     rebuild_aggregates_job,
     refresh_aggregates_job,
 )
-from orchestration.resources import warehouse_resource
+from orchestration.resources import SettingsResource, warehouse_resource
 from orchestration.schedules import partition_maintenance_schedule
 from orchestration.sensors import cold_export_sensor, late_data_sensor
 
@@ -22,6 +22,6 @@ defs = dg.Definitions(
     jobs=[rebuild_aggregates_job, refresh_aggregates_job, partition_maintenance_job, cold_export_job],
     schedules=[partition_maintenance_schedule],
     sensors=[late_data_sensor, cold_export_sensor],
-    resources={"warehouse": warehouse_resource()},
+    resources={"warehouse": warehouse_resource(), "pulseops": SettingsResource()},
     executor=dg.in_process_executor,
 )

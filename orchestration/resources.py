@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import dagster as dg
 import psycopg
 
-from pulseops.settings import get_settings
+from pulseops.settings import ColdSettings, OrchestrationSettings, WarehouseSettings, get_settings
 from warehouse.db import connect
 
 
@@ -38,3 +38,17 @@ def warehouse_resource() -> WarehouseResource:
     if os.environ.get("PULSEOPS_DB__URL"):
         return WarehouseResource(database_url=dg.EnvVar("PULSEOPS_DB__URL"))
     return WarehouseResource(database_url=get_settings().db.url)
+
+
+class SettingsResource(dg.ConfigurableResource):
+    """PulseOps settings as a resource: read from the environment when a run, check or sensor evaluation
+    starts (pulseops/settings.py), not when the code location is imported, and replaceable in tests."""
+
+    def orchestration(self) -> OrchestrationSettings:
+        return get_settings().orchestration
+
+    def cold(self) -> ColdSettings:
+        return get_settings().cold
+
+    def warehouse(self) -> WarehouseSettings:
+        return get_settings().warehouse

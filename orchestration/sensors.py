@@ -1,72 +1,194 @@
-"""late_data_sensor: rebuild exactly the days whose aggregates miss landed data, within seconds.
+"""late_data_sensor: rebuild the closed days whose aggregates miss data, many days per run.
 
-It reads `stale_days()` (the `late_days` view plus never-built recent days, i.e. today) and requests one
-run per day. The run key is day + landed version, so a day gets one run per new version; while a run for a
-day is queued or running no second one is requested, which coalesces a stream of late events of one day
-into one rebuild (the next tick picks up whatever landed meanwhile).
+Each tick reads what is due (`days_to_build`: late data, never-built days, days built before a custom-metric
+definition changed), leaves out days a run is already working on, days still open (today, until
+close_grace_s after midnight UTC: their answers come from raw events anyway, warehouse/exact.py) and days
+backing off after a failure, and requests ONE run for up to max_days_per_run of them: a single-run range
+(the aggregates' BackfillPolicy.single_run) whose `pulseops/days` tag lists the days to rebuild. The run key
+is a digest of {day: data key} (landed versions, definitions stamp), so it names exactly the data the run
+covers; whatever lands meanwhile is the next tick's run.
 
-cold_export_sensor: exports each closed day to the cold tier (with its parity checks) once, and again
-whenever its PostgreSQL data changed since (late data, a rebuild); run key = day + summed source versions.
+cold_export_sensor: exports each closed day to the cold tier (with its parity checks), and again whenever
+its PostgreSQL data changed since (late data, a rebuild); one run per day, run key = day + summed versions.
+
+Runs that cannot get lost: Dagster spends a run key once, so a run that failed or was killed would leave its
+days waiting for new data. Both sensors settle every finished run of theirs (from a cursor on the runs'
+update time): each covered day that is still due with the same data key is one more failure in the warehouse's
+retry ledger (warehouse/runs.py), retried with exponential backoff under a new run key (attempt number) and
+given up after retry_max_attempts until its data changes; the pipeline page and /metrics show those days.
 """
 
-import time
-from datetime import UTC, datetime, timedelta
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
+import psycopg
 
-from orchestration.jobs import cold_export_job, refresh_aggregates_job
-from orchestration.partitions import daily_partitions
-from orchestration.resources import WarehouseResource
+from orchestration.jobs import cold_export_job, rebuild_aggregates_job, refresh_aggregates_job
+from orchestration.partitions import DAYS_TAG, daily_partitions
+from orchestration.resources import SettingsResource, WarehouseResource
 from pulseops.settings import get_settings
-from warehouse.aggregates import stale_days
+from warehouse.aggregates import days_to_build
 from warehouse.cold import days_to_export
+from warehouse.runs import COLD_EXPORT, REBUILD, RunFailure, clear_failures, record_failure, run_failures
 
 ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-          dg.DagsterRunStatus.STARTED]  # fmt: skip
+          dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]  # fmt: skip
+FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+COVERS_TAG = "pulseops/covers"  # {day: data key}: what the run brings up to date
+SENSOR_TAG = "pulseops/sensor"
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+MAX_RUNTIME_S = 3600  # run monitoring fails a run stuck longer (a lost worker), and the ledger retries it
+
+
+def _covered_days(run: dg.DagsterRun) -> set[date]:
+    """Days a run works on: its covers, else its partition or partition range."""
+    tags = run.tags
+    if COVERS_TAG in tags:
+        return {date.fromisoformat(d) for d in json.loads(tags[COVERS_TAG])}
+    if "dagster/partition" in tags:
+        try:
+            return {date.fromisoformat(tags["dagster/partition"])}
+        except ValueError:
+            return set()
+    if RANGE_START in tags and RANGE_END in tags:
+        first, last = date.fromisoformat(tags[RANGE_START]), date.fromisoformat(tags[RANGE_END])
+        return {first + timedelta(days=i) for i in range((last - first).days + 1)}
+    return set()
+
+
+def _busy_days(instance: dg.DagsterInstance, jobs: list[str]) -> set[date]:
+    busy: set[date] = set()
+    for job in jobs:
+        for rec in instance.get_run_records(dg.RunsFilter(job_name=job, statuses=ACTIVE), limit=1000):
+            busy |= _covered_days(rec.dagster_run)
+    return busy
+
+
+def _failure_message(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
+    if run.status == dg.DagsterRunStatus.SUCCESS:
+        return "the run succeeded but left the day out of date"
+    events = instance.all_logs(
+        run.run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
+    )
+    messages = [e.message for e in events if e.message]
+    return f"run {run.status.value}: " + (" | ".join(messages)[-1500:] or "no failure event (killed?)")
+
+
+def settle_finished_runs(
+    context: dg.SensorEvaluationContext,
+    conn: psycopg.Connection,
+    job: str,
+    ledger_job: str,
+    due: dict[date, str],
+    records: list[dg.RunRecord],
+    settings: SettingsResource,
+) -> None:
+    """Record in the retry ledger what each finished run left undone: covered days still due with the same
+    data key failed once more; the others are up to date (or their data moved on) and are forgotten."""
+    o = settings.orchestration()
+    for rec in records:
+        run = rec.dagster_run
+        covers = {date.fromisoformat(d): k for d, k in json.loads(run.tags.get(COVERS_TAG, "{}")).items()}
+        failed = {d: k for d, k in covers.items() if due.get(d) == k}
+        clear_failures(conn, ledger_job, [d for d in covers if d not in failed])
+        if failed:
+            message = _failure_message(context.instance, run)
+            context.log.warning(f"{job} run {run.run_id} left {sorted(map(str, failed))} undone: {message}")
+            record_failure(
+                conn, ledger_job, failed, run.run_id, message, o.retry_backoff_s, o.retry_max_attempts
+            )
+
+
+def finished_since(
+    instance: dg.DagsterInstance, job: str, sensor: str, cursor: str | None
+) -> tuple[list[dg.RunRecord], str | None]:
+    """Finished runs this sensor launched, updated after the cursor (oldest first), and the new cursor."""
+    after = datetime.fromisoformat(cursor) if cursor else None
+    records = list(
+        instance.get_run_records(
+            dg.RunsFilter(job_name=job, tags={SENSOR_TAG: sensor}, statuses=FINISHED, updated_after=after),
+            limit=200,
+            order_by="update_timestamp",
+            ascending=True,
+        )
+    )
+    if records:
+        cursor = max(r.update_timestamp for r in records).isoformat()
+    return records, cursor
+
+
+def _waiting(failure: RunFailure | None, key: str, now: datetime) -> bool:
+    """Backing off (or given up) after failures for exactly this data."""
+    if failure is None or failure.data_key != key:
+        return False
+    return failure.next_attempt_at is None or failure.next_attempt_at > now
+
+
+def _attempt(failure: RunFailure | None, key: str) -> int:
+    return failure.failures if failure is not None and failure.data_key == key else 0
 
 
 @dg.sensor(
     job=refresh_aggregates_job,
+    # the one setting read at import: Dagster takes the interval with the definition
     minimum_interval_seconds=get_settings().orchestration.sensor_interval_s,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Requests a rebuild of each day that received data after its aggregates were built "
-    "(late data) and of today and yesterday as data lands.",
+    description="Requests one rebuild run for the closed days whose aggregates miss data (late data, never "
+    "built, custom-metric definition edited since), retrying failed or killed runs with backoff.",
 )
-def late_data_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
-    today = datetime.now(UTC).date()
+def late_data_sensor(
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource, pulseops: SettingsResource
+):
+    o = pulseops.orchestration()
+    now = datetime.now(UTC)
+    start = daily_partitions.start.date()
+    since = max(start, now.date() - timedelta(days=o.aggregates_retention_days - 1))
+    before = (now - timedelta(seconds=o.close_grace_s)).date()  # days before it are closed + grace
+    records, cursor = finished_since(
+        context.instance, refresh_aggregates_job.name, "late_data_sensor", context.cursor
+    )
     with warehouse.connection() as conn:
-        stale = stale_days(conn, include_unbuilt_since=today - timedelta(days=1))
-    valid = set(daily_partitions.get_partition_keys(dynamic_partitions_store=context.instance))
-    requests = []
-    for s in stale:
-        key = s.day.isoformat()
-        if key not in valid:
-            context.log.warning(f"{key} has landed data but is outside the partitions; not rebuilt")
-            continue
-        running = context.instance.get_run_records(
-            dg.RunsFilter(
-                job_name=refresh_aggregates_job.name, tags={"dagster/partition": key}, statuses=ACTIVE
-            ),
-            limit=1,
+        due = [d for d in days_to_build(conn, since, before) if d.day >= start]
+        settle_finished_runs(
+            context,
+            conn,
+            refresh_aggregates_job.name,
+            REBUILD,
+            {d.day: d.data_key for d in due},
+            records,
+            pulseops,
         )
-        if running:
-            continue
-        requests.append(
-            dg.RunRequest(
-                run_key=f"{key}:{s.version}",
-                partition_key=key,
-                tags={
-                    "pulseops/reason": s.reason,
-                    "pulseops/landed_version": str(s.version),
-                    "pulseops/projects": str(s.projects),
-                },
-            )
-        )
-    if not requests:
+        ledger = {f.day: f for f in run_failures(conn, REBUILD)}
+    context.update_cursor(cursor)
+    busy = _busy_days(context.instance, [refresh_aggregates_job.name, rebuild_aggregates_job.name])
+    ready = [d for d in due if d.day not in busy and not _waiting(ledger.get(d.day), d.data_key, now)]
+    if not ready:
+        waiting = len(due) - len(ready)
         return dg.SkipReason(
-            f"no stale days ({len(stale)} waiting on running rebuilds)" if stale else "no stale days"
+            f"nothing to rebuild ({waiting} due days running or backing off)" if due else "nothing to rebuild"
         )
-    return requests
+    first = ready[0].day
+    chosen = [d for d in ready if (d.day - first).days < o.max_days_per_run]
+    covers = {d.day.isoformat(): d.data_key for d in chosen}
+    attempt = max(_attempt(ledger.get(d.day), d.data_key) for d in chosen)
+    digest = hashlib.sha256(json.dumps(covers, sort_keys=True).encode()).hexdigest()[:16]
+    tags = {
+        COVERS_TAG: json.dumps(covers, sort_keys=True),
+        DAYS_TAG: ",".join(covers),
+        SENSOR_TAG: "late_data_sensor",
+        "pulseops/reason": ",".join(sorted({r for d in chosen for r in d.reasons})),
+        "pulseops/attempt": str(attempt),
+        "dagster/max_runtime_seconds": str(MAX_RUNTIME_S),
+    }
+    last = chosen[-1].day.isoformat()
+    run_key = f"rebuild:{first}..{last}:{digest}:{attempt}"
+    if len(chosen) == 1:
+        return dg.RunRequest(run_key=run_key, partition_key=first.isoformat(), tags=tags)
+    return dg.RunRequest(run_key=run_key, tags={**tags, RANGE_START: first.isoformat(), RANGE_END: last})
 
 
 @dg.sensor(
@@ -74,37 +196,65 @@ def late_data_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseRe
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests a cold-tier export (with its parity checks) of each closed UTC day whose "
-    "PostgreSQL data is not in Parquet as it is now: never exported, more data landed, or rebuilt since.",
+    "PostgreSQL data is not in Parquet as it is now: never exported, more data landed, or rebuilt since; "
+    "failed or killed exports are retried with backoff.",
 )
-def cold_export_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
-    cold = get_settings().cold
+def cold_export_sensor(
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource, pulseops: SettingsResource
+):
+    cold = pulseops.cold()
     if not cold.enabled:
         return dg.SkipReason("cold tier exports are off (PULSEOPS_COLD__ENABLED=false)")
-    today = datetime.now(UTC).date()
+    now = datetime.now(UTC)
     first = daily_partitions.start.date()
+    records, cursor = finished_since(
+        context.instance, cold_export_job.name, "cold_export_sensor", context.cursor
+    )
     with warehouse.connection() as conn:
-        days = days_to_export(conn, first, today - timedelta(days=cold.export_after_days - 1), limit=500)
+        # retry_after 0: the retry ledger paces retries of failed exports and checks
+        days = days_to_export(
+            conn,
+            first,
+            now.date() - timedelta(days=cold.export_after_days - 1),
+            limit=500,
+            retry_after=timedelta(0),
+        )
+        settle_finished_runs(
+            context,
+            conn,
+            cold_export_job.name,
+            COLD_EXPORT,
+            {d.day: str(d.version) for d in days},
+            records,
+            pulseops,
+        )
+        ledger = {f.day: f for f in run_failures(conn, COLD_EXPORT)}
+    context.update_cursor(cursor)
+    busy = _busy_days(context.instance, [cold_export_job.name])
     requests = []
     for d in days:
-        key = d.day.isoformat()
-        running = context.instance.get_run_records(
-            dg.RunsFilter(job_name=cold_export_job.name, tags={"dagster/partition": key}, statuses=ACTIVE),
-            limit=1,
-        )
-        if running:
+        key, failure = str(d.version), ledger.get(d.day)
+        if d.day in busy or _waiting(failure, key, now):
             continue
+        attempt = _attempt(failure, key)
+        day = d.day.isoformat()
         requests.append(
             dg.RunRequest(
-                # a retry of a failed export needs a new run key: one per retry window
-                run_key=f"cold:{key}:{d.version}" + (f":retry{int(time.time() // 3600)}" if d.failed else ""),
-                partition_key=key,
+                run_key=f"cold:{day}:{d.version}:{attempt}",
+                partition_key=day,
                 tags={
                     "pulseops/reason": "cold_export",
-                    "pulseops/source_version": str(d.version),
+                    "pulseops/source_version": key,
                     "pulseops/queue": "cold",
+                    "pulseops/attempt": str(attempt),
+                    COVERS_TAG: json.dumps({day: key}),
+                    SENSOR_TAG: "cold_export_sensor",
+                    "dagster/max_runtime_seconds": str(MAX_RUNTIME_S),
                 },
             )
         )
         if len(requests) >= cold.max_days_per_tick:
             break
-    return requests or dg.SkipReason(f"{len(days)} days to export, all running" if days else "all exported")
+    return requests or dg.SkipReason(
+        f"{len(days)} days to export, all running or backing off" if days else "all exported"
+    )

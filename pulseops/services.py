@@ -172,6 +172,15 @@ def dagster_env() -> dict[str, str]:
 QUIET_WARNINGS = {"PYTHONWARNINGS": "ignore:The httpx module is deprecated"}
 
 
+def dagster_storage_url(db_url: str) -> str:
+    """The deployment's own Dagster instance storage: database `<warehouse database>_dagster` on the same
+    server. Run keys and sensor cursors describe one warehouse's data, so two deployments on one server (or one
+    whose database was recreated under another name) must never share them."""
+    from warehouse.db import database_name, with_database
+
+    return with_database(db_url, f"{database_name(db_url) or 'pulseops'}_dagster")
+
+
 def write_dagster_instance(settings: Settings, storage_url: str) -> Path:
     """Render DAGSTER_HOME/dagster.yaml: PostgreSQL storage (dagster-postgres), telemetry off, runs dequeued
     every second so late-data rebuilds start quickly.
@@ -206,6 +215,18 @@ def write_dagster_instance(settings: Settings, storage_url: str) -> Path:
                 "sensors:",
                 "  use_threads: true",
                 "  num_workers: 2",
+                # No declarative automation or freshness policies here: their daemons would only poll.
+                "auto_materialize:",
+                "  enabled: false",
+                "  use_sensors: false",
+                "freshness:",
+                "  enabled: false",
+                # Fails runs stuck starting (a daemon killed mid-launch) or past dagster/max_runtime_seconds (a
+                # lost worker): the sensors then retry their days (orchestration/sensors.py).
+                "run_monitoring:",
+                "  enabled: true",
+                "  start_timeout_seconds: 180",
+                "  poll_interval_seconds: 60",
                 "",
             ]
         )

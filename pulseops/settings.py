@@ -214,6 +214,21 @@ class OrchestrationSettings(BaseModel):
         0.01, description="Warn when a day's dead letters / events exceed this."
     )
     aggregates_retention_days: int = 365
+    max_days_per_run: int = Field(
+        60, description="The late-data sensor rebuilds at most this many stale days in one run (the rest next)."
+    )
+    close_grace_s: int = Field(
+        900,
+        description="A UTC day is built once it closed this long ago (late events included); while it is open its "
+        "answers come from raw events (warehouse/exact.py), so rebuilding it would be busy work.",
+    )
+    retry_backoff_s: float = Field(
+        30.0, description="A failed or killed rebuild or export is retried after this, doubling per failure."
+    )
+    retry_max_attempts: int = Field(
+        5, description="Runs per day and data before giving up (until new data); shown on /metrics."
+    )
+
 
 
 class DashboardSettings(BaseModel):

@@ -446,11 +446,11 @@ SELECT 'name', n.day, n.event_name, n.events,
        CASE WHEN EXISTS (SELECT 1 FROM hist h WHERE h.day >= n.day - %(name_days)s AND h.day < n.day)
             THEN EXISTS (SELECT 1 FROM hist h WHERE h.event_name = n.event_name
                          AND h.day >= n.day - %(name_days)s AND h.day < n.day) END,
-       NULL::double precision
+       NULL::int, NULL::double precision
 FROM n
 UNION ALL
 SELECT 'volume', d.day, NULL, coalesce((SELECT sum(events) FROM n WHERE n.day = d.day), 0)::bigint,
-       v.days, v.mean
+       NULL::boolean, v.days, v.mean
 FROM d CROSS JOIN LATERAL (
     SELECT count(*)::int AS days, avg(events)::double precision AS mean FROM (
         SELECT events FROM hist_days h WHERE h.day >= d.day - %(name_days)s AND h.day < d.day
@@ -471,12 +471,12 @@ def expectation_inputs(
     """What the expectation suite validates for `days`, read in a handful of statements for all of them."""
     params = {"days": list(days), "cap": cap, "name_days": name_days, "volume_days": volume_days}
     names, volumes = [], []
-    for kind, day, name, events, known_or_days, mean in conn.execute(_NAMES_AND_VOLUMES, params):
+    for kind, day, name, events, known, history_days, mean in conn.execute(_NAMES_AND_VOLUMES, params):
         if kind == "name":
-            names.append((day, name, int(events), known_or_days))
+            names.append((day, name, int(events), known))
         else:
             ratio = events / mean if mean else None
-            volumes.append((day, int(events), int(known_or_days), mean, ratio))
+            volumes.append((day, int(events), history_days, mean, ratio))
     raw_totals = {day: events for day, events, *_ in volumes}
     raw_rows = conn.execute(
         _RAW_ROWS, {**params, "fraction": _fraction(sum(raw_totals.values()), cap)}
@@ -485,4 +485,6 @@ def expectation_inputs(
     aggregate_rows = conn.execute(
         _AGGREGATE_ROWS, {**params, "fraction": _fraction(sum(aggregate_totals.values()), cap)}
     ).fetchall()
-    return ExpectationInputs(list(days), raw_totals, raw_rows, aggregate_totals, aggregate_rows, names, volumes)
+    return ExpectationInputs(
+        list(days), raw_totals, raw_rows, aggregate_totals, aggregate_rows, names, volumes
+    )

@@ -4,16 +4,14 @@ One multi-asset, because the three tables of a day are replaced together and sta
 version: a reader never sees rollups of one build next to user counts of another.
 """
 
-from datetime import date, timedelta
-
 import dagster as dg
 
-from orchestration.partitions import daily_partitions
+from orchestration.partitions import daily_partitions, run_days
 from orchestration.resources import WarehouseResource
 from pulseops.settings import get_settings
 from warehouse.aggregates import rebuild_day
 from warehouse.cold_rebuild import cold_projects, rebuild_day_from_cold
-from warehouse.quality import raw_partition_attached
+from warehouse.partitions import is_attached
 
 _COL = dg.TableColumn
 
@@ -75,25 +73,20 @@ DAILY_AGGREGATES = dg.AssetSpec(
 )
 
 
-def partition_days(context: dg.AssetExecutionContext) -> list[date]:
-    window = context.partition_time_window
-    first, end = window.start.date(), window.end.date()
-    return [first + timedelta(days=i) for i in range((end - first).days)]
-
-
 @dg.multi_asset(
     specs=[EVENT_ROLLUPS, USER_ACTIVITY, DAILY_AGGREGATES],
     partitions_def=daily_partitions,
-    # A backfill of many days runs as one run (one process, one connection), day by day.
+    # A backfill of many days runs as one run (one process, one connection), day by day; so does a late-data
+    # correction of many days (late_data_sensor: a range run whose `pulseops/days` tag lists the stale days).
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def aggregates(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    days = partition_days(context)
-    cold = get_settings().cold
+    days = run_days(context)
+    cold = get_settings().cold  # read when the run starts
     totals = {"raw": 0, "rollups": 0, "users": 0, "aggregates": 0}
     with warehouse.connection() as conn:
         for day in days:
-            if not raw_partition_attached(conn, day) and cold_projects(conn, day):
+            if not is_attached(conn, day) and cold_projects(conn, day):
                 # Raw data of the day lives only in the cold tier now: DuckDB rebuilds from its Parquet.
                 build = rebuild_day_from_cold(conn, day, cold, run_id=context.run.run_id)
                 context.log.info(f"{day}: rebuilt from the cold tier (Parquet, DuckDB)")

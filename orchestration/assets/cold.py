@@ -6,8 +6,8 @@
 
 import dagster as dg
 
-from orchestration.assets.aggregates import DAILY_AGGREGATES, EVENT_ROLLUPS, partition_days
-from orchestration.partitions import daily_partitions
+from orchestration.assets.aggregates import DAILY_AGGREGATES, EVENT_ROLLUPS
+from orchestration.partitions import daily_partitions, run_days
 from orchestration.resources import WarehouseResource
 from pulseops.settings import get_settings
 from warehouse.cold import AGGREGATES, EVENTS, ROLLUPS, ExportedFile, export_day
@@ -37,12 +37,12 @@ COLD_AGGREGATES = dg.AssetSpec(
     can_subset=True,
 )
 def cold_export(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    settings = get_settings().cold
+    settings = get_settings().cold  # read when the run starts
     selected = {k.to_user_string() for k in context.selected_asset_keys}
     datasets = ([EVENTS] if "cold_events" in selected else []) + (
         [ROLLUPS, AGGREGATES] if "cold_aggregates" in selected else []
     )
-    days = partition_days(context)
+    days = run_days(context)
     files: list[ExportedFile] = []
     with warehouse.connection() as conn:
         for day in days:

@@ -7,13 +7,14 @@ the raw day is gone from PostgreSQL, the file is checked against the record (bit
 
 # No `from __future__ import annotations`: Dagster rejects a postponed (string) `context` annotation.
 
+from datetime import date
+
 import dagster as dg
+import psycopg
 
 from orchestration.assets.cold import COLD_AGGREGATES, COLD_EVENTS
-from orchestration.checks.common import SAMPLES, DayResult, check_days, emit, json_md
-from orchestration.partitions import daily_partitions
-from orchestration.resources import WarehouseResource
-from pulseops.settings import get_settings
+from orchestration.checks.common import SAMPLES, DayResult, day_check, json_md
+from pulseops.settings import Settings
 from warehouse.cold import AGGREGATES, EVENTS, ROLLUPS, DayParity, verify_day
 
 
@@ -43,32 +44,26 @@ def _results(reports: list[DayParity]) -> list[DayResult]:
     return out
 
 
-@dg.asset_check(
-    asset=COLD_EVENTS.key,
-    partitions_def=daily_partitions,
+@day_check(
+    COLD_EVENTS,
+    severity=dg.AssetCheckSeverity.ERROR,
     blocking=True,
     description="Per project, the day's raw events in PostgreSQL and in the Parquet file have the same row "
     "count and checksum (and match the export's record); raw retention drops a day only after this passed.",
 )
-def cold_events_parity(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
-    cold = get_settings().cold
-    with warehouse.connection() as conn:
-        reports = [verify_day(conn, day, cold, [EVENTS]) for day in check_days(context)]
-    yield from emit(context, dg.AssetCheckSeverity.ERROR, _results(reports))
+def cold_events_parity(conn: psycopg.Connection, days: list[date], s: Settings) -> list[DayResult]:
+    return _results([verify_day(conn, day, s.cold, [EVENTS]) for day in days])
 
 
-@dg.asset_check(
-    asset=COLD_AGGREGATES.key,
-    partitions_def=daily_partitions,
+@day_check(
+    COLD_AGGREGATES,
+    severity=dg.AssetCheckSeverity.ERROR,
     blocking=True,
     description="Per project, the day's event_rollups and daily_aggregates in PostgreSQL and in Parquet "
     "have the same row count and checksum.",
 )
-def cold_aggregates_parity(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
-    cold = get_settings().cold
-    with warehouse.connection() as conn:
-        reports = [verify_day(conn, day, cold, [ROLLUPS, AGGREGATES]) for day in check_days(context)]
-    yield from emit(context, dg.AssetCheckSeverity.ERROR, _results(reports))
+def cold_aggregates_parity(conn: psycopg.Connection, days: list[date], s: Settings) -> list[DayResult]:
+    return _results([verify_day(conn, day, s.cold, [ROLLUPS, AGGREGATES]) for day in days])
 
 
 cold_checks = [cold_events_parity, cold_aggregates_parity]

@@ -1,35 +1,33 @@
-"""What every partitioned check needs: the UTC days of its run and JSON-safe metadata."""
+"""The scaffolding every partitioned check shares, written once: the UTC days of the run, one connection, one
+result per day, JSON-safe metadata.
 
-from __future__ import annotations
+A check is a function `(conn, days, settings) -> list[DayResult]` that measures all the run's days at once
+(set-based SQL in warehouse/quality.py); `day_check` turns it into a Dagster asset check partitioned like
+the assets.
+"""
+
+# No `from __future__ import annotations`: Dagster rejects a postponed (string) `context` annotation.
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import dagster as dg
+import psycopg
+
+# Not exported by dagster 1.13, and no public way to stamp an evaluation with its materialisation: without it a
+# range run's per-day results never count as current (tests/orchestration/test_checks.py pins that).
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    AssetCheckEvaluationTargetMaterializationData,  # not exported by dagster 1.13
+    AssetCheckEvaluationTargetMaterializationData,
 )
 
+from orchestration.partitions import daily_partitions, run_days
+from orchestration.resources import WarehouseResource
+from pulseops.settings import Settings, get_settings
+
 SAMPLES = 10
-
-
-def check_days(context: dg.AssetCheckExecutionContext) -> list[date]:
-    """The UTC days of the run, one for a partition, several for a single-run backfill of a range.
-
-    A partitioned check sees the run's partition through the run tags like an asset does: `dagster/partition`
-    for one day, `dagster/asset_partition_range_start`/`_end` for a range. `partition_time_window` covers
-    both (`partition_key` raises on a range), resolved against the check's `partitions_def`.
-    """
-    if not (context.has_partition_key or context.has_partition_key_range):
-        raise dg.Failure(
-            description="This check is partitioned by UTC day: run it for a partition or a range of them."
-        )
-    window = context.partition_time_window
-    first, end = window.start.date(), window.end.date()
-    return [first + timedelta(days=i) for i in range((end - first).days)]
 
 
 def jsonable(value: Any) -> Any:
@@ -57,14 +55,42 @@ class DayResult:
     description: str | None = None
 
 
+Measure = Callable[[psycopg.Connection, list[date], Settings], Sequence[DayResult]]
+
+
+def day_check(
+    asset: dg.AssetSpec, *, severity: dg.AssetCheckSeverity, description: str, blocking: bool = False
+) -> Callable[[Measure], dg.AssetChecksDefinition]:
+    """An asset check of `asset`, partitioned by UTC day, from a function measuring all the run's days."""
+
+    def wrap(measure: Measure) -> dg.AssetChecksDefinition:
+        @dg.asset_check(
+            asset=asset.key,
+            name=measure.__name__,
+            partitions_def=daily_partitions,
+            blocking=blocking,
+            description=description,
+        )
+        def check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+            days = run_days(context)
+            settings = get_settings()  # read when the check runs, not when the code location loads
+            with warehouse.connection() as conn:
+                results = measure(conn, days, settings)
+            yield from emit(context, severity, results)
+
+        return check
+
+    return wrap
+
+
 def emit(
     context: dg.AssetCheckExecutionContext, severity: dg.AssetCheckSeverity, results: Sequence[DayResult]
 ) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation | dg.Output]:
     """Report one result per day of the run.
 
-    One partition: a plain AssetCheckResult (Dagster stamps it with the partition). A range (single-run
-    backfill): Dagster 1.13 would record an AssetCheckResult with *no* partition, which a partitioned check's
-    status ignores, so every day of the backfill would end up "skipped". Each day is therefore reported as
+    One partition: a plain AssetCheckResult (Dagster stamps it with the partition and its materialisation).
+    A range (single-run backfill): Dagster 1.13 would record an AssetCheckResult with *no* partition, which a
+    partitioned check's status ignores, so every day would end up "skipped". Each day is therefore reported as
     its own AssetCheckEvaluation, stamped with its partition and with the day's latest materialisation of
     the asset (what makes the result count as current); the op's output follows.
     """
@@ -76,7 +102,6 @@ def emit(
         return
     (spec,) = context.check_specs
     for r in results:
-        partition = r.day.isoformat()
         yield dg.AssetCheckEvaluation(
             asset_key=spec.asset_key,
             check_name=spec.name,
@@ -85,8 +110,8 @@ def emit(
             severity=severity,
             description=r.description,
             blocking=spec.blocking,
-            partition=partition,
-            target_materialization_data=_latest_materialization(context, spec.asset_key, partition),
+            partition=r.day.isoformat(),
+            target_materialization_data=_latest_materialization(context, spec.asset_key, r.day.isoformat()),
         )
     yield dg.Output(None)
 

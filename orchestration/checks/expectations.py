@@ -1,33 +1,42 @@
-"""A Great Expectations 1.x suite over one UTC day of raw events and daily aggregates, run directly (the
+"""A Great Expectations 1.x suite over the run's UTC days of raw events and daily aggregates, run directly (the
 dagster-ge integration does not support GE 1.x) in an ephemeral context with usage analytics off.
 
 great_expectations is imported inside the check: the import takes seconds, and loading the code location
 (webserver, daemon, every run worker) must not pay for it.
 
-Batches validated per day (pandas DataFrames read with psycopg):
-  raw_events        project_id, event_id, event_name, distinct_id, event_time: keys not null, event time
-                    inside the day. Sampled to RAW_ROW_CAP rows on bigger days (metadata says so).
+One batch per frame for all the run's days (pandas DataFrames read with psycopg, warehouse/quality.py), so a
+90-day backfill validates four batches, not 360; each failed row is attributed to its day through the
+frame's `day` (or `date`) column, which gives the per-day results:
+  raw_events        project_id, event_id, event_name, distinct_id, event_time not null, event time inside
+                    the run's days. Sampled to RAW_ROW_CAP rows over the run (metadata says so).
   daily_aggregates  org_id, project_id, metric, date, value not null; value and events >= 0 (same cap).
-  event_names       one row per event name of the whole day with its count (exact, never sampled): the day's
-                    total is at most VOLUME_MAX_FACTOR x the mean of the latest VOLUME_DAYS earlier days with
-                    data, and every name was seen in event_rollups in the previous NAME_DAYS days. Each of the
-                    two is skipped (and passes) when there is no such history.
+  event_names       one row per day and event name (exact, never sampled): every name was seen in
+                    event_rollups in the NAME_DAYS days before its day (`known`; NULL, so not judged, when
+                    that day has no such history).
+  day_volume        one row per day: its total is at most VOLUME_MAX_FACTOR x the mean of the latest
+                    VOLUME_DAYS earlier days with data (`ratio`; NULL without history).
 """
 
 # No `from __future__ import annotations`: Dagster rejects a postponed (string) `context` annotation.
 
 import os
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import dagster as dg
+import psycopg
 
 from orchestration.assets.aggregates import DAILY_AGGREGATES
-from orchestration.checks.common import SAMPLES, DayResult, check_days, emit, json_md, jsonable
-from orchestration.partitions import daily_partitions
-from orchestration.resources import WarehouseResource
-from warehouse.aggregates import day_bounds
-from warehouse.quality import AGGREGATE_COLUMNS, RAW_COLUMNS, ExpectationInputs, expectation_inputs
+from orchestration.checks.common import SAMPLES, DayResult, day_check, json_md, jsonable
+from pulseops.settings import Settings
+from warehouse.quality import (
+    AGGREGATE_COLUMNS,
+    NAME_COLUMNS,
+    RAW_COLUMNS,
+    VOLUME_COLUMNS,
+    ExpectationInputs,
+    expectation_inputs,
+)
 
 RAW_ROW_CAP = 200_000
 NAME_DAYS = 30
@@ -36,6 +45,9 @@ VOLUME_MAX_FACTOR = 10.0
 
 RAW_NOT_NULL = ("project_id", "event_id", "event_name", "distinct_id", "event_time")
 AGGREGATE_NOT_NULL = ("org_id", "project_id", "metric", "date", "value")
+# the column whose values a failed expectation's sample shows, per batch
+SAMPLE_COLUMN = {"event_names": "event_name", "day_volume": "events"}
+DAY_COLUMN = {"daily_aggregates": "date"}
 
 
 def _import_gx():
@@ -55,13 +67,17 @@ def _frames(inputs: ExpectationInputs) -> dict[str, Any]:
     aggregates = pd.DataFrame.from_records(inputs.aggregate_rows, columns=list(AGGREGATE_COLUMNS))
     aggregates["value"] = aggregates["value"].astype("float64")
     aggregates["events"] = aggregates["events"].astype("int64")
-    names = pd.DataFrame.from_records(inputs.names, columns=["event_name", "events"])
+    names = pd.DataFrame.from_records(inputs.names, columns=list(NAME_COLUMNS))
     names["events"] = names["events"].astype("int64")
-    return {"raw_events": raw, "daily_aggregates": aggregates, "event_names": names}
+    names["known"] = names["known"].astype("object")
+    volume = pd.DataFrame.from_records(inputs.volumes, columns=list(VOLUME_COLUMNS))
+    volume["ratio"] = volume["ratio"].astype("float64")
+    return {"raw_events": raw, "daily_aggregates": aggregates, "event_names": names, "day_volume": volume}
 
 
-def _suites(gx, gxe, day: date, inputs: ExpectationInputs) -> tuple[dict[str, Any], list[str]]:
-    start, end = day_bounds(day)
+def _suites(gx, gxe, days: list[date]) -> dict[str, Any]:
+    start = _utc(min(days))
+    end = _utc(max(days) + timedelta(days=1))
     raw = [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in RAW_NOT_NULL]
     raw.append(
         gxe.ExpectColumnValuesToBeBetween(
@@ -73,103 +89,132 @@ def _suites(gx, gxe, day: date, inputs: ExpectationInputs) -> tuple[dict[str, An
         gxe.ExpectColumnValuesToBeBetween(column="value", min_value=0),
         gxe.ExpectColumnValuesToBeBetween(column="events", min_value=0),
     ]
-    names, skipped = [], []
-    mean = inputs.history_mean
-    if mean is None:
-        skipped.append(f"day volume: no earlier day with data in the previous {NAME_DAYS} days")
-    else:
-        names.append(
-            gxe.ExpectColumnSumToBeBetween(column="events", min_value=0, max_value=VOLUME_MAX_FACTOR * mean)
-        )
-    if not inputs.known_names:
-        skipped.append(f"known event names: no event_rollups in the previous {NAME_DAYS} days")
-    else:
-        names.append(gxe.ExpectColumnValuesToBeInSet(column="event_name", value_set=inputs.known_names))
-    suites = {
-        "raw_events": gx.ExpectationSuite(name=f"raw_events {day}", expectations=raw),
-        "daily_aggregates": gx.ExpectationSuite(name=f"daily_aggregates {day}", expectations=aggregates),
-        "event_names": gx.ExpectationSuite(name=f"event_names {day}", expectations=names),
-    }
-    return suites, skipped
-
-
-def _summary(result) -> dict[str, Any]:
-    """The suite result, small: statistics and, per failed expectation, what was observed (the known-names
-    value set is left out, it can be long)."""
-    described = jsonable(result.describe_dict())
-    failed = []
-    for e in described.get("expectations", []):
-        if e.get("success"):
-            continue
-        res = e.get("result") or {}
-        kwargs = {k: v for k, v in (e.get("kwargs") or {}).items() if k not in ("batch_id", "value_set")}
-        failed.append(
-            {
-                "expectation": e.get("expectation_type"),
-                **kwargs,
-                **{
-                    k: res[k]
-                    for k in ("observed_value", "element_count", "unexpected_count", "unexpected_percent")
-                    if k in res
-                },
-                "unexpected_sample": (res.get("partial_unexpected_list") or [])[:SAMPLES],
-                **({"exception": e["exception_info"]} if e.get("exception_info") else {}),
-            }
-        )
+    names = [gxe.ExpectColumnValuesToBeInSet(column="known", value_set=[True])]
+    volume = [gxe.ExpectColumnValuesToBeBetween(column="ratio", min_value=0, max_value=VOLUME_MAX_FACTOR)]
+    label = f"{min(days)}..{max(days)}"
     return {
-        "success": bool(described.get("success")),
-        "statistics": described.get("statistics"),
-        "failed": failed,
+        "raw_events": gx.ExpectationSuite(name=f"raw_events {label}", expectations=raw),
+        "daily_aggregates": gx.ExpectationSuite(name=f"daily_aggregates {label}", expectations=aggregates),
+        "event_names": gx.ExpectationSuite(name=f"event_names {label}", expectations=names),
+        "day_volume": gx.ExpectationSuite(name=f"day_volume {label}", expectations=volume),
     }
 
 
-def validate_day(inputs: ExpectationInputs) -> dict[str, Any]:
-    """Run the suites on one day's inputs; returns a JSON-safe summary with `success`."""
+def _utc(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def validate(inputs: ExpectationInputs) -> dict[date, dict[str, Any]]:
+    """Run the suites once over all the days' inputs; returns a JSON-safe summary per day with `success`."""
     gx, gxe, progress_bars = _import_gx()
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = progress_bars(globally=False)
     source = context.data_sources.add_pandas("pulseops")
-    suites, skipped = _suites(gx, gxe, inputs.day, inputs)
-    results = {}
-    for name, frame in _frames(inputs).items():
+    suites = _suites(gx, gxe, inputs.days)
+    frames = _frames(inputs)
+    per_day: dict[date, dict[str, dict[str, Any]]] = {d: {} for d in inputs.days}
+    for name, frame in frames.items():
         batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
         suite = context.suites.add(suites[name])
-        validation = batch.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
-        results[name] = _summary(validation)
-    return {
-        "day": inputs.day.isoformat(),
-        "success": all(r["success"] for r in results.values()),
-        "suites": results,
-        "skipped": skipped,
-        "raw_rows_total": inputs.raw_total,
-        "raw_rows_checked": len(inputs.raw_rows),
-        "raw_sampled": inputs.raw_sampled,
-        "aggregate_rows_total": inputs.aggregate_total,
-        "aggregate_rows_checked": len(inputs.aggregate_rows),
-        "aggregates_sampled": inputs.aggregates_sampled,
-        "known_names": len(inputs.known_names),
-        "history_days": len(inputs.history_days),
-        "history_mean_events": inputs.history_mean,
-    }
+        validation = batch.get_batch(batch_parameters={"dataframe": frame}).validate(
+            suite, result_format={"result_format": "COMPLETE"}
+        )
+        day_col = DAY_COLUMN.get(name, "day")
+        days_in_frame = set(frame[day_col]) if len(frame) else set()
+        for day in inputs.days:
+            per_day[day][name] = {"evaluated": 0, "failed": []}
+        for result in validation.results:
+            config = result.expectation_config
+            column = config.kwargs.get("column")
+            res = result.result or {}
+            indexes = res.get("unexpected_index_list") or []
+            failing: dict[date, list] = {}
+            if not result.success and not indexes:  # an exception or an aggregate failure: every day
+                failing = {d: [] for d in inputs.days}
+            for i in indexes:
+                row = frame.loc[i]
+                failing.setdefault(row[day_col], []).append(row[SAMPLE_COLUMN.get(name, column)])
+            for day in inputs.days:
+                judged = _judged(frame, day_col, day, column, name, days_in_frame)
+                if not judged and day not in failing:
+                    continue
+                entry = per_day[day][name]
+                entry["evaluated"] += 1
+                if day in failing:
+                    kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id", "value_set")}
+                    entry["failed"].append(
+                        {
+                            "expectation": config.type,
+                            **kwargs,
+                            "unexpected_count": len(failing[day]),
+                            "unexpected_sample": sorted({str(v) for v in failing[day]})[:SAMPLES],
+                            **({"exception": str(result.exception_info)} if not indexes and not res else {}),
+                        }
+                    )
+    out = {}
+    for day in inputs.days:
+        suites_of_day = {
+            name: {
+                "success": not e["failed"],
+                "statistics": {
+                    "evaluated_expectations": e["evaluated"],
+                    "unsuccessful_expectations": len(e["failed"]),
+                },
+                "failed": e["failed"],
+            }
+            for name, e in per_day[day].items()
+        }
+        names_of_day = [n for n in inputs.names if n[0] == day]
+        (volume,) = [v for v in inputs.volumes if v[0] == day] or [(day, 0, 0, None, None)]
+        skipped = []
+        if volume[4] is None:
+            skipped.append(f"day volume: no earlier day with data in the previous {NAME_DAYS} days")
+        if not names_of_day or names_of_day[0][3] is None:
+            skipped.append(f"known event names: no event_rollups in the previous {NAME_DAYS} days")
+        raw_checked = sum(1 for r in inputs.raw_rows if r[0] == day)
+        agg_checked = sum(1 for r in inputs.aggregate_rows if r[3] == day)
+        out[day] = jsonable(
+            {
+                "day": day.isoformat(),
+                "success": all(s["success"] for s in suites_of_day.values()),
+                "suites": suites_of_day,
+                "skipped": skipped,
+                "raw_rows_total": inputs.raw_totals.get(day, 0),
+                "raw_rows_checked": raw_checked,
+                "raw_sampled": raw_checked < inputs.raw_totals.get(day, 0),
+                "aggregate_rows_total": inputs.aggregate_totals.get(day, 0),
+                "aggregate_rows_checked": agg_checked,
+                "aggregates_sampled": agg_checked < inputs.aggregate_totals.get(day, 0),
+                "history_days": volume[2],
+                "history_mean_events": volume[3],
+                "days_in_batch": len(inputs.days),
+            }
+        )
+    return out
 
 
-@dg.asset_check(
-    asset=DAILY_AGGREGATES.key,
-    partitions_def=daily_partitions,
-    description="Great Expectations suite on the day's raw events and daily aggregates: keys not null, "
-    "event times inside the day, aggregate values >= 0, day volume at most 10x the recent mean, and only "
-    "event names seen in the previous 30 days.",
+def _judged(frame, day_col: str, day: date, column: str | None, name: str, days_in_frame: set) -> bool:
+    """Whether an expectation judged any row of `day` (column-map expectations ignore NULLs: a day whose
+    `known` or `ratio` is NULL had no history, its expectation is skipped, not passed)."""
+    if day not in days_in_frame:
+        return name in ("raw_events", "daily_aggregates")  # an empty day is vacuously fine, as before
+    if name in ("event_names", "day_volume") and column:
+        rows = frame[frame[day_col] == day]
+        return bool(rows[column].notna().any())
+    return True
+
+
+@day_check(
+    DAILY_AGGREGATES,
+    severity=dg.AssetCheckSeverity.ERROR,
+    description="Great Expectations suite on the run's days of raw events and daily aggregates, validated as "
+    "one batch per table: keys not null, event times inside the days, aggregate values >= 0, each day's "
+    "volume at most 10x its recent mean, and only event names seen in the 30 days before.",
 )
-def great_expectations_suite(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
-    days = check_days(context)
-    results = []
-    with warehouse.connection() as conn:
-        for day in days:
-            inputs = expectation_inputs(
-                conn, day, cap=RAW_ROW_CAP, name_days=NAME_DAYS, volume_days=VOLUME_DAYS
-            )
-            results.append(_day_result(validate_day(inputs)))
-    yield from emit(context, dg.AssetCheckSeverity.ERROR, results)
+def great_expectations_suite(conn: psycopg.Connection, days: list[date], _s: Settings) -> list[DayResult]:
+    inputs = expectation_inputs(conn, days, cap=RAW_ROW_CAP, name_days=NAME_DAYS, volume_days=VOLUME_DAYS)
+    summaries = validate(inputs)
+    return [_day_result(summaries[day]) for day in days]
 
 
 def _day_result(summary: dict[str, Any]) -> DayResult:
@@ -189,8 +234,8 @@ def _day_result(summary: dict[str, Any]) -> DayResult:
     }
     if sampled:
         metadata["sampled_note"] = (
-            f"more than {RAW_ROW_CAP} rows: a random sample was checked for the row-level expectations "
-            "(the event-name and volume expectations use exact per-name counts)"
+            f"more than {RAW_ROW_CAP} rows in the run: a random sample was checked for the row-level "
+            "expectations (the event-name and volume expectations use exact per-day counts)"
         )
     description = None if summary["success"] else f"{unsuccessful} of {evaluated} expectations failed"
     return DayResult(date.fromisoformat(summary["day"]), summary["success"], metadata, description)

@@ -14,10 +14,11 @@ import pytest
 
 from orchestration.assets.aggregates import aggregates
 from orchestration.checks import checks
-from orchestration.checks.expectations import validate_day
+from orchestration.checks.expectations import validate
 from orchestration.resources import WarehouseResource
 from pulseops.settings import get_settings
 from tests.utils.tenants import make_tenant
+from warehouse.aggregates import rebuild_day
 from warehouse.landing import DeadLetter, LandingRow, land_batch
 from warehouse.quality import duplicate_event_ids, expectation_inputs
 
@@ -299,14 +300,33 @@ def test_range_run_reports_every_day(db: psycopg.Connection, tenant: dict, datab
 
 def test_big_day_is_sampled_but_names_and_volume_stay_exact(db: psycopg.Connection, tenant: dict) -> None:
     land_batch(db, rows(tenant, D1, 60, names=("page_view", "signup", "purchase")))
-    inputs = expectation_inputs(db, D1, cap=20)
+    inputs = expectation_inputs(db, [D1], cap=20)
     assert inputs.raw_total == 60 and inputs.raw_sampled
     assert 0 < len(inputs.raw_rows) <= 20
-    assert inputs.names == [("page_view", 20), ("purchase", 20), ("signup", 20)]
-    summary = validate_day(inputs)
+    assert [(day, name, n) for day, name, n, _known in inputs.names] == [
+        (D1, "page_view", 20), (D1, "purchase", 20), (D1, "signup", 20)
+    ]  # fmt: skip
+    summary = validate(inputs)[D1]
     assert summary["success"]
     assert (summary["raw_sampled"], summary["raw_rows_total"]) == (True, 60)
     assert summary["raw_rows_checked"] == len(inputs.raw_rows)
+
+
+def test_expectations_validate_a_range_in_one_batch_and_blame_the_right_day(
+    db: psycopg.Connection, tenant: dict
+) -> None:
+    """Three days in one validation: the unknown name of the third day fails that day only."""
+    d3 = D2 + timedelta(days=1)
+    land_batch(db, rows(tenant, D1, 30))
+    land_batch(db, rows(tenant, D2, 30))
+    land_batch(db, rows(tenant, d3, 30, names=("page_view", "signup", "mystery_event")))
+    for day in (D1, D2, d3):
+        rebuild_day(db, day)
+    summaries = validate(expectation_inputs(db, [D1, D2, d3]))
+    assert [summaries[d]["success"] for d in (D1, D2, d3)] == [True, True, False]
+    assert {s["days_in_batch"] for s in summaries.values()} == {3}
+    (failure,) = summaries[d3]["suites"]["event_names"]["failed"]
+    assert failure["unexpected_sample"] == ["mystery_event"]
 
 
 def test_copy_on_another_day_is_caught_by_the_ledger(db: psycopg.Connection, tenant: dict) -> None:

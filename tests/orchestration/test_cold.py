@@ -14,7 +14,7 @@ from orchestration.assets.aggregates import aggregates
 from orchestration.assets.cold import cold_export
 from orchestration.checks.cold import cold_aggregates_parity, cold_events_parity
 from orchestration.jobs import partition_maintenance_job
-from orchestration.resources import WarehouseResource
+from orchestration.resources import SettingsResource, WarehouseResource
 from orchestration.sensors import cold_export_sensor
 from pulseops.settings import get_settings
 from tests.utils.events import land_rows, landing_rows
@@ -134,7 +134,11 @@ def test_sensor_requests_unexported_closed_days_then_nothing(db, database_url, l
 
     def tick():
         with dg.build_sensor_context(
-            instance=instance, resources={"warehouse": WarehouseResource(database_url=database_url)}
+            instance=instance,
+            resources={
+                "warehouse": WarehouseResource(database_url=database_url),
+                "pulseops": SettingsResource(),
+            },
         ) as context:
             return cold_export_sensor(context)
 
