@@ -40,13 +40,15 @@ def breakdown(
 
     With cold days, DuckDB returns their (value, user, events) rows and PostgreSQL groups them with the hot
     rows of the same shape: values group by jsonb equality, users are counted distinct across both tiers.
-    `unique_by="person"` counts persons: each event's id (and each cold row's) is mapped to its person in
-    PostgreSQL (warehouse/identity.py), one index lookup per row.
+    `unique_by="person"` counts persons: each event's id (and each cold row's) is joined to its person in
+    PostgreSQL (warehouse/identity.py).
     """
     user: sql.Composable = sql.SQL("e.distinct_id")
     cold_user: sql.Composable = sql.SQL("c.u")
+    join = cold_join = sql.SQL("")
     if unique_by == "person":
-        user, cold_user = identity.person_sql("e"), identity.person_sql("c", "u")
+        user, join = identity.person_column("m", "e"), identity.person_join("m", "e")
+        cold_user, cold_join = identity.person_column("cm", "c", "u"), identity.person_join("cm", "c", "u")
     first, last = scope.utc_days
     every_day = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     in_cold = require_raw(conn, scope.project_id, every_day, cold)
@@ -55,12 +57,12 @@ def breakdown(
     names = list(scope.event_names) if scope.event_names is not None else None
     hot_rows = sql.SQL(
         """
-        FROM events e
+        FROM events e {join}
         WHERE e.project_id = %(p)s AND e.event_time >= %(s)s AND e.event_time < %(e)s
           AND (%(names)s::text[] IS NULL OR e.event_name = ANY(%(names)s::text[]))
           AND {condition}
         """
-    ).format(condition=condition)
+    ).format(condition=condition, join=join)
     if not in_cold:
         query = (
             sql.SQL(
@@ -89,7 +91,7 @@ def breakdown(
                 GROUP BY 1, 2
                 UNION ALL
                 SELECT c.v::jsonb, {cold_user}, c.n
-                FROM unnest(%(cv)s::text[], %(cu)s::text[], %(cn)s::bigint[]) AS c(v, u, n)
+                FROM unnest(%(cv)s::text[], %(cu)s::text[], %(cn)s::bigint[]) AS c(v, u, n) {cold_join}
             )
             SELECT v, sum(n)::bigint, count(DISTINCT u)::bigint, sum(sum(n)) OVER ()::bigint
             FROM parts
@@ -97,7 +99,7 @@ def breakdown(
             ORDER BY 2 DESC, 1 NULLS LAST
             LIMIT %(limit)s
             """
-            ).format(cold_user=cold_user)
+            ).format(cold_user=cold_user, cold_join=cold_join)
         )
     rows = conn.execute(
         query, {**params, "key": key, "p": scope.project_id, "s": s, "e": e, "names": names, "limit": limit}

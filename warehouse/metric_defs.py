@@ -270,10 +270,13 @@ def metric_series(
                 SELECT c.ls, c.off, c.dims::jsonb, {cold_user}, c.events, c.s, c.n
                 FROM unnest(%(c_ls)s::timestamp[], %(c_off)s::interval[], %(c_dims)s::text[], %(c_u)s::text[],
                             %(c_events)s::bigint[], %(c_s)s::float8[], %(c_n)s::bigint[])
-                     AS c(ls, off, dims, u, events, s, n)
+                     AS c(ls, off, dims, u, events, s, n) {cold_join}
                 ) parts GROUP BY 1, 2, 3
                 """
-            ).format(cold_user=identity.person_sql("c", "u") if by_person else sql.SQL("c.u"))
+            ).format(
+                cold_user=identity.person_column("cm", "c", "u") if by_person else sql.SQL("c.u"),
+                cold_join=identity.person_join("cm", "c", "u") if by_person else sql.SQL(""),
+            )
             + built
         )
     rows = conn.execute(

@@ -156,7 +156,7 @@ def active_users(
     A user active on local days a1 < a2 < ... counts for window ends [a_i, min(a_i + w - 1, a_{i+1} - 1)]:
     disjoint ranges, so the counts are a running sum of +1/-1 edges, with cost linear in user-days instead
     of user-days times the window. `unique_by="person"` counts persons (linked ids as one, warehouse/identity.py):
-    every user-day row, built or raw or cold, is mapped to its person as the question is asked.
+    every user-day row, built or raw or cold, is joined to its person as the question is asked.
     """
     by_person = unique_by == "person"
     if (
@@ -170,8 +170,8 @@ def active_users(
     wide = scope.widened(window_days - 1)
     source, params = activity_source(conn, wide, cold)
     if by_person:
-        source = sql.SQL("SELECT s.day, {person} AS distinct_id, s.slots FROM ({source}) s").format(
-            person=identity.person_sql("s"), source=source
+        source = sql.SQL("SELECT s.day, {person} AS distinct_id, s.slots FROM ({source}) s {join}").format(
+            person=identity.person_column("m", "s"), source=source, join=identity.person_join("m", "s")
         )
     rows = conn.execute(
         sql.SQL(
