@@ -22,6 +22,7 @@ _LOCK_CLASS = 0x5053  # advisory lock namespace for day rebuilds ("PS")
 
 _DELETE = (
     "DELETE FROM event_rollups WHERE bucket >= %(start)s AND bucket < %(end)s",
+    "DELETE FROM event_day_slots WHERE day = %(day)s",
     "DELETE FROM user_activity WHERE day = %(day)s",
     "DELETE FROM daily_aggregates WHERE date = %(day)s",
 )
@@ -31,6 +32,29 @@ INSERT INTO event_rollups (project_id, bucket, event_name, events)
 SELECT project_id, date_bin('15 minutes', event_time, %(start)s), event_name, count(*)
 FROM events WHERE event_time >= %(start)s AND event_time < %(end)s
 GROUP BY 1, 2, 3
+"""
+
+# Running counts over the 96 slots of each UTC day in [start, end), from the day's `event_rollups` (built just
+# before in the same transaction): a zone's local day then reads two rows per event name (warehouse/exact.py
+# rollup_source; why in migration 0009).
+DAY_SLOTS = """
+INSERT INTO event_day_slots (project_id, day, event_name, cum)
+SELECT project_id, day, event_name, ARRAY[0::bigint] || array_agg(running ORDER BY slot)
+FROM (
+    SELECT p.project_id, p.day, p.event_name, g.slot,
+           sum(coalesce(r.events, 0)) OVER (
+               PARTITION BY p.project_id, p.day, p.event_name ORDER BY g.slot
+           )::bigint AS running
+    FROM (
+        SELECT DISTINCT project_id, (bucket AT TIME ZONE 'UTC')::date AS day, event_name
+        FROM event_rollups WHERE bucket >= %(start)s AND bucket < %(end)s
+    ) p
+    CROSS JOIN generate_series(0, 95) AS g (slot)
+    LEFT JOIN event_rollups r
+      ON r.project_id = p.project_id AND r.event_name = p.event_name
+     AND r.bucket = (p.day::timestamp AT TIME ZONE 'UTC') + g.slot * interval '15 minutes'
+) x
+GROUP BY project_id, day, event_name
 """
 
 _USER_ACTIVITY = """
@@ -163,6 +187,7 @@ def rebuild_day(conn: psycopg.Connection, day: date, run_id: str | None = None) 
         for statement in _DELETE:
             conn.execute(statement, params)
         rollups = conn.execute(_ROLLUPS, params).rowcount
+        conn.execute(DAY_SLOTS, params)
         users = conn.execute(_USER_ACTIVITY, params).rowcount
         aggregates = 0
         for statement in (*_BUILTIN_METRICS.split(";\n\n"), _CUSTOM_METRICS):
@@ -265,6 +290,9 @@ def delete_aggregates_before(conn: psycopg.Connection, cutoff: date) -> dict[str
     with conn.transaction():
         deleted["event_rollups"] = conn.execute(
             "DELETE FROM event_rollups WHERE bucket < %s", (start,)
+        ).rowcount
+        deleted["event_day_slots"] = conn.execute(
+            "DELETE FROM event_day_slots WHERE day < %s", (cutoff,)
         ).rowcount
         deleted["user_activity"] = conn.execute(
             "DELETE FROM user_activity WHERE day < %s", (cutoff,)

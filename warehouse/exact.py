@@ -295,6 +295,7 @@ def rollup_source(
     hot = [d for d in raw if d not in set(in_cold)]
     raw_query, params = raw_events_sql(scope, "e.event_time, e.event_name", hot)
     utc_daily = daily and scope.tz in UTC_ZONES
+    params_extra: dict[str, Any] = {}
     if utc_daily:
         built = """
         SELECT (a.date::timestamp AT TIME ZONE 'UTC') AS bucket, a.dimensions ->> 'event' AS event_name,
@@ -308,7 +309,7 @@ def rollup_source(
         grain = "1 day"
     elif daily:
         starts = local_day_starts(scope)
-        params_extra = {"ls": starts, "le": [*starts[1:], scope.utc_range[1]]}
+        params_extra["ls"], params_extra["le"] = starts, [*starts[1:], scope.utc_range[1]]
         built = """
         SELECT k.s AS bucket, d.event_name, d.cum[k.hi + 1] - d.cum[k.lo + 1] AS events
         FROM (
@@ -361,7 +362,7 @@ def rollup_source(
             " UNION ALL SELECT c.b, c.n, c.c "
             "FROM unnest(%(cold_b)s::timestamptz[], %(cold_n)s::text[], %(cold_c)s::bigint[]) AS c(b, n, c)"
         )
-    return query, {**params, **base_params(scope, raw), "first": first, "last": last}
+    return query, {**params, **params_extra, **base_params(scope, raw), "first": first, "last": last}
 
 
 def local_day_starts(scope: Scope) -> list[datetime]:

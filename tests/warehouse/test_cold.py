@@ -354,14 +354,21 @@ def test_rebuilding_an_old_day_from_parquet_gives_the_postgres_aggregates(
     rebuild_day(db, day)
     from_postgres = _aggregate_rows(db, day)
     assert from_postgres[0] and from_postgres[1]
+    slots_sql = "SELECT project_id, event_name, cum FROM event_day_slots WHERE day = %s ORDER BY 1, 2"
+    slots_from_postgres = db.execute(slots_sql, (day,)).fetchall()
+    assert slots_from_postgres
     assert sum(1 for m in {k[1] for k in from_postgres[2]} if m.startswith("custom:")) == len(CUSTOM)
 
     cold.export_day(db, database_url, day, cold_settings, datasets=[cold.EVENTS])
     assert cold.verify_day(db, day, cold_settings, datasets=[cold.EVENTS]).ok
     # raw retention drops the day from PostgreSQL; its aggregates are then deleted (as aggregate retention would)
     assert _retention(db, day + timedelta(days=1), cold_settings, days).dropped == [day]
-    db.execute("DELETE FROM event_rollups; DELETE FROM user_activity; DELETE FROM daily_aggregates")
+    db.execute(
+        "DELETE FROM event_rollups; DELETE FROM event_day_slots; DELETE FROM user_activity; "
+        "DELETE FROM daily_aggregates"
+    )
     build = rebuild_day_from_cold(db, day, cold_settings, run_id="cold-test")
+    assert db.execute(slots_sql, (day,)).fetchall() == slots_from_postgres
     assert build.raw_events == sum(_counts(rows, day).values()) + len(odd)
     rollups, users, aggregates = _aggregate_rows(db, day)
     assert rollups == from_postgres[0]
