@@ -153,6 +153,11 @@ class QuerySettings(BaseModel):
     max_page_size: int = 200
     statement_timeout_ms: int = 5000
     cache_ttl_s: int = 300
+    local_cache_entries: int = Field(
+        1000,
+        description="Answers each API process also keeps in memory (api/graphql/cache.py), skipping the Redis "
+        "round trip on repeats; 0: Redis only.",
+    )
     version_ttl_s: float = Field(
         1.0, description="Bound, in seconds, on how much staler a cached answer may be than the database."
     )

@@ -43,21 +43,21 @@ class QueryCache:
     long as Redis would (TTL) without any invalidation, and skip the Redis round trip (~1 ms here) on repeats.
     """
 
-    LOCAL_ENTRIES = 1000
     LOCAL_MAX_BYTES = 256 * 1024  # per entry; bigger answers are shared through Redis only
 
-    def __init__(self, redis: Redis | None, ttl_s: int) -> None:
+    def __init__(self, redis: Redis | None, ttl_s: int, local_entries: int = 1000) -> None:
         self._redis = redis
         self._ttl = ttl_s
+        self._local_entries = local_entries
         self._down_until = 0.0
         self._local: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
     def _remember(self, key: str, raw: bytes) -> None:
-        if len(raw) > self.LOCAL_MAX_BYTES:
+        if len(raw) > self.LOCAL_MAX_BYTES or self._local_entries <= 0:
             return
         self._local[key] = (time.monotonic() + self._ttl, raw)
         self._local.move_to_end(key)
-        while len(self._local) > self.LOCAL_ENTRIES:
+        while len(self._local) > self._local_entries:
             self._local.popitem(last=False)
 
     def _recall(self, key: str) -> bytes | None:
