@@ -54,17 +54,25 @@ class DayBuildRow:
     built_at: datetime | None
     run_id: str | None
     last_landed_at: datetime
+    # from the sensors' retry ledger (warehouse/runs.py): runs that left the day's rebuild undone
+    build_failures: int
+    build_error: str | None
+    next_attempt_at: datetime | None
+    build_given_up: bool
 
 
 def day_builds(conn: psycopg.Connection, project_id: uuid.UUID, first: date, last: date) -> list[DayBuildRow]:
-    """Per landed UTC day: events, the landed version and the build that last rebuilt it (with its run id)."""
+    """Per landed UTC day: events, the landed version, the build that last rebuilt it (with its run id) and,
+    when rebuild runs keep failing for the day, how often, why, and when the next attempt is due."""
     with conn.cursor(row_factory=class_row(DayBuildRow)) as cur:
         return cur.execute(
             """
             SELECT l.day, l.events, l.version AS landed_version, b.built_version, b.built_at, b.run_id,
-                   l.last_landed_at
+                   l.last_landed_at, coalesce(f.failures, 0) AS build_failures, f.last_error AS build_error,
+                   f.next_attempt_at, (f.day IS NOT NULL AND f.next_attempt_at IS NULL) AS build_given_up
             FROM landed_days l
             LEFT JOIN aggregate_builds b ON b.project_id = l.project_id AND b.day = l.day
+            LEFT JOIN run_failures f ON f.job = 'aggregates' AND f.day = l.day
             WHERE l.project_id = %s AND l.day BETWEEN %s AND %s
             ORDER BY l.day DESC
             """,

@@ -39,6 +39,13 @@ class DayBuild:
     run_id: str | None = strawberry.field(description="Dagster run id of the build; null outside Dagster.")
     stale: bool = strawberry.field(description="Data landed after the build (a rebuild is due).")
     last_landed_at: datetime = strawberry.field(description="When data of the day last landed.")
+    build_failures: int = strawberry.field(
+        description="Rebuild runs in a row that left this day's data unbuilt (failed or killed); 0 when fine."
+    )
+    build_error: str | None = strawberry.field(description="Why the last of those runs failed.")
+    next_attempt_at: datetime | None = strawberry.field(
+        description="When the rebuild is retried; null with buildFailures > 0: given up until new data lands."
+    )
 
 
 @strawberry.type
@@ -101,6 +108,9 @@ class PipelineQuery:
                 run_id=r.run_id,
                 stale=r.built_version != r.landed_version,
                 last_landed_at=r.last_landed_at,
+                build_failures=r.build_failures,
+                build_error=r.build_error,
+                next_attempt_at=r.next_attempt_at,
             )
             for r in rows
         ]

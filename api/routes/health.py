@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import metrics
 from warehouse.db import ping
+from warehouse.runs import failure_counts
 
 router = APIRouter(tags=["health"])
 
@@ -50,6 +51,26 @@ def _db_ok(pool) -> bool:
 
 
 @router.get("/metrics", operation_id="health-metrics", summary="Prometheus metrics", response_class=Response)
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(request: Request) -> Response:
     data, content_type = metrics.render()
+    data += await run_in_threadpool(_run_failures, request.app.state.pool)
     return Response(data, media_type=content_type)
+
+
+def _run_failures(pool) -> bytes:
+    """Days the orchestration sensors keep failing to rebuild or export (warehouse/runs.py), read at scrape
+    time: retrying (backing off) and given up (until new data)."""
+    try:
+        with pool.connection(timeout=2) as conn:
+            rows = {job: (retrying, given_up) for job, retrying, given_up in failure_counts(conn)}
+    except Exception:
+        return b""
+    lines = [
+        "# HELP pulseops_orchestration_failing_days Days whose rebuild or export runs keep failing, by job and state.",
+        "# TYPE pulseops_orchestration_failing_days gauge",
+    ]
+    for job in sorted({"aggregates", "cold_export", *rows}):
+        retrying, given_up = rows.get(job, (0, 0))
+        lines.append(f'pulseops_orchestration_failing_days{{job="{job}",state="retrying"}} {retrying}')
+        lines.append(f'pulseops_orchestration_failing_days{{job="{job}",state="given_up"}} {given_up}')
+    return ("\n".join(lines) + "\n").encode()

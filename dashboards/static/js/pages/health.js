@@ -5,7 +5,7 @@ import { addDays, chart, el, emptyState, fmt, fmtTime, table, todayIn } from "..
 const HEALTH = `query($p: ID!, $from: Date!, $to: Date!) {
   ingestionHealth(projectId: $p) { lastLandedAt secondsSinceLastLanded eventsToday consumerLag
     deadLettersLast24h { reason count } lateArrivals { date events late share } daysAwaitingRebuild }
-  dayBuilds(projectId: $p, from: $from, to: $to) { date events landedVersion builtVersion builtAt runId stale }
+  dayBuilds(projectId: $p, from: $from, to: $to) { date events landedVersion builtVersion builtAt runId stale buildFailures buildError nextAttemptAt }
 }`;
 const SAMPLES = `query($p: ID!, $r: String) { deadLetterSamples(projectId: $p, reason: $r, limit: 5) {
   id deadAt reason detail payload payloadBytes sourceTopic sourcePartition sourceOffset } }`;
@@ -61,7 +61,11 @@ export function render(root, ctx) {
         : runId || "–");
       builds.replaceChildren(d.dayBuilds.length ? table(["UTC day", "Events", "Landed version", "Built version", "Built at", "Dagster run", "State"],
         d.dayBuilds.map((b) => [b.date, fmt(b.events), fmt(b.landedVersion), fmt(b.builtVersion), fmtTime(b.builtAt, ctx.tz), link(b.runId),
-          el("span", { class: `badge ${b.builtVersion === null ? "pending" : b.stale ? "pending" : "ok"}`, text: b.builtVersion === null ? "not built" : b.stale ? "rebuild due" : "built" })]),
+          b.buildFailures > 0
+            // the sensors' retry ledger: rebuild runs keep failing for this day (warehouse/runs.py)
+            ? el("span", { class: "badge error", title: b.buildError || "", text: b.nextAttemptAt
+              ? `rebuild failed ${b.buildFailures}×, retry ${fmtTime(b.nextAttemptAt, ctx.tz)}` : `rebuild failed ${b.buildFailures}×, given up` })
+            : el("span", { class: `badge ${b.builtVersion === null ? "pending" : b.stale ? "pending" : "ok"}`, text: b.builtVersion === null ? "not built" : b.stale ? "rebuild due" : "built" })]),
         "Daily builds") : emptyState("No landed days yet."));
     } catch (err) { ctx.handleError(err, builds); }
   }
