@@ -10,6 +10,7 @@ from benchmarks.load import pct
 
 LATE_TARGET_S = 15.0  # issue 4: late event -> corrected aggregate, p95
 CACHED_P95_MS, UNCACHED_P95_MS, RAW_P95_MS = 3.0, 50.0, 500.0  # issue 5
+LOCAL_HIT_P95_MS = 1.5  # issue "Orchestration and query speed": an in-process hit, apart from a Redis hit
 COLD_SPEED_UP = 5.0  # issue 7: DuckDB over Parquet vs PostgreSQL, 90-day aggregate
 
 
@@ -28,18 +29,31 @@ def ingest_render(r: dict) -> str:
 def queries_run(size: str) -> dict:
     m = queries.measure(size)
     p95 = {name: {k: pct(v, 0.95) for k, v in s.items()} for name, s in m["samples"].items()}
-    cached = max(p95.items(), key=lambda kv: kv[1]["cached"])
-    built = [n for n in p95 if "built days" in n and "New York" not in n]
-    worst_built = max(built, key=lambda n: p95[n]["uncached"])
+    local = max(p95.items(), key=lambda kv: kv[1]["cached"])
+    redis = max(p95.items(), key=lambda kv: kv[1]["redis"])
     raw = "eventCounts DAY 7d plan=pro (raw)"
+    utc_built = [n for n in p95 if "built days" in n and "," not in n.split("built days", 1)[1]]
+    worst_utc = max(utc_built, key=lambda n: p95[n]["uncached"])
+
+    def row(what: str, target: str, name: str, mode: str, limit: float, digits: int = 1) -> dict:
+        ms = p95[name][mode]
+        return {"what": what, "target": target, "measured": f"{ms:.{digits}f} ms ({name})",
+                "ceiling": f"same SQL direct p95 {p95[name]['sql']:.1f} ms", "met": ms <= limit}  # fmt: skip
+
     m["targets"] = [
-        {"what": "queries: cached p95 (worst query)", "target": f"<= {CACHED_P95_MS:.0f} ms",
-         "measured": f"{cached[1]['cached']:.2f} ms ({cached[0]})", "met": cached[1]["cached"] <= CACHED_P95_MS},
-        {"what": "queries: uncached aggregate-backed p95, UTC, built days (worst)", "target": f"<= {UNCACHED_P95_MS:.0f} ms",
-         "measured": f"{p95[worst_built]['uncached']:.1f} ms ({worst_built})",
-         "met": p95[worst_built]["uncached"] <= UNCACHED_P95_MS},
-        {"what": "queries: property-filtered raw query over 7 days, uncached p95", "target": f"<= {RAW_P95_MS:.0f} ms",
-         "measured": f"{p95[raw]['uncached']:.1f} ms", "met": p95[raw]["uncached"] <= RAW_P95_MS},
+        row("queries: in-process cache hit p95 (worst query)", f"<= {LOCAL_HIT_P95_MS} ms", local[0], "cached",
+            LOCAL_HIT_P95_MS, 2),
+        row("queries: Redis cache hit p95 (worst query)", f"<= {CACHED_P95_MS:.0f} ms", redis[0], "redis",
+            CACHED_P95_MS, 2),
+        row("queries: uncached aggregate-backed p95, UTC, built days (worst)", f"<= {UNCACHED_P95_MS:.0f} ms",
+            worst_utc, "uncached", UNCACHED_P95_MS),
+        *[
+            row(f"queries: uncached aggregate-backed day series p95, {tz}, built days",
+                f"<= {UNCACHED_P95_MS:.0f} ms", f"eventCounts DAY 28 built days, {tz}", "uncached", UNCACHED_P95_MS)
+            for tz in queries.ZONES
+        ],
+        row("queries: property-filtered raw query over 7 days, uncached p95", f"<= {RAW_P95_MS:.0f} ms", raw,
+            "uncached", RAW_P95_MS),
     ]  # fmt: skip
     m["p95_ms"] = p95
     return m
