@@ -22,6 +22,7 @@ from tests.utils.truth import Truth, rows_of
 from warehouse import cold, explore, identity, series
 from warehouse.aggregates import rebuild_day
 from warehouse.exact import Scope, raw_days
+from warehouse.filters import FilterOp, PropertyFilter
 from warehouse.metric_defs import MetricSpec, create_metric, metric_series
 
 END = datetime(2026, 11, 5, 12, tzinfo=UTC)
@@ -56,6 +57,13 @@ def _check_people(db, landed: list[tuple], project_id: uuid.UUID, cold_settings=
             # per distinct id, as before
             by_id = series.active_users(db, scope, window, cold=cold_settings)
             assert by_id == Truth(plain, project_id, tz, START, LAST).active(window), (tz, window)
+        # with event names and a property filter every day is read raw, then mapped the same way
+        views = [r for r in truth_rows if r.name == "page_view" and r.props.get("plan") == "pro"]
+        named = replace(
+            scope, event_names=("page_view",), filters=(PropertyFilter("plan", FilterOp.EQ, "pro"),)
+        )
+        got = series.active_users(db, named, 7, cold=cold_settings, unique_by="person")
+        assert got == active_people(views, project_id, tz, START, LAST, 7), tz
         truth = Truth(truth_rows, project_id, tz, START, LAST)
         groups, total = explore.breakdown(db, scope, "plan", 50, cold=cold_settings, unique_by="person")
         assert total == truth.total()
