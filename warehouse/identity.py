@@ -327,11 +327,10 @@ def person_of(column: str) -> str:
 
 
 def version(conn: psycopg.Connection, project_id: uuid.UUID) -> str:
-    """Moves whenever links or person properties of the project change (the cache key of person answers)."""
-    row = conn.execute(
-        "SELECT links, properties FROM identity_versions WHERE project_id = %s", (project_id,)
-    ).fetchone()
-    return f"i{row[0]}.{row[1]}" if row else "i0.0"
+    """Moves whenever links of the project change: the cache key of person counts. Not with properties
+    (posthog-js sends `$set_once` with many events; counts do not depend on them)."""
+    row = conn.execute("SELECT links FROM identity_versions WHERE project_id = %s", (project_id,)).fetchone()
+    return f"i{row[0]}" if row else "i0"
 
 
 @dataclass(frozen=True)
