@@ -7,15 +7,16 @@ import signal
 import threading
 
 from alerting.evaluator import run_forever
+from pulseops.logs import configure as configure_logging
 from pulseops.settings import get_settings
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s alerts %(levelname)s %(message)s")
+    settings = get_settings()
+    configure_logging("alerts", settings.log)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    settings = get_settings()
     logging.getLogger(__name__).info(
         "alert evaluator: rules every %.1f s (tick %.1f s)",
         settings.alerts.interval_s,

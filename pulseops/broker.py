@@ -53,6 +53,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from pulseops.logs import configure as configure_logging
 from pulseops.settings import Settings, get_settings
 from pulseops.topics import ensure_topics
 
@@ -336,9 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=settings.kafka.embedded_port)
     parser.add_argument("--broker-log", default=None, help="Append Tansu's own output to this file.")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s broker[%(process)d] %(levelname)s %(message)s"
-    )
+    configure_logging("broker", settings.log)
     keeper = Keeper(settings, EmbeddedBroker(args.port, log_path=args.broker_log))
 
     def stop(_signum, _frame) -> None:

@@ -7,6 +7,8 @@ starts are separate processes launched by module name under supervisord.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +16,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -48,6 +51,24 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--demo", action="store_true", help="also create demo tenants and send demo events")
     up.add_argument("--demo-events", type=int, default=20_000)
     up.add_argument("--workers", type=int, help="landing worker processes (default from settings)")
+    up.add_argument(
+        "--detach", action="store_true", help="return once the services are up; `pulseops down` stops them"
+    )
+    sub.add_parser(
+        "down", help="stop the services of `pulseops up` (detached or not); waits until they are gone"
+    )
+    status = sub.add_parser(
+        "status",
+        help="services, landing lag, last landed event, stale days, dead letters, Dagster daemon; exit 1 if "
+        "something is down",
+    )
+    status.add_argument("--json", action="store_true", help="one JSON document (for scripts and checks)")
+    logs = sub.add_parser(
+        "logs", help="show a service's log from <state_dir>/logs (all services without one)"
+    )
+    logs.add_argument("service", nargs="?", help="e.g. ingest, streams, dagster-daemon, supervisord")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="last lines of each log (default 50)")
 
     backfill = sub.add_parser(
         "backfill", help="rebuild the aggregates of a range of UTC days in one Dagster run"
@@ -103,6 +124,12 @@ def main(argv: list[str] | None = None) -> None:
         keys_command(settings, args)
     elif args.command == "up":
         sys.exit(up_command(settings, args))
+    elif args.command == "down":
+        sys.exit(down_command(settings))
+    elif args.command == "status":
+        sys.exit(status_command(settings, args.json))
+    elif args.command == "logs":
+        sys.exit(logs_command(settings, args.service, args.follow, args.lines))
     elif args.command == "backfill":
         sys.exit(backfill_command(settings, args.start, args.end))
     elif args.command == "sql":
@@ -126,7 +153,14 @@ def migrate(settings: Settings) -> None:
 
 def keys_command(settings: Settings, args: argparse.Namespace) -> None:
     from warehouse.db import connect
-    from warehouse.tenants import create_api_key, ensure_org, ensure_project, list_api_keys, revoke_api_key
+    from warehouse.tenants import (
+        create_api_key,
+        ensure_org,
+        ensure_project,
+        find_org,
+        list_api_keys,
+        revoke_api_key,
+    )
 
     with connect(settings.db.url, autocommit=True) as conn:
         if args.keys_command == "create":
@@ -149,10 +183,9 @@ def keys_command(settings: Settings, args: argparse.Namespace) -> None:
         elif args.keys_command == "list":
             org_id = None
             if args.org:
-                row = conn.execute("SELECT id FROM orgs WHERE slug = %s", (args.org,)).fetchone()
-                if row is None:
+                org_id = find_org(conn, args.org)
+                if org_id is None:
                     sys.exit(f"no org {args.org!r}")
-                org_id = row[0]
             print(
                 f"{'id':36}  {'kind':6}  {'org/project':24}  {'prefix':14}  {'created':19}  {'last used':19}  state"
             )
@@ -177,13 +210,14 @@ def dagster_instance(settings: Settings) -> dict[str, str]:
     from pulseops import services
     from warehouse.db import ensure_database, with_database
 
-    storage = with_database(settings.db.url, "pulseops_dagster")
+    # <database>_dagster: pulseops_dagster for the default database; a test or scratch system gets its own
+    storage = with_database(settings.db.url, settings.db.url.rsplit("/", 1)[1].split("?")[0] + "_dagster")
     ensure_database(storage)
     home = services.write_dagster_instance(settings, storage)
     return {"DAGSTER_HOME": str(home), **services.dagster_env()}
 
 
-def backfill_command(settings: Settings, start: date, end: date) -> int:
+def backfill_command(settings: Settings, start: date, end: date, log: Path | None = None) -> int:
     """`dagster asset materialize --partition-range` (one run thanks to the single-run backfill policy)."""
     if end < start:
         sys.exit("--to must not be before --from")
@@ -192,8 +226,11 @@ def backfill_command(settings: Settings, start: date, end: date) -> int:
         sys.executable, "-m", "dagster", "asset", "materialize", "-m", "orchestration.definitions", "-a", "defs",
         "--select", AGGREGATE_ASSETS, "--partition-range", f"{start}...{end}",
     ]  # fmt: skip
-    print("$", " ".join(cmd), flush=True)
-    return subprocess.call(cmd, env=env, cwd=ROOT)
+    if log is None:
+        print("$", " ".join(cmd), flush=True)
+        return subprocess.call(cmd, env=env, cwd=ROOT)
+    with log.open("ab") as out:  # its run events are Dagster's (UI, event log); the file keeps a copy
+        return subprocess.call(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 
 def sql_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -291,12 +328,24 @@ def _ingest_url(settings: Settings) -> str:
 
 # -- up ---------------------------------------------------------------------------------------------------
 def up_command(settings: Settings, args: argparse.Namespace) -> int:
-    from pulseops import services
+    """Start every service under supervisord, each logging to <state_dir>/logs/<name>.log.
+
+    Foreground: the terminal shows state changes, warnings and errors (pulseops/runtime.py), and the services
+    stop when this process ends for any reason: Ctrl-C, SIGTERM, SIGHUP and a closed stdout stop supervisord
+    in order; a SIGKILL of this process reaches supervisord as SIGTERM through PR_SET_PDEATHSIG, and each
+    service has its own parent-death signal (pulseops/launch.py) in case supervisord itself is killed.
+    --detach: supervisord runs on in its own session until `pulseops down`."""
+    from pulseops import launch, runtime, services
 
     state = Path(settings.state_dir)
+    lock = runtime.acquire_lock(state)
+    if lock is None:
+        print(runtime.holder_message(state), file=sys.stderr)
+        return 1
     (state / "logs").mkdir(parents=True, exist_ok=True)
     env: dict[str, str] = {}
     programs: list[services.Program] = []
+    ports: dict[str, int] = {}
 
     db_url = settings.db.url
     if not services.env_is_set("PULSEOPS_DB__URL") and not services.postgres_reachable(db_url):
@@ -310,17 +359,25 @@ def up_command(settings: Settings, args: argparse.Namespace) -> int:
         port = 6390
         redis_url = f"redis://127.0.0.1:{port}/0"
         programs.append(services.redis_program(port))
+        ports["redis"] = port
     env["PULSEOPS_REDIS__URL"] = redis_url
 
     if settings.kafka.bootstrap is None:
-        if services.port_open("127.0.0.1", settings.kafka.embedded_port):
-            print(
-                f"port {settings.kafka.embedded_port} is busy: stop it or set PULSEOPS_KAFKA__BOOTSTRAP",
-                flush=True,
-            )
-            return 1
         programs.append(services.tansu_program(settings))
+        ports["kafka"] = settings.kafka.embedded_port
     env["PULSEOPS_KAFKA__BOOTSTRAP"] = settings.kafka.servers
+
+    workers = args.workers or settings.streams.workers
+    ports |= {
+        "ingest": settings.ingest.port,
+        "dashboard": settings.dashboard.port,
+        "dagster-webserver": settings.orchestration.webserver_port,
+    }
+    if settings.streams.metrics_port > 0:
+        ports |= {f"streams-{i} metrics": settings.streams.metrics_port + i for i in range(workers)}
+    if busy := runtime.port_holders(ports):
+        print("cannot start: ports in use (nothing was started):\n  " + "\n  ".join(busy), file=sys.stderr)
+        return 1
 
     os.environ.update(env)
     get_settings.cache_clear()
@@ -332,8 +389,11 @@ def up_command(settings: Settings, args: argparse.Namespace) -> int:
         for f in metrics_dir.iterdir():
             f.unlink()
     metrics_dir.mkdir(exist_ok=True)
-    workers = args.workers or settings.streams.workers
     dagster = dagster_instance(settings)
+    log_config = state / "logging-ingest.json"
+    from pulseops.logs import dict_config
+
+    log_config.write_text(json.dumps(dict_config("ingest", settings.log)))
     o = settings.orchestration
     programs += [
         services.Program(
@@ -351,6 +411,8 @@ def up_command(settings: Settings, args: argparse.Namespace) -> int:
                 "--no-access-log",
                 "--log-level",
                 "warning",
+                "--log-config",
+                str(log_config),
             ),
             priority=20,
             env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
@@ -386,28 +448,83 @@ def up_command(settings: Settings, args: argparse.Namespace) -> int:
         services.Program("dashboard", services.python_module("dashboards"), priority=40),
         services.Program("alerts", services.python_module("alerting"), priority=40),
     ]
-    conf = state / "supervisord.conf"
+    conf = state / runtime.CONF
     passthrough = {
         k: v for k, v in os.environ.items() if k.startswith(("PULSEOPS_", "PATH", "HOME", "LANG", "TZ"))
     }
+    conf.touch(mode=0o600)
+    conf.chmod(0o600)  # the RPC password and the services' environment
     conf.write_text(
         services.supervisord_conf(programs, state, {**passthrough, **services.QUIET_WARNINGS, **env})
     )
-    proc = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)])
-
-    def stop(_signum, _frame) -> None:
-        proc.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    with (state / "supervisord.stdio").open("wb") as stdio:  # this run only: read back if it fails
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=stdio,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches only us; we stop supervisord, which stops the services in order
+            pass_fds=(lock,),  # supervisord holds the state dir's lock for as long as it runs
+            preexec_fn=None if args.detach else launch.preexec_die_with_parent(signal.SIGTERM),
+        )
+    names = [n for p in programs for n in p.process_names]
+    runtime.write_info(
+        state,
+        {
+            "pid": os.getpid(), "supervisord_pid": proc.pid, "detached": args.detach,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "ports": ports, "services": names,
+            "db_url": db_url, "kafka": settings.kafka.servers, "redis_url": redis_url,
+            "dagster_home": dagster["DAGSTER_HOME"], "topic_raw": settings.kafka.topic_raw,
+            "consumer_group": settings.kafka.consumer_group,
+        },
+    )  # fmt: skip
     ingest = _ingest_url(settings)
-    threading.Thread(
-        target=_announce, args=(settings, ingest, workers, args.demo, args.demo_events), daemon=True
-    ).start()
-    return proc.wait()
+    if args.detach:
+        os.close(lock)
+        console = runtime.Console(on_closed=lambda: None)
+        if not _announce(settings, console, ingest, workers, args.demo, args.demo_events, detached=True):
+            return 1
+        return 0 if proc.poll() is None else 1
+
+    stopping = threading.Event()
+
+    def stop(*_args) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+
+    console = runtime.Console(on_closed=stop)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+    follow_stop = threading.Event()
+    console.say(f"starting {len(names)} services; logs in {state / 'logs'} (pulseops logs [service] -f)")
+    for target, targs in (
+        (console.watch_stdout, ()),
+        (console.follow, (state, names, follow_stop)),
+        (_announce, (settings, console, ingest, workers, args.demo, args.demo_events)),
+    ):
+        threading.Thread(target=target, args=targs, daemon=True).start()
+    rc = proc.wait()
+    time.sleep(0.3)  # the last state changes
+    follow_stop.set()
+    if stopping.is_set():
+        console.say("all services stopped")
+    else:
+        why = (state / "supervisord.stdio").read_text(errors="replace").strip().splitlines()[-3:]
+        console.say(f"!! supervisord exited ({rc}): " + " / ".join(why)[:2000])
+    return 0 if stopping.is_set() else (rc or 1)
 
 
-def _announce(settings: Settings, ingest: str, workers: int, demo: bool, demo_events: int) -> None:
+def _announce(
+    settings: Settings,
+    console,
+    ingest: str,
+    workers: int,
+    demo: bool,
+    demo_events: int,
+    detached: bool = False,
+) -> bool:
     import httpx
 
     deadline = time.monotonic() + 120
@@ -419,9 +536,11 @@ def _announce(settings: Settings, ingest: str, workers: int, demo: bool, demo_ev
             pass
         time.sleep(0.5)
     else:
-        print("!! ingest did not become ready within 120 s; see the log above", flush=True)
-        return
-    print(
+        console.say(
+            f"!! ingest did not become ready within 120 s (pulseops logs ingest; state dir {settings.state_dir})"
+        )
+        return False
+    console.say(
         "\n".join(
             [
                 "",
@@ -434,21 +553,107 @@ def _announce(settings: Settings, ingest: str, workers: int, demo: bool, demo_ev
                 f"  Kafka           {settings.kafka.servers}",
                 f"  PostgreSQL      {settings.db.url}",
                 f"  Redis           {settings.redis.url}",
-                "  Ctrl-C stops everything.",
+                f"  Logs            {Path(settings.state_dir) / 'logs'}  (pulseops logs [service] [-f]; pulseops status)",
+                "  `pulseops down` stops everything." if detached else "  Ctrl-C stops everything.",
                 "",
             ]
         ),
-        flush=True,
+        stamp=False,
     )
     if demo:
-        run_demo(settings, ingest, demo_events, DEMO_DAYS)
+        run_demo(settings, ingest, demo_events, DEMO_DAYS, out=lambda line: console.say(line, stamp=False))
         # The late-data sensor keeps today and yesterday fresh; the demo's older days are built by one backfill
         # run, which then shows in the Dagster UI like any other.
         time.sleep(3)  # let landing catch up with the last requests
         today = datetime.now(UTC).date()
-        print("Building the demo days' aggregates (one Dagster backfill run)...", flush=True)
-        rc = backfill_command(settings, today - timedelta(days=DEMO_DAYS), today)
-        print("Demo aggregates built." if rc == 0 else f"!! demo backfill failed (exit {rc})", flush=True)
+        console.say("Building the demo days' aggregates (one Dagster backfill run)...")
+        rc = backfill_command(
+            settings,
+            today - timedelta(days=DEMO_DAYS),
+            today,
+            log=Path(settings.state_dir) / "logs" / "demo-backfill.log",
+        )
+        console.say(
+            "Demo aggregates built."
+            if rc == 0
+            else f"!! demo backfill failed (exit {rc}; pulseops logs demo-backfill)"
+        )
+    return True
+
+
+def down_command(settings: Settings) -> int:
+    """Stop a system started by `pulseops up` (detached or not) in this state dir; waits until it is gone."""
+    from pulseops import runtime
+
+    state = Path(settings.state_dir)
+    if not runtime.running(state):
+        print(f"nothing running with state dir {state}")
+        return 0
+    info = runtime.read_info(state)
+    try:
+        runtime.rpc(state).supervisor.shutdown()
+    except Exception:  # no answer on the socket: signal it (SIGTERM is supervisord's orderly shutdown)
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            os.kill(int(info.get("supervisord_pid")), signal.SIGTERM)
+    print("stopping...", flush=True)
+    deadline = time.monotonic() + 120
+    while runtime.running(state):
+        if time.monotonic() > deadline:
+            print(runtime.holder_message(state), file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+    print("all services stopped")
+    return 0
+
+
+def status_command(settings: Settings, as_json: bool) -> int:
+    from pulseops import status
+
+    report = status.gather(settings)
+    print(json.dumps(report, indent=2, default=str) if as_json else status.render(report))
+    return 0 if report["ok"] else 1
+
+
+def logs_command(settings: Settings, service: str | None, follow: bool, lines: int) -> int:
+    """The last lines of one service's log (or of each), then new lines as they come with -f."""
+    from pulseops import runtime
+
+    state = Path(settings.state_dir)
+    files = runtime.log_files(state, service)
+    if not files:
+        known = ", ".join(sorted(runtime.log_files(state))) or "none yet"
+        print(f"no log for {service!r} in {state / 'logs'} (services: {known})", file=sys.stderr)
+        return 1
+    prefix = len(files) > 1
+    width = max(len(n) for n in files)
+    try:
+        for name, path in files.items():
+            for line in _last_lines(path, lines):
+                print(f"{name:<{width}} | {line}" if prefix else line)
+        sys.stdout.flush()
+        if follow:
+            tails = {n: runtime.Tail(p) for n, p in files.items()}
+            while True:
+                for name, tail in tails.items():
+                    for line in tail.lines():
+                        print(f"{name:<{width}} | {line}" if prefix else line, flush=True)
+                time.sleep(0.25)
+    except (KeyboardInterrupt, BrokenPipeError):
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _last_lines(path: Path, n: int) -> list[str]:
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - 256 * n))
+        data = f.read()
+    lines = data.decode("utf-8", "replace").splitlines()
+    if size > 256 * n:
+        lines = lines[1:]  # the first may be cut
+    return lines[-n:] if n > 0 else []
 
 
 # -- demo -------------------------------------------------------------------------------------------------
@@ -456,7 +661,9 @@ DEMO_DAYS = 30
 DEMO_TENANTS = (("acme", "web", "hot"), ("acme", "mobile", "medium"), ("globex", "shop", "quiet"))
 
 
-def run_demo(settings: Settings, ingest_url: str, events: int, days: int) -> None:
+def run_demo(
+    settings: Settings, ingest_url: str, events: int, days: int, out: Callable[[str], None] = print
+) -> None:
     from benchmarks.generator import GeneratorConfig, TenantSpec, generate, ground_truth_for, send_http_sync
     from warehouse.db import connect
     from warehouse.tenants import create_api_key, ensure_org, ensure_project
@@ -479,7 +686,7 @@ def run_demo(settings: Settings, ingest_url: str, events: int, days: int) -> Non
         acme = ensure_org(conn, "acme")
         _, org_key = create_api_key(conn, org_id=acme, project_id=None, kind="read", name="demo dashboard")
     lines.append(f"  dashboard demo key (read key of every acme project) {org_key}")
-    print("Demo tenants (keys are shown once):\n" + "\n".join(lines), flush=True)
+    out("Demo tenants (keys are shown once):\n" + "\n".join(lines))
     config = GeneratorConfig(
         seed=int(date.today().strftime("%Y%m%d")),
         total_events=events,
@@ -491,19 +698,17 @@ def run_demo(settings: Settings, ingest_url: str, events: int, days: int) -> Non
     started = time.perf_counter()
     report = send_http_sync(stream, ingest_url, keys, batch_size=500, concurrency=4)
     took = time.perf_counter() - started
-    print(
+    out(
         f"Demo: sent {len(stream):,} events over {days} days in {took:.1f}s ({truth.duplicates} of them exact "
         f"re-sends, deduplicated by event_id): {report.accepted:,} accepted, {report.rejected} rejected, "
         f"{report.retries} retries, {report.batches_failed} failed batches",
-        flush=True,
     )
     example_key = keys["hot"]
-    print(
+    out(
         "Try it:\n"
         f"  curl -si -X POST {ingest_url}/v1/events -H 'X-API-Key: {example_key}' -H 'Content-Type: application/json' "
         f'-d \'{{"event": "signup", "distinct_id": "u-1", "event_id": "{uuid.uuid4()}", '
         '"properties": {"plan": "pro"}}\'',
-        flush=True,
     )
 
 

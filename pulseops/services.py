@@ -29,6 +29,12 @@ class Program:
     env: dict[str, str] = field(default_factory=dict)
     numprocs: int = 1
     directory: str | None = None
+    stopwaitsecs: int = 5  # SIGKILL after this: a stopped system is gone within seconds (issue 15)
+
+    @property
+    def process_names(self) -> list[str]:
+        """supervisord's names for its processes (and log files): name, or name-0..name-(n-1)."""
+        return [f"{self.name}-{i}" for i in range(self.numprocs)] if self.numprocs > 1 else [self.name]
 
 
 def env_is_set(name: str) -> bool:
@@ -69,7 +75,13 @@ def tansu_program(settings: Settings) -> Program:
     large and its records have landed, so its memory stays bounded."""
     return Program(
         "broker",
-        python_module("pulseops.broker", "--port", str(settings.kafka.embedded_port)),
+        python_module(
+            "pulseops.broker",
+            "--port",
+            str(settings.kafka.embedded_port),
+            "--broker-log",
+            str(Path(settings.state_dir) / "logs" / "tansu.log"),
+        ),
         priority=10,
     )
 
@@ -109,11 +121,14 @@ def supervisord_conf(programs: list[Program], state_dir: Path, env: dict[str, st
     lines = [
         "[supervisord]",
         "nodaemon=true",
+        "silent=true",  # its log goes to the file only; `pulseops up` shows state changes from it
         *(["user=root"] if os.geteuid() == 0 else []),
         f"logfile={state_dir / 'supervisord.log'}",
+        "logfile_maxbytes=10MB",
+        "logfile_backups=2",
         f"pidfile={state_dir / 'supervisord.pid'}",
         f"childlogdir={state_dir / 'logs'}",
-        "loglevel=warn",
+        "loglevel=info",  # spawns, exits and restarts: what `pulseops status` counts as restarts
         "",
         "[unix_http_server]",
         f"file={state_dir / 'supervisor.sock'}",
@@ -134,7 +149,8 @@ def supervisord_conf(programs: list[Program], state_dir: Path, env: dict[str, st
         penv = {**env, **p.env}
         lines += [
             f"[program:{p.name}]",
-            f"command={shlex.join(p.command)}",
+            # pulseops.launch: the service gets SIGTERM if supervisord dies (PR_SET_PDEATHSIG), never an orphan
+            f"command={shlex.join(python_module('pulseops.launch', '--', *p.command))}",
             f"priority={p.priority}",
             f"numprocs={p.numprocs}",
             "process_name=%(program_name)s-%(process_num)d"
@@ -145,14 +161,29 @@ def supervisord_conf(programs: list[Program], state_dir: Path, env: dict[str, st
             "startsecs=1",
             "stopasgroup=true",
             "killasgroup=true",
-            "stopwaitsecs=15",
+            f"stopwaitsecs={p.stopwaitsecs}",
             "redirect_stderr=true",
-            "stdout_logfile=/dev/stdout",
-            "stdout_logfile_maxbytes=0",
+            # one file per process, named as supervisord names it (process_name cannot be used here)
+            f"stdout_logfile={state_dir / 'logs' / (p.name + ('-%(process_num)d' if p.numprocs > 1 else ''))}.log",
+            "stdout_logfile_maxbytes=20MB",
+            "stdout_logfile_backups=3",
             "environment=" + ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(penv.items())),
             "",
         ]
+    # Two groups: supervisord stops a group's processes all at once but groups one after the other, so a
+    # shutdown takes as long as the slowest service instead of the sum of all (~10 s), and the backing
+    # services (broker, Redis) go last, once the workers have committed through them.
+    backing = [p.name for p in programs if p.priority <= BACKING_PRIORITY]
+    for group, names, priority in (
+        (BACKING, backing, BACKING_PRIORITY),
+        (GROUP, [p.name for p in programs if p.name not in backing], BACKING_PRIORITY + 10),
+    ):
+        if names:
+            lines += [f"[group:{group}]", "programs=" + ",".join(names), f"priority={priority}", ""]
     return "\n".join(lines)
+
+
+GROUP, BACKING, BACKING_PRIORITY = "pulseops", "backing", 10
 
 
 def _escape(value: str) -> str:
@@ -179,6 +210,27 @@ def dagster_storage_url(db_url: str) -> str:
     from warehouse.db import database_name, with_database
 
     return with_database(db_url, f"{database_name(db_url) or 'pulseops'}_dagster")
+
+
+def dagster_code_server(home: Path) -> tuple[list[str], Path]:
+    """The deployment's one Dagster code server (`dagster api grpc` on a Unix socket in DAGSTER_HOME) and the
+    workspace file that points the daemon and the webserver at it.
+
+    With workspace.yaml's `python_module` each of them spawns a code server of its own, and the daemon throws
+    its away and imports the whole code location anew every 60 s (~4 CPU-seconds a minute on an idle system,
+    docs/benchmarks/); a code server that `pulseops up` keeps running is loaded once. Runs still start in a
+    process of their own, forked by this server."""
+    socket = home / "code-server.sock"
+    workspace = home / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - grpc_server:\n"
+        f"      socket: {json.dumps(str(socket))}\n      location_name: pulseops\n"
+    )
+    command = python_module(
+        "dagster", "api", "grpc", "-m", "orchestration.definitions", "-a", "defs", "--location-name", "pulseops",
+        "--socket", str(socket),
+    )  # fmt: skip
+    return command, workspace
 
 
 def write_dagster_instance(settings: Settings, storage_url: str) -> Path:

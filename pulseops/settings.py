@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -235,7 +236,6 @@ class OrchestrationSettings(BaseModel):
     )
 
 
-
 class DashboardSettings(BaseModel):
     """The web dashboard (`python -m dashboards`): pages, static files and a same-origin GraphQL relay."""
 
@@ -272,6 +272,15 @@ class AlertSettings(BaseModel):
     )
 
 
+class LogSettings(BaseModel):
+    """How every Python service logs (pulseops/logs.py); under `pulseops up` each to <state_dir>/logs."""
+
+    format: Literal["text", "json"] = Field(
+        "text", description="json: one JSON object per line (ts, level, service, message, ...) for shippers."
+    )
+    level: str = Field("INFO", description="Level of the services' own loggers (the files keep this level).")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PULSEOPS_", env_nested_delimiter="__", extra="ignore")
 
@@ -287,6 +296,7 @@ class Settings(BaseSettings):
     cold: ColdSettings = ColdSettings()
     dashboard: DashboardSettings = DashboardSettings()
     alerts: AlertSettings = AlertSettings()
+    log: LogSettings = LogSettings()
     state_dir: str = Field(
         "/var/tmp/pulseops",  # noqa: S108 - a fixed, documented state dir
         description="Runtime files: embedded services, logs, the ingest spool.",

@@ -10,6 +10,7 @@ import time
 
 from prometheus_client import start_http_server
 
+from pulseops.logs import configure as configure_logging
 from pulseops.settings import get_settings
 from pulseops.topics import ensure_topics
 from streams.app import build_app
@@ -21,10 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m streams", description=__doc__)
     parser.add_argument("--index", type=int, default=int(os.environ.get("PULSEOPS_WORKER_INDEX", "0")))
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s streams[%(process)d] %(levelname)s %(message)s"
-    )
     settings = get_settings()
+    configure_logging(f"streams-{args.index}", settings.log)
     port = settings.streams.metrics_port + args.index
     if port > 0:
         start_http_server(port, addr="127.0.0.1")

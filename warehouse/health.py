@@ -64,3 +64,30 @@ def project_health(
         )
     ]
     return ProjectHealth(last_landed, events_today, dead, late, stale)
+
+
+@dataclass(frozen=True)
+class SystemHealth:
+    """The whole warehouse at a glance, for `pulseops status` (all projects)."""
+
+    last_landed_at: datetime | None
+    stale_days: int  # (project, day) pairs with landed data their aggregates do not include yet
+    dead_letters_24h: int
+
+
+def system_health(conn: psycopg.Connection, now: datetime) -> SystemHealth:
+    """Last landed event, days awaiting a rebuild (before today: today's is rebuilt continuously) and dead
+    letters of the last 24 hours, over every project."""
+    last_landed, stale = conn.execute(
+        """
+        SELECT max(l.last_landed_at),
+               count(*) FILTER (WHERE b.built_version IS DISTINCT FROM l.version AND l.day < %(today)s)::int
+        FROM landed_days l
+        LEFT JOIN aggregate_builds b ON b.project_id = l.project_id AND b.day = l.day
+        """,
+        {"today": now.date()},
+    ).fetchone()
+    (dead,) = conn.execute(
+        "SELECT count(*)::bigint FROM dead_letters WHERE dead_at >= %s", (now - timedelta(hours=24),)
+    ).fetchone()
+    return SystemHealth(last_landed, stale or 0, dead)

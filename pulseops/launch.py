@@ -1,0 +1,60 @@
+"""`python -m pulseops.launch CMD...`: exec CMD so that it gets SIGTERM when its parent (supervisord) dies.
+
+Why: `pulseops up` runs supervisord, which runs the services. If supervisord itself is killed (SIGKILL, OOM),
+its children would be re-parented to init and keep holding their ports. Linux's PR_SET_PDEATHSIG asks the
+kernel to signal a process when its parent exits, and it survives exec, so setting it here and then exec'ing
+the service costs nothing at run time. It must be set in the child (there is no way to set it for another
+process), hence this trampoline; prctl via ctypes because the standard library has no binding. On other
+systems the command is exec'd unchanged.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Have the kernel send `sig` to this process when its parent exits (Linux; no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "--":
+        args = args[1:]
+    if not args:
+        sys.exit("usage: python -m pulseops.launch CMD [ARGS...]")
+    parent = os.getppid()
+    die_with_parent()
+    if os.getppid() != parent:  # the parent died before prctl: the signal will never come
+        sys.exit(1)
+    os.execvp(args[0], args)  # noqa: S606 - the service command of pulseops/services.py
+
+
+def preexec_die_with_parent(sig: int = signal.SIGTERM):
+    """A `preexec_fn` for subprocess.Popen: the child gets `sig` when the calling process exits.
+
+    prctl is resolved here, in the parent: between fork and exec the child must not dlopen (another thread
+    of the parent may have held the loader's lock at fork time)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, sig)
+        if os.getppid() != parent:  # exited before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+if __name__ == "__main__":
+    main()
