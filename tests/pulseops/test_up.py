@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import psutil
 import pytest
 
@@ -96,10 +97,10 @@ def port_free(port: int) -> bool:
         return True
 
 
-def assert_all_gone(up: Up, ports: dict[str, int], timeout: float = 10.0) -> None:
+def assert_all_gone(state: Path, ports: dict[str, int], timeout: float = 10.0) -> None:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        left = system_processes(up.state)
+        left = system_processes(state)
         busy = [name for name, port in ports.items() if not port_free(port)]
         if not left and not busy:
             return
@@ -183,7 +184,7 @@ def test_sigkill_of_up_stops_everything_after_second_up_crash_and_status(system_
         assert len(system_processes(up.state)) >= 8
         up.proc.kill()
         up.proc.wait()
-        assert_all_gone(up, ports)
+        assert_all_gone(up.state, ports)
         gone = up.command("status")
         assert gone.returncode == 1 and "not running" in gone.stdout
     finally:
@@ -202,8 +203,71 @@ def test_up_stops_everything_when_its_session_ends(system_env, ending):
             up.proc.stdout.close()
         else:
             up.proc.send_signal(signal.SIGHUP)
-        assert_all_gone(up, ports)
+        assert_all_gone(up.state, ports)
         assert up.proc.wait(5) == 0
     finally:
         up.proc.kill()
         up.proc.wait()
+
+
+def test_detached_system_json_logs_and_down(system_env):
+    env, ports = system_env
+    env = {**env, "PULSEOPS_LOG__FORMAT": "json"}
+    state = Path(env["PULSEOPS_STATE_DIR"])
+
+    def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "pulseops.cli", *args],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+
+    started = cli("up", "--detach", timeout=STARTUP_S + 60)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "PulseOps is up" in started.stdout and "pulseops down" in started.stdout
+    assert runtime.running(state)  # the lock outlives `up --detach`: supervisord holds it
+    assert cli("up").returncode == 1
+    # every Python service logs JSON lines to its own file, and `pulseops logs` shows them
+    wait_for(lambda: "metrics on" in cli("logs", "streams").stdout, 30, "streams log")
+    records = [
+        orjson.loads(line) for line in cli("logs", "streams").stdout.splitlines() if line.startswith("{")
+    ]
+    assert any(r["service"] == "streams-0" and r["level"] == "INFO" and r["pid"] for r in records), records
+    assert "unknown" not in cli("logs").stdout and cli("logs", "nope").returncode == 1
+    stopped = cli("down")
+    assert stopped.returncode == 0 and "all services stopped" in stopped.stdout
+    assert_all_gone(state, ports)
+    assert cli("down").stdout.startswith("nothing running")
+
+
+def test_terminal_filter_keeps_warnings_errors_and_exceptions():
+    f = runtime.Filter("streams-0", burst=3, window_s=10)
+    feed = [
+        "2026-12-06 07:00:00,000 streams-0[1] INFO streams: metrics on http://127.0.0.1:9101/metrics",
+        "2026-12-06 07:00:00 +0000 - dagster - DEBUG - aggregates - STEP_START",
+        "2026-12-06 07:00:01,000 streams-0[1] ERROR streams: landing worker failed; restarting in 2s",
+        "Traceback (most recent call last):",
+        '  File "streams/app.py", line 1, in run',
+        "    raise KafkaException(err)",
+        "confluent_kafka.KafkaException: broker down",
+        '{"ts": "x", "level": "INFO", "service": "streams-0", "message": "fine"}',
+        '{"ts": "x", "level": "WARNING", "service": "streams-0", "message": "slow"}',
+    ]
+    shown = [out for i, line in enumerate(feed) for out in f.feed(line, now=float(i))]
+    assert shown == [
+        feed[2],
+        "confluent_kafka.KafkaException: broker down  (traceback: pulseops logs streams-0)",
+        "WARNING slow",
+    ]
+    # past the burst, lines are counted and the count is shown when the window turns
+    assert f.feed("WARNING again", now=9.0) == []
+    assert f.feed("WARNING later", now=20.0) == [
+        "... 1 more warning/error lines (pulseops logs streams-0)",
+        "WARNING later",
+    ]
+    assert (
+        runtime.supervisor_event(
+            "2026-12-06 07:00:00,000 WARN exited: streams (terminated by SIGKILL; not expected)"
+        )
+        == "streams exited (terminated by SIGKILL): restarting"
+    )
+    assert runtime.supervisor_event("2026-12-06 07:00:00,000 INFO spawned: 'streams' with pid 12") is None
