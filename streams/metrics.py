@@ -15,6 +15,12 @@ DEAD_LETTERS = Counter(
     "Dead letters sent to the dead-letter topic: one per bad event, or one per unreadable message.",
     ["reason"],
 )
+IDENTITY = Counter(
+    "pulseops_landing_identity_total",
+    "Identity carried by landed events: kind=links (id pairs, repeats of a link included), "
+    "kind=properties ($set/$set_once per id and key).",
+    ["kind"],
+)
 MESSAGES = Counter("pulseops_landing_messages_total", "Kafka messages consumed (any format).")
 BATCH_SIZE = Histogram(
     "pulseops_landing_batch_events",

@@ -305,6 +305,9 @@ class PostgresLandingSink(BatchingSink):
         finally:
             self._slots.put(slot)
         metrics.LANDED.inc(result.landed)
+        if result.links or result.person_properties:
+            metrics.IDENTITY.labels(kind="links").inc(result.links)
+            metrics.IDENTITY.labels(kind="properties").inc(result.person_properties)
         metrics.DUPLICATES.inc(n - len(dead) - result.landed)  # in-chunk repeats + already in the ledger
         for d in dead:
             metrics.DEAD_LETTERS.labels(reason=d.reason).inc()

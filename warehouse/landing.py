@@ -72,6 +72,9 @@ class LandResult:
     duplicates: int = 0
     dead_letters: int = 0
     days: dict[tuple[uuid.UUID, date], int] = field(default_factory=dict)
+    # identity carried by the landed rows (warehouse/identity.py): id pairs linked, (id, key) properties set
+    links: int = 0
+    person_properties: int = 0
 
 
 # The ledger claim, fast path: binary COPY of the keys straight into `event_ids` (no executor, no
@@ -196,7 +199,8 @@ def land_batch(
                     for row in sorted(fresh, key=itemgetter(1)):
                         copy.write_row(row)
                 # links and person properties of the claimed rows, before the landed_days locks (identity.py)
-                identity.record(cur, fresh)
+                found = identity.record(cur, fresh)
+                result.links, result.person_properties = found.links, found.properties
                 keys = sorted(days)
                 projects = [uuid.UUID(int=p) for p, _ in keys]
                 cur.execute(_BUMP_DAYS, (projects, [d for _, d in keys], [days[k] for k in keys]))

@@ -23,6 +23,7 @@ from warehouse import cold, explore, identity, series
 from warehouse.aggregates import rebuild_day
 from warehouse.exact import Scope, raw_days
 from warehouse.filters import FilterOp, PropertyFilter
+from warehouse.landing import land_batch
 from warehouse.metric_defs import MetricSpec, create_metric, metric_series
 
 END = datetime(2026, 11, 5, 12, tzinfo=UTC)
@@ -194,6 +195,14 @@ def test_placeholder_ids_and_self_links_link_nothing(db):
     land_rows(db, _link_rows(t, [("undefined", "u5")]))
     assert identity.persons(db, t["project_id"]) == {}
     assert db.execute("SELECT count(*) FROM identity_links").fetchone()[0] == 0
+    row = _link_rows(t, [("u1", "a1")])[0]
+    row = (*row[:7], orjson.dumps({"$anon_distinct_id": "a1", "$set": {"plan": "pro"}}).decode())
+    first = land_batch(db, [row])
+    assert (first.links, first.person_properties) == (1, 1)
+    assert (land_batch(db, [row]).links, identity.persons(db, t["project_id"])) == (
+        0,
+        {"a1": "a1", "u1": "a1"},
+    )
 
 
 def test_concurrent_landers_merge_to_one_person(database_url, db):
