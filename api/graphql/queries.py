@@ -241,7 +241,14 @@ class Query:
 
     @strawberry.field(description="Total events, daily active users and top events for a range, in one call.")
     async def metrics(
-        self, info: Ctx, project_id: ProjectId, from_: From, to: To, timezone: Zone = None, top: Limit = 10
+        self,
+        info: Ctx,
+        project_id: ProjectId,
+        from_: From,
+        to: To,
+        timezone: Zone = None,
+        top: Limit = 10,
+        unique_by: UniqueByArg = UniqueBy.DISTINCT_ID,
     ) -> Metrics:
         ctx = info.context
         _limit(top, MAX_TOP, "top")
@@ -251,7 +258,8 @@ class Query:
             return Metrics(
                 total_events=series.total_events(conn, scope, cold=ctx.cold),
                 daily_active_users=[
-                    DayValue(date=d, value=n) for d, n in series.active_users(conn, scope, 1, cold=ctx.cold)
+                    DayValue(date=d, value=n)
+                    for d, n in series.active_users(conn, scope, 1, cold=ctx.cold, unique_by=unique_by.value)
                 ],
                 top_events=[
                     TopEvent(event_name=n, count=c)
@@ -260,8 +268,9 @@ class Query:
                 date_range=convert.date_range(scope),
             )
 
+        args = normalized(scope, top=top, **cache_args(unique_by))
         return await ctx.cached(
-            "metrics", project, scope.utc_days, normalized(scope, top=top), Metrics, build
+            "metrics", project, scope.utc_days, args, Metrics, build, extra_version(unique_by, project.id)
         )
 
     @strawberry.field(description="Events and distinct users per value of one property (raw events).")

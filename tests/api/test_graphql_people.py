@@ -47,6 +47,10 @@ METRIC = """
 query($m: ID!, $from: Date!, $to: Date!, $tz: String, $by: UniqueBy!) {
   metricSeries(metricId: $m, from: $from, to: $to, timezone: $tz, uniqueBy: $by) { points { localDate value } }
 }"""
+OVERVIEW = """
+query($p: ID!, $from: Date!, $to: Date!, $tz: String, $by: UniqueBy!) {
+  metrics(projectId: $p, from: $from, to: $to, timezone: $tz, uniqueBy: $by) { dailyActiveUsers { date value } }
+}"""
 PERSON = """
 query($p: ID!, $d: String!) { person(projectId: $p, distinctId: $d) { personId distinctIds distinctIdCount properties } }
 """
@@ -86,6 +90,10 @@ def _check(api: Api, landed: list[tuple], metric_id: str) -> None:
             days = orjson.loads(default)["data"]["activeUsers"]["days"]
             truth = Truth(plain, project, tz, START, LAST)
             assert [(date.fromisoformat(d["date"]), d["value"]) for d in days] == truth.active(window)
+        overview = api.data(OVERVIEW, _vars(api, tz=tz, by="PERSON"))["metrics"]["dailyActiveUsers"]
+        assert [(date.fromisoformat(d["date"]), d["value"]) for d in overview] == active_people(
+            people, project, tz, START, LAST, 1
+        ), tz
         truth = Truth(people, project, tz, START, LAST)
         got = api.data(BREAKDOWN, _vars(api, tz=tz, by="PERSON"))["breakdown"]
         assert got["totalEvents"] == truth.total()
