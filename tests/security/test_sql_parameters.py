@@ -65,6 +65,9 @@ REVIEWED: dict[tuple[str, str], str] = {
         "warehouse/cold/duck.py",
         "register_files",
     ): "view name and _EMPTY[dataset]: module constants, callers pass fixed names",
+    ("warehouse/cold_rebuild.py", "rebuild_day_from_cold"): (
+        "DAY_SLOTS: a module constant of warehouse.aggregates (fixed text; the day's bounds are bound)"
+    ),
     ("warehouse/cold_rebuild.py", "_custom_metric"): (
         "fixed fragments chosen by value type (_filter_sql) and aggregation; keys and values are bound (?)"
     ),
