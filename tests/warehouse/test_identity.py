@@ -12,6 +12,9 @@ from datetime import UTC, date, datetime, timedelta
 import orjson
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from benchmarks.generator import GeneratorConfig, TenantSpec, generate
 from pulseops.settings import ColdSettings
@@ -292,3 +295,25 @@ def test_unique_user_metric_counts_people(db):
         assert got == {d: len(u) for d, u in want.items()}, tz
         by_id = {x.local_start.date(): x.value for x in metric_series(db, views, replace(scope), "day")}
         assert sum(by_id.values()) > sum(got.values())
+
+
+_ids = st.sampled_from([f"id-{i}" for i in range(12)] + ["Z", "a", "é", "0"])
+
+
+@hyp_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    pairs=st.lists(st.tuples(_ids, _ids), min_size=1, max_size=25), chunk=st.integers(1, 6), data=st.data()
+)
+def test_any_links_in_any_order_and_batches_give_the_components(db, pairs, chunk, data):
+    """Persons = connected components labelled by their smallest id, whatever the order and batching."""
+    t = make_tenant(db, "prop", f"p-{uuid.uuid4().hex[:12]}")
+    rows = data.draw(st.permutations(_link_rows(t, pairs)))
+    for i in range(0, len(rows), chunk):
+        land_rows(db, rows[i : i + chunk])
+    # "0" is a placeholder id: links through it are ignored, in the truth as in the warehouse
+    kept = [r for r in rows if "0" not in (r[5], orjson.loads(r[7])["$anon_distinct_id"])]
+    groups: dict = {}
+    for (_p, did), rep in people_of(kept).items():
+        groups.setdefault(rep, set()).add(did)
+    want = {did: min(members) for members in groups.values() for did in members if len(members) > 1}
+    assert identity.persons(db, t["project_id"]) == want
