@@ -12,6 +12,7 @@ The ceiling of this generator is the same script against `GET /healthz` (same bo
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -25,6 +26,14 @@ from pathlib import Path
 EVENT = (
     '{"event":"page_view","distinct_id":"u-%d","properties":{"path":"/pricing","plan":"pro"},"event_id":"%s"}'
 )
+# The same event in the SDK protocols PulseOps also speaks (docs/sdks.md): body "posthog" posts
+# {"batch": [...]} to PostHog's /batch/ with a Bearer key, "segment" Segment's /v1/batch with Basic auth.
+SDK_EVENTS = {
+    "posthog": '{"event":"page_view","distinct_id":"u-%d","properties":{"path":"/pricing","plan":"pro"},"uuid":"%s"}',
+    "segment": '{"type":"track","event":"page_view","userId":"u-%d","properties":{"path":"/pricing","plan":"pro"},'
+    '"messageId":"%s"}',
+}
+BATCH_BODIES = ("batch", *SDK_EVENTS)
 
 LUA = r"""
 local ffi = require("ffi")
@@ -37,7 +46,7 @@ end
 
 local CFG = {
   method = [==[%(method)s]==], path = [==[%(path)s]==], body = [==[%(body)s]==], events = %(events)d,
-  rate = %(rate)f, keys = {%(keys)s}, run = [==[%(run)s]==], out = [==[%(out)s]==],
+  rate = %(rate)f, keys = {%(keys)s}, key_header = [==[%(key_header)s]==], run = [==[%(run)s]==], out = [==[%(out)s]==],
   event_fmt = [==[%(event)s]==], users = 5000,
 }
 local threads = {}
@@ -51,7 +60,7 @@ function init(args)
   statuses, sent, retry_missing, unparsed, n = {}, 0, 0, 0, 0
   prefix = string.format("%%s-4%%03x-8%%03x-", CFG.run, tid %% 4096, math.floor(tid / 4096) %% 4096)
   hdrs = {}
-  for i, k in ipairs(CFG.keys) do hdrs[i] = {["Content-Type"] = "application/json", ["X-API-Key"] = k} end
+  for i, k in ipairs(CFG.keys) do hdrs[i] = {["Content-Type"] = "application/json", [CFG.key_header] = k} end
   if #hdrs == 0 then hdrs[1] = {["Content-Type"] = "application/json"} end
   if CFG.out ~= "" then ack = io.open(CFG.out .. tid, "w") end
   interval = CFG.rate > 0 and 1000 / CFG.rate or 0
@@ -68,7 +77,7 @@ function request()
   local body = nil
   if CFG.body == "event" then
     body = event()
-  elseif CFG.body == "batch" then
+  elseif CFG.body == "batch" or CFG.body == "posthog" or CFG.body == "segment" then
     local parts = {}
     for i = 1, CFG.events do parts[i] = event() end
     body = '{"batch":[' .. table.concat(parts, ",") .. ']}'
@@ -90,7 +99,7 @@ function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
   if status == 429 or status == 503 then
     if headers["retry-after"] == nil and headers["Retry-After"] == nil then retry_missing = retry_missing + 1 end
-  elseif status == 202 and ack then
+  elseif (status == 202 or status == 200) and ack then  -- 200: the SDK protocols' success
     local acc, first = string.match(body, '"accepted":(%%d+),"event_ids":%%["([%%x%%-]+)"')
     if first then ack:write(first, " ", acc, "\n") else unparsed = unparsed + 1 end
   end
@@ -136,7 +145,8 @@ def run(
     collect_acks: bool = True,
     raw: list[str] | None = None,
 ) -> dict:
-    """One wrk run. `body`: "batch" (`events` per request), "event" (one event object) or "none".
+    """One wrk run. `body`: "batch" (`events` per request), "event" (one event object), "none", or "posthog" /
+    "segment" (a batch of `events` in that SDK protocol, the key sent as that protocol's auth header).
     `rate`: requests/s in all (0 = as fast as the connections allow).
 
     Returns wrk's figures plus rps (answered/s), sent_rps (written/s), events_per_request, statuses (int
@@ -144,16 +154,23 @@ def run(
     with tempfile.TemporaryDirectory(prefix="pulseops-wrk-") as tmp:
         out = str(Path(tmp) / "acked-") if collect_acks else ""
         run_prefix = secrets.token_hex(6)
+        key_header, key_values = "X-API-Key", list(keys)
+        if body == "posthog":
+            key_header, key_values = "Authorization", [f"Bearer {k}" for k in keys]
+        elif body == "segment":
+            key_header = "Authorization"
+            key_values = ["Basic " + base64.b64encode(f"{k}:".encode()).decode() for k in keys]
         script = LUA % {
             "method": method,
             "path": path,
             "body": body,
             "events": events,
             "rate": rate / threads,
-            "keys": ", ".join(json.dumps(k) for k in keys),
+            "keys": ", ".join(json.dumps(k) for k in key_values),
+            "key_header": key_header,
             "run": f"{run_prefix[:8]}-{run_prefix[8:]}",
             "out": out,
-            "event": EVENT,
+            "event": SDK_EVENTS.get(body, EVENT),
         }
         lua = Path(tmp) / "load.lua"
         lua.write_text(script)
@@ -177,7 +194,7 @@ def run(
         method=method,
         path=path,
         body=body,
-        events_per_request=events if body == "batch" else (1 if body == "event" else 0),
+        events_per_request=events if body in BATCH_BODIES else (1 if body == "event" else 0),
         rate=rate,
         connections=connections,
         seconds=took,

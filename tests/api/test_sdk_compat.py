@@ -171,7 +171,7 @@ def test_posthog_bad_input_gets_400_naming_the_field_and_nothing_is_published(in
     error_of(post(ingest, "/batch/", {"api_key": key, "batch": [no_name]}), 400, "batch[0].event", "required")
     bad_gzip = {"Content-Encoding": "gzip"}
     error_of(post(ingest, "/batch/", raw=b"\x1f\x8bnot gzip", headers=bad_gzip), 400, "body", "gzip")
-    error_of(post(ingest, "/e/?compression=gzip-js", raw=b'{"a": 1}'), 400, "body", "not gzip")
+    error_of(post(ingest, "/e/?compression=gzip-js", raw=b"\x00garbage"), 400, "body", "not gzip")
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     error_of(
         post(ingest, "/e/?compression=base64", raw=b"data=%%%not*base64", headers=form), 400, "data", "base64"

@@ -284,10 +284,14 @@ async def accept_mapped(
     return len(raws), [r.event_id for r in raws], rejected
 
 
-def accepted_body(base: dict[str, Any], accepted: int, rejected: list[Rejection]) -> bytes:
-    """The protocol's success body, with what PulseOps refused listed (the SDKs ignore extra fields)."""
+def accepted_body(
+    base: dict[str, Any], accepted: int, event_ids: list[uuid.UUID], rejected: list[Rejection]
+) -> bytes:
+    """The protocol's success body plus, as on `/v1/batch`, the accepted events' PulseOps ids (what a
+    non-UUID message id became) and what was refused (the SDKs ignore extra fields)."""
     out = dict(base)
     out["accepted"] = accepted
+    out["event_ids"] = event_ids
     if rejected:
         out["rejected"] = [{"index": r.index, "field": r.field, "reason": r.reason} for r in rejected]
     return encode(out)

@@ -67,7 +67,8 @@ def _decode(raw: bytes, req: CompatRequest, max_bytes: int) -> Any:
     data = raw
     if data[:2] == b"\x1f\x8b":
         data = gunzip(data, max_bytes)
-    elif compression in ("gzip", "gzip-js"):
+    elif compression in ("gzip", "gzip-js") and data.lstrip()[:1] not in (b"{", b"["):
+        # JSON as is passes: a proxy may have inflated it (Content-Encoding), or posthog-js fell back
         raise bad("body", f"compression={compression} but the body is not gzip", "invalid_gzip")
     ctype = req.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype == "application/x-www-form-urlencoded" or data[:5] == b"data=":
@@ -191,8 +192,8 @@ async def capture(svc: IngestServices, keys: KeyCache, req: CompatRequest, read:
         sent_at = _sent_at(envelope, req)
         engage = req.path.rstrip("/") == "/engage"
         mapped = [map_event(e, row.project_id, key_text, engage) for e in events]
-        accepted, _, rejected = await accept_mapped(svc, row, mapped, sent_at, single=single)
-        return Answer(200, accepted_body({"status": 1}, accepted, rejected))
+        accepted, ids, rejected = await accept_mapped(svc, row, mapped, sent_at, single=single)
+        return Answer(200, accepted_body({"status": 1}, accepted, ids, rejected))
     except ApiError as exc:
         return error_answer(exc)
 

@@ -171,8 +171,8 @@ async def single(svc: IngestServices, keys: KeyCache, req: CompatRequest, read: 
         if row is None:
             row = await _key(svc, keys, req, payload)
         mapped = [map_message(payload, PATHS[req.path.rstrip("/")], row.project_id)]
-        accepted, _, rejected = await accept_mapped(svc, row, mapped, None, single=True)
-        return Answer(200, accepted_body({"success": True}, accepted, rejected))
+        accepted, ids, rejected = await accept_mapped(svc, row, mapped, None, single=True)
+        return Answer(200, accepted_body({"success": True}, accepted, ids, rejected))
     except ApiError as exc:
         return error_answer(exc)
 
@@ -193,8 +193,8 @@ async def batch(
             raise bad("batch", "required: a JSON array of messages")
         context = payload.get("context")
         mapped = [map_message(m, None, row.project_id, context) for m in messages]
-        accepted, _, rejected = await accept_mapped(svc, row, mapped, _sent_at(payload), single=False)
-        return Answer(200, accepted_body({"success": True}, accepted, rejected))
+        accepted, ids, rejected = await accept_mapped(svc, row, mapped, _sent_at(payload), single=False)
+        return Answer(200, accepted_body({"success": True}, accepted, ids, rejected))
     except ApiError as exc:
         return error_answer(exc)
 
