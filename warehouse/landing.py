@@ -1,5 +1,6 @@
 """Land a batch of raw events exactly once, in the caller's single transaction: claim the event ids in the
-`event_ids` ledger, COPY the claimed rows into `events`, bump the landed-day versions.
+`event_ids` ledger, COPY the claimed rows into `events`, record the identity they carry (links between ids,
+person properties: warehouse/identity.py), bump the landed-day versions.
 
 Exactly-once comes from the `event_ids` ledger (one row per project/event_id), not from Kafka: the broker
 redelivers after a crash and the same event may be re-sent by a client, and both must land once. The
