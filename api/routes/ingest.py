@@ -90,7 +90,8 @@ async def ingest_event(request: Request, ctx: Ingest) -> Response:
         '"reason": "must include a UTC offset"}]}`. If no event is valid the answer is 422 with the same '
         "`rejected` list in `detail` (field `batch[i].<field>`). 202 means every accepted event was "
         "acknowledged by the broker; on 503 nothing of the request counts as accepted (retrying is safe when "
-        "events carry `event_id`)."
+        "events carry `event_id`). Without `X-API-Key`, a request with `Authorization: Basic` or a top-level "
+        "`writeKey` is Segment's batch (docs/sdks.md); any other is refused 401."
     ),
     response_class=Response,
     responses=_responses("Accepted events were acknowledged by the broker; invalid ones are listed."),
