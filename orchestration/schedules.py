@@ -1,4 +1,4 @@
-"""Schedules. Freshness of today's partition comes from late_data_sensor (it rebuilds any day with new data)."""
+"""Schedules. Days are rebuilt by late_data_sensor once closed (today answers from raw events until then)."""
 
 import dagster as dg
 

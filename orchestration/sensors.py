@@ -41,6 +41,7 @@ FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagster
 COVERS_TAG = "pulseops/covers"  # {day: data key}: what the run brings up to date
 SENSOR_TAG = "pulseops/sensor"
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+ASSET_JOB = "__ASSET_JOB"
 MAX_RUNTIME_S = 3600  # run monitoring fails a run stuck longer (a lost worker), and the ledger retries it
 
 
@@ -164,7 +165,8 @@ def late_data_sensor(
         )
         ledger = {f.day: f for f in run_failures(conn, REBUILD)}
     context.update_cursor(cursor)
-    busy = _busy_days(context.instance, [refresh_aggregates_job.name, rebuild_aggregates_job.name])
+    # backfills (UI, `pulseops backfill`) run as Dagster's implicit asset job
+    busy = _busy_days(context.instance, [refresh_aggregates_job.name, rebuild_aggregates_job.name, ASSET_JOB])
     ready = [d for d in due if d.day not in busy and not _waiting(ledger.get(d.day), d.data_key, now)]
     if not ready:
         waiting = len(due) - len(ready)
