@@ -33,6 +33,11 @@ PRODUCE_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+WS_DISCONNECTS = Counter(
+    "pulseops_graphql_ws_disconnects_total",
+    "GraphQL WebSocket clients that went away while subscriptions streamed (a closed page): ended quietly.",
+)
+
 SPOOL_BYTES = Gauge(
     "pulseops_ingest_spool_bytes", "Bytes of journaled, not yet landed requests on this host.",
     multiprocess_mode="max",

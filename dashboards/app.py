@@ -233,7 +233,7 @@ async def _browser_to_api(ws: WebSocket, upstream: websockets.ClientConnection) 
 
 
 async def _api_to_browser(ws: WebSocket, upstream: websockets.ClientConnection) -> None:
-    with contextlib.suppress(WebSocketDisconnect, websockets.ConnectionClosed, RuntimeError):
+    with contextlib.suppress(WebSocketDisconnect, websockets.ConnectionClosed, RuntimeError, OSError):
         async for message in upstream:
             await ws.send_text(message if isinstance(message, str) else message.decode())
 
@@ -262,7 +262,9 @@ async def relay_ws(ws: WebSocket, d: DashboardDep) -> None:
             t.cancel()
         code = upstream.close_code or 1000
         await upstream.close()
-        with contextlib.suppress(RuntimeError):
+        # The browser may be gone already (a closed page): closing its socket then is a normal disconnect,
+        # not "Exception in ASGI application".
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
             await ws.close(code=code if 1000 <= code < 5000 and code not in (1005, 1006) else 1000)
 
 

@@ -63,6 +63,9 @@ def dict_config(service: str, settings: LogSettings | None = None) -> dict[str, 
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": True},
+            # one INFO line per HTTP request the dashboard relays or the evaluator sends: noise in any file
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
         },
     }
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
+from starlette.websockets import WebSocketDisconnect
 from strawberry.fastapi import GraphQLRouter
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 
 from api.deps import authenticate
 from api.errors import ApiError
 from api.graphql.context import Context, ReadServices
 from api.graphql.schema import build_schema
+from api.metrics import WS_DISCONNECTS
 from api.ratelimit import retry_after_header
 from api.security import key_from_headers
 from pulseops.settings import QuerySettings
@@ -43,7 +47,24 @@ async def _read_capped(request: Request, limit: int = MAX_BODY_BYTES) -> None:
     request._body = b"".join(chunks)
 
 
+class _TransportWS(BaseGraphQLTransportWSHandler):
+    """A client leaving mid-subscription is normal (a closed tab): counted, never logged as a crash."""
+
+    async def shutdown(self) -> None:
+        if self.operations:  # the message loop ended with subscriptions streaming: the client went away
+            WS_DISCONNECTS.inc()
+        await super().shutdown()
+
+    async def handle_task_exception(self, error: Exception) -> None:
+        # a push to a client that is gone (ClientDisconnected is an OSError)
+        if isinstance(error, WebSocketDisconnected | WebSocketDisconnect | OSError):
+            return
+        await super().handle_task_exception(error)
+
+
 class _Router(GraphQLRouter):
+    graphql_transport_ws_handler_class = _TransportWS
+
     def decode_json(self, data: str | bytes) -> object:
         """JSON nested thousands deep made `json.loads` raise RecursionError: a 500. Now a 400 like any
         other unreadable body."""

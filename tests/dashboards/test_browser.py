@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -395,6 +396,42 @@ def test_live_count_rises_after_events_are_sent(page, stack: Stack) -> None:
         arg=before + 25,
     )
     shot(page, "overview-live")
+
+
+def test_closing_a_page_mid_subscription_ends_quietly(browser, stack: Stack) -> None:
+    """A browser closing its page while `liveEventCounts` streams is a normal disconnect: no traceback in the
+    dashboard relay's log nor the API's, and the API counts it in /metrics."""
+    logs = [*LOG_DIR.glob("dashboard-*.log"), *LOG_DIR.glob("ingest-*.log")]
+    sizes = {p: p.stat().st_size for p in logs}
+
+    def disconnects() -> float:
+        text = httpx.get(f"{stack.api_url}/metrics", timeout=10).text
+        return sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("pulseops_graphql_ws_disconnects_total")
+        )
+
+    before = disconnects()
+    for _ in range(3):  # a few times: the race between a push and the close is what used to log a traceback
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, timezone_id=BROWSER_TZ)
+        page = context.new_page()
+        sign_in(page, stack)
+        page.wait_for_function(
+            "() => /\\d/.test(document.querySelector('[data-testid=live-today]').textContent)"
+        )
+        page.wait_for_timeout(1500)  # at least one more push in flight
+        page.close()
+        context.close()
+    wait_for(
+        lambda: disconnects() >= before + 3, 10, f"disconnects counted in the API's /metrics (from {before})"
+    )
+    time.sleep(2)  # anything the servers log after the close
+    for path in logs:
+        with path.open("rb") as f:
+            f.seek(sizes[path])
+            tail = f.read().decode(errors="replace")
+        assert "Traceback" not in tail and "Exception in ASGI" not in tail, f"{path}:\n{tail}"
 
 
 def test_pipeline_health_shows_lag_dead_letters_and_dagster_runs(page, stack: Stack) -> None:
