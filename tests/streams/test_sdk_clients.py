@@ -1,5 +1,7 @@
-"""The official PostHog and Segment Python libraries (from PyPI) against the running system: uvicorn ingest,
-Tansu, a landing worker and PostgreSQL, with the libraries' own batching, gzip and retries.
+"""The official PostHog and Segment libraries against the running system: uvicorn ingest, Tansu, a landing
+worker and PostgreSQL, with the libraries' own batching, gzip and retries. Python: posthog and
+segment-analytics-python (PyPI, dev extra); Node: posthog-node and @segment/analytics-node (npm,
+dashboards/package.json devDependencies, driven by tests/streams/node/sdk_clients.cjs).
 
 The key is rate limited below what the libraries offer, so they meet 429 + Retry-After and retry; some
 events are captured twice with the same id, as an SDK retry after a lost answer would. Every event must land
@@ -8,9 +10,13 @@ exactly once (count by event_id in PostgreSQL), and GraphQL must count what was 
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -18,8 +24,9 @@ import pytest
 from posthog import Posthog
 from segment.analytics import Client as SegmentClient
 
-from tests.fixtures.system import wait_until
+from tests.fixtures.system import ROOT, wait_until
 from tests.utils.tenants import make_tenant
+from tests.utils.tools import require, skip_unless_installed
 from warehouse.tenants import create_api_key
 
 pytestmark = pytest.mark.slow
@@ -151,4 +158,35 @@ def test_segment_analytics_python_events_land_exactly_once(running, db, database
     client.join()
     assert errors == []
     assert _rate_limited(running.url, "/v1/batch") > 0, "the library never had to retry: the test proves less"
+    _assert_exactly(database_url, running.url, tenant, expected)
+
+
+NODE = shutil.which("node")
+NODE_PACKAGES = ROOT / "dashboards" / "node_modules"
+NODE_MISSING = NODE is None or not (NODE_PACKAGES / "posthog-node").exists()
+SCRIPT = Path(__file__).parent / "node" / "sdk_clients.cjs"
+
+
+@skip_unless_installed(
+    NODE_MISSING, "node with posthog-node and @segment/analytics-node (npm ci --prefix dashboards)"
+)
+@pytest.mark.parametrize(
+    ("library", "route", "extra"),
+    [
+        ("posthog-node", "/batch/", {"$identify": 50, "$create_alias": 50, "$groupidentify": 50}),
+        ("analytics-node", "/v1/batch",
+         {"$identify": 50, "$create_alias": 50, "$groupidentify": 50, "$pageview": 50, "$screen": 50}),
+    ],
+)  # fmt: skip
+def test_node_libraries_events_land_exactly_once(running, db, database_url, library, route, extra) -> None:
+    require(NODE_MISSING, "node with posthog-node and @segment/analytics-node (npm ci --prefix dashboards)")
+    tenant, key = _tenant(db, library)
+    done = subprocess.run(
+        [NODE, str(SCRIPT), library, running.url, key, str(N_EVENTS)],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"errors": 0}, done.stdout[-3000:]
+    assert _rate_limited(running.url, route) > 0, "the library never had to retry: the test proves less"
+    expected = Counter({f"ev-{i}": N_EVENTS // 5 for i in range(5)}) + Counter(extra)
     _assert_exactly(database_url, running.url, tenant, expected)
