@@ -34,6 +34,7 @@ from api.metrics import RequestMetricsMiddleware
 from api.ratelimit import RateLimiter
 from api.routes import compat, graphql, health, ingest
 from api.security import KeyCache
+from pulseops.pressure import PressureGauge, pressure_path
 from pulseops.settings import Settings, get_settings
 from pulseops.topics import ensure_topics
 from warehouse.db import libpq_url
@@ -49,8 +50,8 @@ network error are safe. Errors are JSON: `{"error": code, "detail": [{"field", "
 
 
 class PulseOpsAPI(FastAPI):
-    """FastAPI, with `POST /v1/events` and `/v1/batch` answered by the plain ASGI handler of
-    api/ingest/asgi.py before the framework's middleware and routing (why: that module's docstring)."""
+    """FastAPI, with `POST /v1/events`, `/v1/batch` and the PostHog/Segment SDK paths answered by the plain
+    ASGI handler of api/ingest/asgi.py before the framework's middleware and routing (why: its docstring)."""
 
     def __init__(self, *, fast_ingest: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.rate_limiter,
             spool,
             HotProjects(settings.ingest.hot_project_events_per_s),
+            PressureGauge(pressure_path(settings.state_dir)),
         )
         lag = ConsumerLag(settings.kafka)
         app.state.reads = ReadServices(

@@ -6,7 +6,9 @@ dependency resolution, five middleware layers each wrapping `send`, Request/Resp
 handler itself. Here the headers are read straight from the ASGI scope, the key comes from the in-process
 cache, an exhausted key is refused before its body is read, and the answer goes out in two `send` calls.
 Statuses, bodies and headers are the same as the FastAPI routes' in `api/routes/ingest.py` (which document
-the endpoints and serve them when `PULSEOPS_INGEST__FAST_PATH=false`); tests/api run both.
+the endpoints and serve them when `PULSEOPS_INGEST__FAST_PATH=false`); tests/api run both. The PostHog and
+Segment POST paths (api/ingest/compat, docs/sdks.md) are served here too, by `handle_compat`, and mirrored by
+api/routes/compat.py.
 """
 
 from __future__ import annotations
