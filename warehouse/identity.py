@@ -386,3 +386,28 @@ def persons(conn: psycopg.Connection, project_id: uuid.UUID) -> dict[str, str]:
             "SELECT distinct_id, person_id FROM identity_persons WHERE project_id = %s", (project_id,)
         ).fetchall()
     )
+
+
+_INCONSISTENT = """
+SELECT
+    (SELECT count(*) FROM identity_links l
+     LEFT JOIN identity_persons a ON a.project_id = l.project_id AND a.distinct_id = l.id_a
+     LEFT JOIN identity_persons b ON b.project_id = l.project_id AND b.distinct_id = l.id_b
+     WHERE l.project_id = %(p)s AND (a.person_id IS NULL OR b.person_id IS NULL OR a.person_id <> b.person_id)),
+    (SELECT count(*) FROM (
+        SELECT person_id, min(distinct_id COLLATE "C") AS smallest, bool_or(distinct_id = person_id) AS member
+        FROM identity_persons WHERE project_id = %(p)s GROUP BY person_id
+     ) x WHERE NOT x.member OR x.smallest <> x.person_id COLLATE "C"),
+    (SELECT count(*) FROM identity_persons m
+     WHERE m.project_id = %(p)s AND NOT EXISTS (
+         SELECT 1 FROM identity_links l
+         WHERE l.project_id = m.project_id AND (l.id_a = m.distinct_id OR l.id_b = m.distinct_id)))
+"""
+
+
+def inconsistencies(conn: psycopg.Connection, project_id: uuid.UUID) -> dict[str, int]:
+    """What would make person answers wrong, counted (all zero when consistent): links whose ids are not in
+    one person, persons not labelled by their smallest id, ids with a person but no link. For checks and
+    tests; one pass over the project's identity tables."""
+    split, label, orphan = conn.execute(_INCONSISTENT, {"p": project_id}).fetchone()
+    return {"split_links": split, "bad_labels": label, "unlinked_ids": orphan}

@@ -74,6 +74,7 @@ def test_links_through_the_landing_worker(system_factory, db, database_url):
             groups.setdefault(rep, set()).add(did)
         want = {did: min(groups[rep]) for (_p, did), rep in people_of(every).items()}
         assert identity.persons(db, tenant["project_id"]) == want
+        assert set(identity.inconsistencies(db, tenant["project_id"]).values()) == {0}
         pairs = {tuple(sorted((x, y))) for _p, x, y in link_pairs(every)}
         got = db.execute(
             "SELECT count(*) FROM identity_links WHERE project_id = %s", (tenant["project_id"],)

@@ -230,6 +230,7 @@ def test_concurrent_landers_merge_to_one_person(database_url, db):
         th.join()
     assert not errors
     mapping = identity.persons(db, t["project_id"])
+    assert set(identity.inconsistencies(db, t["project_id"]).values()) == {0}
     assert len(mapping) == 62
     assert set(mapping.values()) == {"c0-0"}
 
@@ -317,3 +318,24 @@ def test_any_links_in_any_order_and_batches_give_the_components(db, pairs, chunk
         groups.setdefault(rep, set()).add(did)
     want = {did: min(members) for members in groups.values() for did in members if len(members) > 1}
     assert identity.persons(db, t["project_id"]) == want
+    assert identity.inconsistencies(db, t["project_id"]) == {
+        "split_links": 0,
+        "bad_labels": 0,
+        "unlinked_ids": 0,
+    }
+
+
+def test_inconsistencies_are_found(db):
+    """The check itself can fail: each kind of damage is counted."""
+    t = make_tenant(db)
+    p = t["project_id"]
+    land_rows(db, _link_rows(t, [("u1", "a1"), ("u2", "a2")]))
+    assert set(identity.inconsistencies(db, p).values()) == {0}
+    db.execute(
+        "UPDATE identity_persons SET person_id = 'u2' WHERE project_id = %s AND distinct_id = 'u2'", (p,)
+    )
+    db.execute(
+        "UPDATE identity_persons SET person_id = 'u1' WHERE project_id = %s AND person_id = 'a1'", (p,)
+    )
+    db.execute("INSERT INTO identity_persons VALUES (%s, 'stray', 'nobody')", (p,))
+    assert identity.inconsistencies(db, p) == {"split_links": 1, "bad_labels": 2, "unlinked_ids": 1}
