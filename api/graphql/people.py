@@ -32,8 +32,8 @@ UniqueByArg = Annotated[
     UniqueBy,
     strawberry.argument(
         description="DISTINCT_ID (default): every distinct id is a user. PERSON: ids joined by $identify / "
-        "$create_alias links count once, events from before the link included (reads raw events or maps "
-        "every user-day to its person: costlier)."
+        "$create_alias links count once, events from before the link included (every user-day, or raw "
+        "event, is joined to its person: costlier)."
     ),
 ]
 
