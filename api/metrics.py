@@ -23,6 +23,10 @@ EVENTS_ACCEPTED = Counter("pulseops_ingest_events_accepted_total", "Events ackno
 EVENTS_REJECTED = Counter(
     "pulseops_ingest_events_rejected_total", "Events refused at ingest, by reason.", ["reason"]
 )
+BROKER_PRESSURE = Counter(
+    "pulseops_ingest_broker_pressure_total",
+    "Requests answered 503 while the embedded broker frees memory (pulseops/pressure.py).",
+)
 HOT_EVENTS = Counter(
     "pulseops_ingest_hot_events_total",
     "Accepted events of hot projects, routed to the raw topic's reserved partitions (api/ingest/hot.py).",

@@ -236,7 +236,7 @@ def run(size: str, recycle: bool = False) -> dict:
                     wait_landed(db_url, [project], wrk.accepted_events(before), 120)
                     smp.phase(f"{cfg['events']:,} events in batches of {BATCH:,}")
                     batch_t0 = time.monotonic()
-                    sent = 0
+                    sent = refused = 0
                     batch_runs: list[dict] = []
                     while sent < cfg["events"]:
                         want = min(cfg["round_events"], cfg["events"] - sent)
@@ -252,7 +252,14 @@ def run(size: str, recycle: bool = False) -> dict:
                               f"landed {landed_in if landed_in is None else round(landed_in, 1)} s after; "
                               f"statuses {r['statuses']}", flush=True)  # fmt: skip
                         if r["statuses"].get(202, 0) == 0:
-                            raise RuntimeError(f"no batch acknowledged: {r['statuses']}")
+                            # all 503: the keeper's pause while landing catches up (pulseops/pressure.py) or a
+                            # recycle in progress; anything else, or a pause that never ends, is a failure
+                            refused += 1
+                            if set(r["statuses"]) - {503} or refused > 60:
+                                raise RuntimeError(f"no batch acknowledged: {r['statuses']}")
+                            time.sleep(1)
+                        else:
+                            refused = 0
                     batch_s = time.monotonic() - batch_t0
                     runs += batch_runs
                     smp.phase("single events, after")

@@ -25,13 +25,15 @@ client: asked about a topic id it no longer knows, Tansu answers with a null top
 dereferences (SIGSEGV in rd_kafka_metadata_cache_find; seen in the landing worker at one recycle of five).
 Under `pulseops up` supervisord starts the worker again.
 
-RECYCLING IS OFF BY DEFAULT (both thresholds 0): under load it lost acknowledged events (benchmarks/sustained.py,
-small: 9,239 of 253,024 after three recycles). A consumer that survives the restart keeps its fetch positions
-from the old broker; the new one starts every partition at offset 0 and, unlike Kafka, never answers
-OFFSET_OUT_OF_RANGE, so records below the old position are skipped and committed past, and the spool takes
-the committed offsets of the new topic as proof of landing. Recycling is safe only once consumers restart
-from the new broker's offsets (or the new broker continues the old offsets). What stays on: a dead broker is
-started again with its topics.
+Recycling is on by default (512 MiB resident or 200,000 records). It was off while restarts lost
+acknowledged events (benchmarks/sustained.py, small: 9,239 of 253,024 after three recycles). Two fixes since:
+the landing sink re-reads a partition whose fetched offsets skip some (streams/sink.py OffsetGap), and a
+worker never commits positions of the old log on the new broker (streams/fence.py: it restarts itself when the
+raw topic's id changed). Since: docs/benchmarks/2026-12-06-sustained-recycle-small.md (2 recycles, 257,035
+acknowledged, 0 missing, 0 duplicated; small size, on a machine shared with other work).
+When landing lags, the group never catches up and the broker would grow without bound: then this keeper asks
+ingest to pause (503 broker_full, Retry-After) until the workers caught up and it recycled the broker
+(pulseops/pressure.py): bounded memory for a pause that clients retry through.
 
 A dead child is restarted too. Against a real Kafka/Redpanda this process never runs: `pulseops up` starts it
 only when `PULSEOPS_KAFKA__BOOTSTRAP` is unset (pulseops/services.py); there, topic retention applies.
@@ -54,6 +56,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 from confluent_kafka.admin import AdminClient
 
 from pulseops.logs import configure as configure_logging
+from pulseops.pressure import pressure_path, raise_pressure, release_pressure
 from pulseops.settings import Settings, get_settings
 from pulseops.topics import ensure_topics
 
@@ -241,6 +244,8 @@ class Keeper:
         self.max_unlanded_bytes = k.embedded_recycle_max_unlanded_bytes if settings.spool.enabled else 0
         self.recycles = 0
         self.restarts = 0
+        self.pressure = pressure_path(settings.state_dir)
+        self.pressed = 0  # passes that found the broker over its limit with too much unlanded
         self._admin: AdminClient | None = None
         self._stop = threading.Event()
 
@@ -256,8 +261,23 @@ class Keeper:
         return self._admin
 
     def start(self) -> None:
+        release_pressure(self.pressure)  # a keeper that died under pressure left its file behind
         self.broker.start()
         self._topics()
+
+    def _press(self) -> None:
+        """Ask ingest to pause (503) until landing caught up and the broker was recycled (pulseops/pressure.py);
+        the lease outlives a few passes, so a dead keeper releases it by itself."""
+        if not self.pressed:
+            log.warning("ingest paused (503) until landing catches up and the broker is recycled")
+        self.pressed += 1
+        raise_pressure(self.pressure, max(5.0, 5 * self.settings.kafka.embedded_check_interval_s))
+
+    def _unpress(self) -> None:
+        if self.pressed:
+            log.warning("ingest resumed")
+        self.pressed = 0
+        release_pressure(self.pressure)
 
     def _topics(self) -> None:
         try:
@@ -275,14 +295,16 @@ class Keeper:
         rss = self.broker.rss_bytes()
         over_rss = 0 < self.max_rss <= rss
         if not over_rss and self.max_records <= 0:
+            self._unpress()
             return "small"
         k = self.settings.kafka
         try:
             state = landing_state(self.admin(), self.broker.bootstrap, k.topic_raw, k.consumer_group)
-        except Exception as exc:
+        except Exception as exc:  # no pressure on a guess: an earlier lease runs out by itself
             log.info("broker at %d MiB but landing state unknown (%s): kept", rss >> 20, exc)
             return "kept"
         if not over_rss and not 0 < self.max_records <= state.stored:
+            self._unpress()
             return "small"
         unlanded_bytes = None if state.unlanded is None else state.unlanded * rss // max(1, state.stored)
         if unlanded_bytes is None or unlanded_bytes > self.max_unlanded_bytes:
@@ -290,6 +312,8 @@ class Keeper:
                 "broker at %d MiB holds %d records, %s not landed: kept until the landing group commits",
                 rss >> 20, state.stored, "unknown" if state.unlanded is None else state.unlanded,
             )  # fmt: skip
+            if state.unlanded is not None:  # a group that never committed is not a reason to stop ingest
+                self._press()
             return "kept"
         log.warning(
             "recycling the broker: %d MiB resident, %d records stored, %d not yet landed (the spool "
@@ -299,6 +323,7 @@ class Keeper:
         self._restart()
         self.recycles += 1
         log.warning("broker recycled: %d MiB resident now", self.broker.rss_bytes() >> 20)
+        self._unpress()
         return "recycled"
 
     def _restart(self) -> None:

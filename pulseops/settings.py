@@ -55,14 +55,14 @@ class KafkaSettings(BaseModel):
     )
     dlq_retention_bytes: int = 256 * 1024**2
     embedded_recycle_rss_bytes: int = Field(
-        0,
+        512 * 1024**2,
         description="Embedded Tansu keeps every record in memory (no retention, no DeleteRecords): past this "
         "resident size it is restarted once the landing group committed all but "
-        "embedded_recycle_max_unlanded_bytes (pulseops/broker.py). 0: never. Off by default: restarts lost "
-        "acknowledged events under load (a consumer carries its offsets into the new, empty broker).",
+        "embedded_recycle_max_unlanded_bytes, ingest answering 503 meanwhile if landing lags "
+        "(pulseops/broker.py, pulseops/pressure.py). 0: never.",
     )
     embedded_recycle_records: int = Field(
-        0,
+        200_000,
         description="Also recycle past this many stored records: each fetch lists every stored batch, so the "
         "broker's CPU grows with them (pulseops/broker.py). 0: never.",
     )

@@ -33,6 +33,7 @@ from api.ingest.schemas import (
 )
 from api.ingest.spool import Spool, SpoolUnavailable
 from api.ratelimit import RateLimiter, retry_after_header
+from pulseops.pressure import PressureGauge
 from pulseops.settings import Settings
 from warehouse.events import (
     MAX_PACKED_BYTES,
@@ -57,6 +58,7 @@ class IngestServices:
     limiter: RateLimiter
     spool: Spool | None
     hot: HotProjects
+    pressure: PressureGauge | None = None  # the embedded broker's memory pressure (pulseops/pressure.py)
 
 
 def check_ingest_key(key: ApiKeyRow) -> None:
@@ -133,6 +135,14 @@ async def publish(
     settings, spool = svc.settings, svc.spool
     retry = {"Retry-After": str(settings.ingest.retry_after_s)}
     started = time.perf_counter()
+    if svc.pressure is not None and svc.pressure.active():
+        metrics.BROKER_PRESSURE.inc()
+        raise ApiError(
+            503,
+            "broker_full",
+            [("body", "not accepted, retry: the embedded broker is freeing memory while landing catches up")],
+            retry,
+        )
     entry = None
     if spool is not None:
         try:

@@ -696,3 +696,26 @@ def test_broker_down_answers_503_with_retry_after_then_recovers(
             interval=1.0,
         )
     assert sorted(e.event_id for e in read_topic(tansu.bootstrap, settings.kafka.topic_raw)) == expected
+
+
+def test_broker_pressure_answers_503_with_retry_after_and_publishes_nothing(ingest: Ingest) -> None:
+    """While the embedded broker's keeper asks for a pause (pulseops/pressure.py: over its memory limit and
+    landing behind), ingest answers 503 broker_full with Retry-After and nothing reaches the broker; when the
+    keeper releases it (or its lease runs out), ingest accepts again."""
+    from pulseops.pressure import pressure_path, raise_pressure, release_pressure
+
+    path = pressure_path(ingest.settings.state_dir)
+    raise_pressure(path, 30)
+    try:
+        time.sleep(0.3)  # each process looks at the file at most every 0.25 s
+        refused = [new_event(), new_event()]
+        resp = ingest.post("/v1/events", refused[0])
+        assert_error(resp, 503, "broker_full", "body")
+        assert int(resp.headers["Retry-After"]) >= 1
+        resp = ingest.post("/v1/batch", {"batch": [refused[1]]})
+        assert_error(resp, 503, "broker_full", "body")
+    finally:
+        release_pressure(path)
+    time.sleep(0.3)
+    accepted = ingest.accept_one()
+    ingest.assert_published_once(accepted)  # the refused events were never published

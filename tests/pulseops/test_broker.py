@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from benchmarks.harness import free_port, wait_for
 from pulseops.broker import EmbeddedBroker, Keeper, landing_state, rss_bytes
+from pulseops.pressure import PressureGauge
 from pulseops.settings import KafkaSettings, Settings, SpoolSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +31,7 @@ def _settings(
 ) -> Settings:
     suffix = uuid.uuid4().hex[:6]
     return Settings(
+        state_dir=str(ROOT / "test-output" / "state" / f"keeper-{suffix}"),
         kafka=KafkaSettings(
             bootstrap=f"127.0.0.1:{port}",
             topic_raw=f"raw-{suffix}",
@@ -111,10 +113,14 @@ def test_keeps_records_the_group_has_not_committed(keeper_for) -> None:
     _commit(bs, k.consumer_group, k.topic_raw, {0: high[0], 1: high[1]})
     assert landing_state(keeper.admin(), bs, k.topic_raw, k.consumer_group).unlanded is None
     assert keeper.check() == "kept"
+    gauge = PressureGauge(keeper.pressure, interval_s=0)
+    assert not gauge.active()  # records nobody committed on are no reason to pause ingest
     # Committed everywhere, but 5 records of partition 2 not yet: more than the allowance (0).
     _commit(bs, k.consumer_group, k.topic_raw, {2: high[2] - 5})
     assert landing_state(keeper.admin(), bs, k.topic_raw, k.consumer_group).unlanded == 5
     assert keeper.check() == "kept"
+    # Landing lags while the broker is over its limit: ingest is asked to pause (503) until it caught up.
+    assert gauge.active() and keeper.pressed == 1
 
     assert keeper.broker.pid == pid and keeper.recycles == 0
     # Records above the committed offset are still there, and so is everything below it.
@@ -123,6 +129,23 @@ def test_keeps_records_the_group_has_not_committed(keeper_for) -> None:
         == [f"record-{i}".encode() for i in range(90) if i % PARTITIONS == 2][-5:]
     )
     assert len(_read(bs, k.topic_raw, 0, 0, high[0])) == high[0]
+
+    # Landing caught up: recycled, and ingest resumes.
+    _commit(bs, k.consumer_group, k.topic_raw, high)
+    assert keeper.check() == "recycled"
+    assert not gauge.active() and keeper.pressed == 0
+
+
+def test_a_pressure_lease_runs_out_by_itself(tmp_path) -> None:
+    """A keeper killed while ingest was paused must not pause it for ever."""
+    from pulseops.pressure import raise_pressure
+
+    path = tmp_path / "broker-pressure"
+    gauge = PressureGauge(path, interval_s=0)
+    raise_pressure(path, 0.3)
+    assert gauge.active()
+    time.sleep(0.4)
+    assert not gauge.active()
 
 
 def test_recycles_once_the_group_committed_everything(keeper_for) -> None:
