@@ -2,9 +2,9 @@
 bounded? `python -m benchmarks.sustained --size small|medium|large [--recycle] [--no-report]`.
 
 Runs the shipped configuration on a scratch database: the embedded broker as `pulseops up` runs it (Tansu under
-its keeper, `python -m pulseops.broker`; with --recycle the keeper restarts it once it is large and landed,
-which bounds its memory but lost acknowledged events: see pulseops/broker.py), 2 API processes with the spool
-on, one landing worker. Phases, all driven over HTTP with wrk (benchmarks/wrk.py):
+its keeper, `python -m pulseops.broker`, which restarts it once it is large and landed, pausing ingest while
+landing lags: pulseops/broker.py; --recycle lowers its thresholds so that a short run recycles several times),
+2 API processes with the spool on, one landing worker. Phases, all driven over HTTP with wrk (benchmarks/wrk.py):
   1. single events (`POST /v1/events`, -c64) for `single_s`: req/s *before*;
   2. `events` events in batches of 1,000 (`POST /v1/batch`), in rounds of `round_events` each followed by a
      wait until the worker landed them (steady state, not a backlog the broker must hold);
@@ -201,8 +201,8 @@ def _single(url: str, key: str, seconds: float, raw: list[str]) -> dict:
 
 
 def run(size: str, recycle: bool = False) -> dict:
-    """The product's defaults (recycling off), or with `recycle` the keeper recycling the broker past
-    `recycle_rss` or RECYCLE_RECORDS (the experiment: bounded memory, but see pulseops/broker.py)."""
+    """The product's defaults, or with `recycle` the keeper recycling the broker already past `recycle_rss` or
+    RECYCLE_RECORDS (to exercise many recycles in one run)."""
     if not wrk.available():
         raise SystemExit("wrk is required (apt-get install wrk)")
     cfg = SIZES[size]
