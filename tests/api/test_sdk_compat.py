@@ -147,6 +147,24 @@ def test_posthog_identify_alias_and_group_pass_through(ingest: Ingest) -> None:
     assert props(got["$create_alias"])["alias"] == "user-1"
 
 
+def test_posthog_engage_without_event_name_is_a_set_event_and_offset_dates_it(ingest: Ingest) -> None:
+    engage = {
+        "$token": ingest.key,
+        "$distinct_id": "u-9",
+        "$set": {"plan": "team"},
+        "uuid": str(uuid.uuid4()),
+    }
+    assert post(ingest, "/engage/", engage).status_code == 200
+    old = ph_event(api_key=ingest.key, offset=3_600_000)  # captured an hour before it was sent
+    assert post(ingest, "/capture/", old).status_code == 200
+    got = {
+        e.event: e for e in ingest.assert_published_once(uuid.UUID(engage["uuid"]), uuid.UUID(old["uuid"]))
+    }
+    assert got["$set"].distinct_id == "u-9" and props(got["$set"]) == {"$set": {"plan": "team"}}
+    age = datetime.now(UTC) - got["clicked"].timestamp
+    assert timedelta(minutes=59) < age < timedelta(minutes=61)
+
+
 def test_posthog_ids_without_a_uuid_are_stable_for_retries(ingest: Ingest) -> None:
     named = ph_event(uuid="not-a-uuid", timestamp="2026-12-01T10:00:00Z")
     untimed = ph_event()
