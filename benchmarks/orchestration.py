@@ -5,8 +5,9 @@ Figures, all from one run:
      `dagster asset materialize --partition-range` (single-run backfill policy): wall time and events/s.
   2. Baseline: a plain SQL GROUP BY (project, 15-minute bucket, event name) over the same rows, same run.
   3. Rebuild of one day holding a large number of events (rebuild_day directly).
-  4. Late event landed -> corrected aggregate, through a running dagster-daemon and the late-data sensor:
-     one late event at a time into a random built day, p50/p95 over the samples.
+  4. Late event -> corrected aggregate value: late events sent over HTTP (ingest API, broker, landing worker)
+     into random built days while dagster-daemon and the late-data sensor run; each sample ends when GraphQL
+     answers the day's totalEvents from the aggregates (the day no longer stale) with the true value.
 """
 
 from __future__ import annotations
@@ -22,22 +23,23 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import orjson
+import httpx
 import psycopg
 
-from benchmarks.harness import ROOT, machine_notes, scratch_database
+from benchmarks.harness import ROOT, Services, free_port, machine_notes, scratch_database, services_env, tansu
+from benchmarks.load import tenant, warm_up
 from benchmarks.report import write_report
 from pulseops import services
+from pulseops.services import dagster_storage_url
 from pulseops.settings import Settings
 from warehouse.aggregates import rebuild_day
-from warehouse.db import ensure_database, with_database
-from warehouse.landing import land_batch
+from warehouse.db import ensure_database
 from warehouse.partitions import ensure_partitions
 from warehouse.tenants import ensure_org, ensure_project
 
 SIZES = {
-    "small": {"days": 7, "per_day": 20_000, "one_day": 100_000, "late_samples": 3},
-    "medium": {"days": 90, "per_day": 100_000, "one_day": 1_000_000, "late_samples": 10},
+    "small": {"days": 7, "per_day": 20_000, "one_day": 100_000, "late_samples": 5},
+    "medium": {"days": 90, "per_day": 100_000, "one_day": 1_000_000, "late_samples": 60},
 }
 
 _GENERATE_DAY = """
@@ -115,53 +117,99 @@ def group_by_baseline(conn: psycopg.Connection) -> tuple[float, int]:
     return time.perf_counter() - started, rows
 
 
+LATE_QUERY = """query($p: ID!, $d: Date!) {
+  totalEvents(projectId: $p, from: $d, to: $d, timezone: "UTC")
+  dayBuilds(projectId: $p, from: $d, to: $d) { stale }
+}"""
+SEND_GAP_S = 1.0  # one late event a second, each into a (project, day) with no late event still pending
+SAMPLE_TIMEOUT_S = 180
+
+
 def late_correction(
-    db_url: str, env: dict[str, str], days: list[date], projects: list, org, samples: int, timed: bool = False
+    db_url: str, env: dict[str, str], days: list[date], projects: list[str], samples: int, timed: bool = False
 ) -> list:
-    """One late event at a time into a random built day (all but the last two of `days`); seconds until
-    that day's build includes it. `timed`: (monotonic time of the landing, seconds) pairs instead."""
-    log = open(Path(tempfile.gettempdir()) / "pulseops-bench-daemon.log", "ab")  # noqa: SIM115
-    daemon = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        env=env, cwd=ROOT, stdout=log, stderr=log,
-    )  # fmt: skip
-    delays = []
+    """Late events sent over HTTP (ingest API -> broker -> landing worker), one a second, each into a random
+    built (project, day) of all but the last two of `days` that has no late event pending; a sample is the
+    time from its 202 until GraphQL answers the day's totalEvents from the aggregate path (dayBuilds says the
+    day is no longer stale, so the answer comes from daily_aggregates, not raw events) with the true value.
+    `projects` are project names of org "bench"; `timed`: (monotonic time of the 202, seconds) pairs."""
+    settings = Settings()
+    delays: list = []
     rng = random.Random(7)
-    try:
-        _wait_for_late_sensor(with_database(db_url, db_url.rsplit("/", 1)[1] + "_dagster"), 60)
-        with psycopg.connect(db_url, autocommit=True) as conn:
-            for _ in range(samples):
-                day = rng.choice(days[:-2])
-                project = rng.choice(projects)
-                ts = _midnight(day) + timedelta(seconds=rng.randrange(86400))
-                row = (project, ts, uuid.uuid4(), org, "late_event", "u-late", datetime.now(UTC),
-                       orjson.dumps({"late": True}).decode())  # fmt: skip
-                t0 = time.monotonic()
-                land_batch(conn, [row])
-                version = conn.execute(
-                    "SELECT version FROM landed_days WHERE project_id = %s AND day = %s", (project, day)
-                ).fetchone()[0]
-                while True:
-                    built = conn.execute(
-                        "SELECT built_version FROM aggregate_builds WHERE project_id = %s AND day = %s",
-                        (project, day),
-                    ).fetchone()
-                    if built and built[0] >= version:
-                        break
-                    if time.monotonic() - t0 > 120:
-                        raise SystemExit("late event not corrected within 120 s")
+    with tansu() as bootstrap:
+        svc = Services(services_env(db_url, bootstrap, settings.redis.url, uuid.uuid4().hex[:8]), free_port())
+        log = open(Path(tempfile.gettempdir()) / "pulseops-bench-daemon.log", "ab")  # noqa: SIM115
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            env=env, cwd=ROOT, stdout=log, stderr=log,
+        )  # fmt: skip
+        try:
+            svc.start_ingest(workers=2)
+            svc.start_worker()
+            warm_up(svc.url, db_url)
+            keys = {}
+            for name in projects:
+                ingest_key, project = tenant(db_url, "bench", name)
+                read_key, _ = tenant(db_url, "bench", name, kind="read", rate=1e6)
+                keys[project] = (ingest_key, read_key)
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                truth = {
+                    (p, d): n
+                    for p, d, n in conn.execute(
+                        "SELECT project_id, (event_time AT TIME ZONE 'UTC')::date, count(*) FROM events GROUP BY 1, 2"
+                    )
+                }
+            _wait_for_late_sensor(dagster_storage_url(db_url), 90)
+            cells = [(p, d) for p in keys for d in days[:-2]]
+            pending: dict[tuple, tuple[float, int]] = {}
+            sent, next_send = 0, time.monotonic()
+            with httpx.Client(base_url=svc.url, timeout=10) as client:
+                while sent < samples or pending:
+                    now = time.monotonic()
+                    free = [c for c in cells if c not in pending]
+                    if sent < samples and now >= next_send and free:
+                        project, day = rng.choice(free)
+                        ts = _midnight(day) + timedelta(seconds=rng.randrange(86400))
+                        event = {"event": "late_event", "distinct_id": "u-late", "timestamp": ts.isoformat(),
+                                 "event_id": str(uuid.uuid4()), "properties": {"late": True}}  # fmt: skip
+                        r = client.post(
+                            "/v1/batch", json={"batch": [event]}, headers={"X-API-Key": keys[project][0]}
+                        )
+                        if r.status_code != 202:
+                            raise SystemExit(f"late event refused: {r.status_code} {r.text[:300]}")
+                        truth[(project, day)] += 1
+                        pending[(project, day)] = (time.monotonic(), truth[(project, day)])
+                        sent += 1
+                        next_send = now + SEND_GAP_S
+                    for (project, day), (t0, expected) in list(pending.items()):
+                        answer = client.post(
+                            "/graphql",
+                            json={
+                                "query": LATE_QUERY,
+                                "variables": {"p": str(project), "d": day.isoformat()},
+                            },
+                            headers={"X-API-Key": keys[project][1]},
+                        ).json()["data"]
+                        (build,) = answer["dayBuilds"]
+                        if not build["stale"] and answer["totalEvents"] == expected:
+                            took = time.monotonic() - t0
+                            delays.append((t0, took) if timed else took)
+                            del pending[(project, day)]
+                        elif time.monotonic() - t0 > SAMPLE_TIMEOUT_S:
+                            raise SystemExit(
+                                f"late event into {day} not in the aggregates within {SAMPLE_TIMEOUT_S} s"
+                            )
                     time.sleep(0.1)
-                delays.append((t0, time.monotonic() - t0) if timed else time.monotonic() - t0)
-                time.sleep(2)
-    finally:
-        daemon.terminate()
-        daemon.wait(30)
+        finally:
+            svc.stop()
+            daemon.terminate()
+            daemon.wait(30)
     return delays
 
 
 def dagster_env(db_url: str, tmp: Path) -> dict[str, str]:
     """Environment for Dagster processes on a scratch database: own instance storage and DAGSTER_HOME."""
-    storage = with_database(db_url, db_url.rsplit("/", 1)[1] + "_dagster")
+    storage = dagster_storage_url(db_url)
     ensure_database(storage)
     home = services.write_dagster_instance(
         Settings(db={"url": db_url}, orchestration={"dagster_home": str(tmp / "dagster")}), storage
@@ -175,9 +223,9 @@ def dagster_env(db_url: str, tmp: Path) -> dict[str, str]:
 
 
 LATE_SIZES = {
-    "small": {"days": 3, "per_day": 2_000, "samples": 2},
-    "medium": {"days": 7, "per_day": 100_000, "samples": 10},
-    "large": {"days": 30, "per_day": 100_000, "samples": 20},
+    "small": {"days": 3, "per_day": 2_000, "samples": 5},
+    "medium": {"days": 7, "per_day": 100_000, "samples": 60},
+    "large": {"days": 30, "per_day": 100_000, "samples": 60},
 }
 
 
@@ -192,13 +240,14 @@ def run_late(size: str) -> dict:
         env = dagster_env(db_url, Path(tmp))
         with psycopg.connect(db_url, autocommit=True) as conn:
             org = ensure_org(conn, "bench")
-            projects = [ensure_project(conn, org, f"p{i}") for i in range(3)]
+            names = [f"p{i}" for i in range(3)]
+            projects = [ensure_project(conn, org, n) for n in names]
             generate(conn, days, cfg["per_day"], projects, org)
             for d in days:
                 rebuild_day(conn, d)
         started = time.monotonic()
         # late_correction picks among all but the last two days it is given: here every day is built
-        samples = late_correction(db_url, env, days + days[-2:], projects, org, cfg["samples"], timed=True)
+        samples = late_correction(db_url, env, days + days[-2:], names, cfg["samples"], timed=True)
     delays = sorted(d for _, d in samples)
     pct = lambda p: delays[min(len(delays) - 1, int(p * len(delays)))]  # noqa: E731
     return {
@@ -240,7 +289,8 @@ def run(size: str) -> tuple[str, dict]:
         env = dagster_env(db_url, Path(tmp))
         with psycopg.connect(db_url, autocommit=True) as conn:
             org = ensure_org(conn, "bench")
-            projects = [ensure_project(conn, org, f"p{i}") for i in range(3)]
+            names = [f"p{i}" for i in range(3)]
+            projects = [ensure_project(conn, org, n) for n in names]
             gen_s = generate(conn, days, cfg["per_day"], projects, org)
             total = cfg["days"] * cfg["per_day"]
             backfill_s = backfill(env, days[0], days[-1], raw)
@@ -252,7 +302,7 @@ def run(size: str) -> tuple[str, dict]:
             big_day = today - timedelta(days=cfg["days"] + 5)
             generate(conn, [big_day], cfg["one_day"], projects, org)
             one = rebuild_day(conn, big_day)
-        delays = late_correction(db_url, env, days, projects, org, cfg["late_samples"])
+        delays = late_correction(db_url, env, days, names, cfg["late_samples"])
     delays.sort()
     pct = lambda p: delays[min(len(delays) - 1, int(p * len(delays)))]  # noqa: E731
     text = "\n".join(
@@ -265,7 +315,7 @@ def run(size: str) -> tuple[str, dict]:
             f"backfill / GROUP BY = {backfill_s / base_s:.2f}",
             f"rebuild of one day with {one.raw_events:,} events: {one.seconds:.2f}s "
             f"({one.raw_events / one.seconds:,.0f} events/s)",
-            f"late event landed -> corrected aggregate ({len(delays)} samples, sensor every "
+            f"late event 202 -> aggregate value in GraphQL equals the truth ({len(delays)} samples, sensor every "
             f"{settings.orchestration.sensor_interval_s}s): p50 {pct(0.5):.1f}s, p95 {pct(0.95):.1f}s, "
             f"max {delays[-1]:.1f}s; all: {', '.join(f'{d:.1f}' for d in delays)}",
         ]
