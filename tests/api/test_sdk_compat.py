@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 from api.ingest.compat.common import ID_NAMESPACE
 from api.main import create_app
 from tests.api.test_ingest_validation import Ingest, make_ingest, metric
-from tests.utils.tenants import new_event
+from tests.utils.tenants import make_tenant, new_event
 from warehouse.tenants import create_api_key
 
 
@@ -339,6 +339,21 @@ def test_v1_batch_native_and_segment_shapes_keep_their_own_errors(ingest: Ingest
     native = new_event()
     assert ingest.post("/v1/batch", {"batch": [native]}).status_code == 202
     ingest.assert_published_once(uuid.UUID(native["event_id"]))
+
+
+def test_the_key_alone_decides_the_tenant(ingest: Ingest, db: psycopg.Connection) -> None:
+    """Fields naming another project are data, never routing; of two keys the header's wins (docs/sdks.md)."""
+    other = make_tenant(db, "globex", "shop")
+    ev = ph_event(project_id=str(other["project_id"]), properties={"project_id": str(other["project_id"])})
+    body = {"api_key": other["ingest_key"], "batch": [ev]}
+    assert post(ingest, "/batch/", body, headers={"Authorization": f"Bearer {ingest.key}"}).status_code == 200
+    msg = seg("track", event="e")
+    body = {"writeKey": other["ingest_key"], "batch": [msg]}
+    assert post(ingest, "/v1/batch", body, headers=basic(ingest.key)).status_code == 200
+    landed = ingest.assert_published_once(uuid.UUID(ev["uuid"]), uuid.UUID(msg["messageId"]))
+    assert {(e.org_id, e.project_id) for e in landed} == {
+        (ingest.tenant["org_id"], ingest.tenant["project_id"])
+    }
 
 
 # -- limits and metrics ----------------------------------------------------------------------------------
