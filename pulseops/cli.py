@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
 
     up = sub.add_parser("up", help="run every service under supervisord; Ctrl-C stops them all")
     up.add_argument("--demo", action="store_true", help="also create demo tenants and send demo events")
-    up.add_argument("--demo-events", type=int, default=20_000)
+    up.add_argument("--demo-events", type=int, default=20_000, help="events of history (default 20,000)")
+    up.add_argument("--demo-rate", type=float, default=3.0, help="live demo events per second (default 3)")
     up.add_argument("--workers", type=int, help="landing worker processes (default from settings)")
     up.add_argument(
         "--detach", action="store_true", help="return once the services are up; `pulseops down` stops them"
@@ -100,23 +101,19 @@ def main(argv: list[str] | None = None) -> None:
     query.add_argument("--format", choices=["table", "csv", "jsonl"], default="table")
     query.add_argument("--max-rows", type=int, default=100, help="rows printed in table format")
 
-    demo = sub.add_parser("demo", help="create demo org/project/keys and send generated events over HTTP")
+    demo = sub.add_parser("demo", help="create demo orgs/projects/keys and load a month of history")
     demo.add_argument("--events", type=int, default=20_000)
     demo.add_argument("--days", type=int, default=30)
     demo.add_argument("--url", help="ingest base URL (default from settings)")
 
-    from benchmarks.suite import add_arguments as bench_arguments  # light: no service code imported
+    # The command line never imports benchmarks (they sit above it): `pulseops bench ARGS` runs
+    # `python -m benchmarks ARGS`, whose --help lists the options.
+    sub.add_parser("bench", help="run the benchmark suite and write a dated report (= python -m benchmarks)")
 
-    bench = sub.add_parser(
-        "bench", help="run the benchmark suite and write a dated report (= python -m benchmarks)"
-    )
-    bench_arguments(bench)
-
+    raw = sys.argv[1:] if argv is None else argv
+    if raw[:1] == ["bench"]:
+        sys.exit(subprocess.call([sys.executable, "-m", "benchmarks", *raw[1:]], cwd=ROOT))
     args = parser.parse_args(argv)
-    if args.command == "bench":
-        from benchmarks.suite import run_cli
-
-        sys.exit(run_cli(args, "pulseops " + " ".join(sys.argv[1:] if argv is None else argv)))
     settings = get_settings()
     if args.command == "migrate":
         migrate(settings)
@@ -202,6 +199,7 @@ def keys_command(settings: Settings, args: argparse.Namespace) -> None:
 
 
 ROOT = Path(__file__).resolve().parents[1]
+DEMO_DAYS = 30
 AGGREGATE_ASSETS = "event_rollups,user_activity,daily_aggregates"
 
 
@@ -451,6 +449,14 @@ def up_command(settings: Settings, args: argparse.Namespace) -> int:
         services.Program("dashboard", services.python_module("dashboards"), priority=40),
         services.Program("alerts", services.python_module("alerting"), priority=40),
     ]
+    if args.demo:  # live traffic while the demo runs (pulseops/demo.py)
+        programs.append(
+            services.Program(
+                "demo-live",
+                services.python_module("pulseops.demo", "live", "--rate", str(args.demo_rate)),
+                priority=40,
+            )
+        )
     conf = state / runtime.CONF
     passthrough = {
         k: v for k, v in os.environ.items() if k.startswith(("PULSEOPS_", "PATH", "HOME", "LANG", "TZ"))
@@ -660,56 +666,45 @@ def _last_lines(path: Path, n: int) -> list[str]:
 
 
 # -- demo -------------------------------------------------------------------------------------------------
-DEMO_DAYS = 30
-DEMO_TENANTS = (("acme", "web", "hot"), ("acme", "mobile", "medium"), ("globex", "shop", "quiet"))
-
-
 def run_demo(
     settings: Settings, ingest_url: str, events: int, days: int, out: Callable[[str], None] = print
 ) -> None:
-    from benchmarks.generator import GeneratorConfig, TenantSpec, generate, ground_truth_for, send_http_sync
+    """Demo tenants and keys, and `events` of history over `days` landed as history (pulseops/demo.py)."""
+    from pulseops import demo
     from warehouse.db import connect
-    from warehouse.tenants import create_api_key, ensure_org, ensure_project
+    from warehouse.tenants import create_api_key
 
     keys: dict[str, str] = {}
     lines = []
     with connect(settings.db.url, autocommit=True) as conn:
-        for org_slug, project_slug, tier in DEMO_TENANTS:
-            org_id = ensure_org(conn, org_slug)
-            project_id = ensure_project(conn, org_id, project_slug)
+        projects = demo.ensure_projects(conn)
+        for tier, p in projects.items():
             _, ingest_key = create_api_key(
-                conn, org_id=org_id, project_id=project_id, kind="ingest", name="demo"
+                conn, org_id=p.org_id, project_id=p.project_id, kind="ingest", name="demo"
             )
-            _, read_key = create_api_key(conn, org_id=org_id, project_id=project_id, kind="read", name="demo")
+            _, read_key = create_api_key(
+                conn, org_id=p.org_id, project_id=p.project_id, kind="read", name="demo"
+            )
             keys[tier] = ingest_key
             lines.append(
-                f"  {org_slug}/{project_slug:7} project {project_id}\n    ingest key {ingest_key}\n    read key   {read_key}"
+                f"  {p.org_slug}/{p.project_slug:7} project {p.project_id}\n    ingest key {ingest_key}\n"
+                f"    read key   {read_key}"
             )
-    with connect(settings.db.url, autocommit=True) as conn:
-        acme = ensure_org(conn, "acme")
-        _, org_key = create_api_key(conn, org_id=acme, project_id=None, kind="read", name="demo dashboard")
-    lines.append(f"  dashboard demo key (read key of every acme project) {org_key}")
-    out("Demo tenants (keys are shown once):\n" + "\n".join(lines))
-    config = GeneratorConfig(
-        seed=int(date.today().strftime("%Y%m%d")),
-        total_events=events,
-        days=days,
-        tenants=[TenantSpec("hot", 0.6, 2000), TenantSpec("medium", 0.3, 800), TenantSpec("quiet", 0.1, 150)],
-    )
-    stream = list(generate(config))
-    truth = ground_truth_for(stream)
-    started = time.perf_counter()
-    report = send_http_sync(stream, ingest_url, keys, batch_size=500, concurrency=4)
-    took = time.perf_counter() - started
+        _, org_key = create_api_key(
+            conn, org_id=projects["hot"].org_id, project_id=None, kind="read", name="demo dashboard"
+        )
+        lines.append(f"  dashboard demo key (read key of every acme project) {org_key}")
+        out("Demo tenants (keys are shown once):\n" + "\n".join(lines))
+        started = time.perf_counter()
+        generated, landed = demo.load_history(conn, projects, events, days, demo.demo_seed())
     out(
-        f"Demo: sent {len(stream):,} events over {days} days in {took:.1f}s ({truth.duplicates} of them exact "
-        f"re-sends, deduplicated by event_id): {report.accepted:,} accepted, {report.rejected} rejected, "
-        f"{report.retries} retries, {report.batches_failed} failed batches",
+        f"Demo: {landed:,} events of the last {days} days loaded as history in {time.perf_counter() - started:.1f}s "
+        f"({generated - landed:,} exact re-sends deduplicated; {demo.LATE_RATIO:.0%} arrived late, like delayed "
+        "uploads)"
     )
-    example_key = keys["hot"]
     out(
         "Try it:\n"
-        f"  curl -si -X POST {ingest_url}/v1/events -H 'X-API-Key: {example_key}' -H 'Content-Type: application/json' "
+        f"  curl -si -X POST {ingest_url}/v1/events -H 'X-API-Key: {keys['hot']}' -H 'Content-Type: application/json' "
         f'-d \'{{"event": "signup", "distinct_id": "u-1", "event_id": "{uuid.uuid4()}", '
         '"properties": {"plan": "pro"}}\'',
     )

@@ -1,4 +1,4 @@
-"""Deterministic, skewed event generator for PulseOps benchmarks and correctness drills.
+"""Deterministic, skewed event generator: the demo data of `pulseops up --demo`, benchmarks and correctness drills.
 
 Real analytics traffic is not uniform, and the interesting failures (hot partitions, late-arriving
 uploads, client retries) only show up under skew. This module produces a seeded stream that mimics it:
@@ -15,7 +15,8 @@ uploads, client retries) only show up under skew. This module produces a seeded 
 Alongside it: a ``GroundTruth`` over distinct event_ids to compare the warehouse against, JSONL writers,
 and an async HTTP sender for ``POST /v1/batch`` that honours ``Retry-After``.
 
-CLI: ``python -m benchmarks.generator --events N --days D --seed S --out DIR``.
+CLI: ``python -m pulseops.generator --events N --days D --seed S --out DIR`` (the demo of `pulseops up --demo`,
+the benchmarks and the tests use it).
 """
 
 from __future__ import annotations
@@ -285,7 +286,7 @@ class _Plan:
 
     def __init__(self, config: GeneratorConfig) -> None:
         cfg = config
-        self.rng = random.Random(cfg.seed)
+        self.rng = random.Random(cfg.seed)  # noqa: S311 - reproducible synthetic data, never a secret
         self.end_ms = end_ms = _ceil_ms(cfg.end)  # exclusive
         self.start_ms = start_ms = _ceil_ms(cfg.start)  # inclusive
         self.day0_ms = day0_ms = start_ms - start_ms % _MS_PER_DAY
@@ -708,7 +709,7 @@ def _retry_after(value: str | None) -> float | None:
 
 def _backoff(attempt: int) -> float:
     """Exponential backoff with full jitter for failures that carry no Retry-After."""
-    return random.uniform(0, min(5.0, 0.1 * 2**attempt))
+    return random.uniform(0, min(5.0, 0.1 * 2**attempt))  # noqa: S311 - retry jitter, not a secret
 
 
 async def _post_batch(
@@ -875,7 +876,7 @@ def _parse_end(value: str) -> datetime:
 def main(argv: list[str] | None = None) -> int:
     """Generate a dataset plus its ground truth into ``--out`` and print a summary."""
     ap = argparse.ArgumentParser(
-        prog="python -m benchmarks.generator",
+        prog="python -m pulseops.generator",
         description="Generate a seeded, skewed PulseOps event dataset plus its ground truth.",
     )
     ap.add_argument("--events", type=int, default=100_000, help="events to emit, duplicates included")

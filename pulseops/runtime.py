@@ -228,6 +228,8 @@ class Tail:
 
 _LEVEL = re.compile(r"\b(WARNING|WARN|ERROR|ERRO|CRITICAL|CRIT|FATAL|PANIC)\b")
 _JSON_LEVELS = {"WARNING", "ERROR", "CRITICAL"}
+# "2026-12-06 07:37:26,780 " (Python logging), "2026-12-06 07:37:26 +0000 - " (Dagster), ISO with T and Z (Tansu)
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?Z?\s*(?:[+-]\d{4}\s*-\s*)?")
 
 
 class Filter:
@@ -277,7 +279,9 @@ class Filter:
                 return None
             self._in_traceback = False
             return f"{line}  (traceback: pulseops logs {self.name})"
-        return line if _LEVEL.search(line) else None
+        if not _LEVEL.search(line):
+            return None
+        return _STAMP.sub("", line, count=1)  # the terminal line has its own time
 
 
 _SUPERVISOR_EVENTS = (

@@ -64,8 +64,8 @@ def gather(settings: Settings, timeout: float = 3.0) -> dict[str, Any]:
         report["dagster_daemon"] = beats
         if not beats:
             problems.append("Dagster daemon: no heartbeat")
-        elif max(b["age_s"] for b in beats) > HEARTBEAT_STALE_S:
-            problems.append("Dagster daemon: heartbeat older than 90 s")
+        elif stale := [b["daemon"] for b in beats if b["age_s"] is None or b["age_s"] > HEARTBEAT_STALE_S]:
+            problems.append(f"Dagster daemon: no heartbeat for 90 s from {', '.join(stale)}")
     except Exception as exc:
         report["dagster_daemon"] = {"error": str(exc).strip()}
         problems.append(f"Dagster daemon: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}")
@@ -161,11 +161,14 @@ def daemon_heartbeats(dagster_home: str) -> list[dict[str, Any]]:
 
         with DagsterInstance.from_config(dagster_home) as instance:
             beats = instance.get_daemon_heartbeats()
+            required = set(instance.get_required_daemon_types())
     now = time.time()
-    return [
+    out = [
         {"daemon": name, "age_s": round(now - hb.timestamp, 1), "errors": len(hb.errors or [])}
         for name, hb in sorted(beats.items())
+        if name in required  # rows of daemons this instance does not run (any more) are old news
     ]
+    return out + [{"daemon": name, "age_s": None, "errors": 0} for name in sorted(required - beats.keys())]
 
 
 def _age(seconds: float | None) -> str:
@@ -224,7 +227,9 @@ def render(report: dict[str, Any]) -> str:
         lines.append("  none")
     else:
         lines += [
-            f"  {b['daemon']:24} {b['age_s']:g} s ago" + (f", {b['errors']} errors" if b["errors"] else "")
+            f"  {b['daemon']:24} "
+            + ("never" if b["age_s"] is None else f"{b['age_s']:g} s ago")
+            + (f", {b['errors']} errors" if b["errors"] else "")
             for b in beats
         ]
     lines.append("OK" if report["ok"] else "DOWN: " + "; ".join(report["problems"]))
