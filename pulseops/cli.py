@@ -348,7 +348,7 @@ def up_command(settings: Settings, args: argparse.Namespace) -> int:
     db_url = settings.db.url
     if not services.env_is_set("PULSEOPS_DB__URL") and not services.postgres_reachable(db_url):
         print("PostgreSQL not reachable at the default URL: starting embedded pgserver", flush=True)
-        db_url = services.start_embedded_postgres(settings.db.embedded_dir)
+        db_url = services.start_embedded_postgres(settings.db.embedded_dir, stop_at_exit=not args.detach)
     env["PULSEOPS_DB__URL"] = db_url
 
     redis_url = settings.redis.url

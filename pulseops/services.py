@@ -57,12 +57,14 @@ def postgres_reachable(url: str) -> bool:
         return False
 
 
-def start_embedded_postgres(data_dir: str) -> str:
-    """Start pgserver (PostgreSQL in a wheel) on a Unix socket; it stops when this process exits."""
+def start_embedded_postgres(data_dir: str, stop_at_exit: bool = True) -> str:
+    """Start pgserver (PostgreSQL in a wheel) on a Unix socket; it stops when this process exits, unless
+    `stop_at_exit` is False (`pulseops up --detach`: the services outlive this process; the next start
+    reuses the running server)."""
     import pgserver  # imported late: only laptops without PostgreSQL need it
 
     Path(data_dir).mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    server = pgserver.get_server(data_dir, cleanup_mode="stop" if stop_at_exit else None)
     _KEEP.append(server)
     return server.get_uri("pulseops")
 
