@@ -7,6 +7,7 @@ best-effort and bounded by a few seconds: a down broker or database is reported,
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,9 @@ from typing import Any
 from pulseops import runtime
 from pulseops.settings import Settings
 
+_QUIET = logging.getLogger("pulseops.status.kafka")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
 HEARTBEAT_STALE_S = 90.0  # Dagster's daemons beat every 30 s (dagster/_daemon/daemon.py); three missed = down
 
 
@@ -90,7 +94,8 @@ def landing_lag(bootstrap: str, topic: str, group: str, timeout: float) -> list[
             "enable.auto.commit": False,
             "fetch.wait.max.ms": 10,
             "socket.timeout.ms": int(timeout * 1000),
-        }
+        },
+        logger=_QUIET,  # librdkafka's connection errors on stderr: the report says it once, in one line
     )
     try:
         meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
