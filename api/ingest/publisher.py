@@ -38,6 +38,11 @@ class Delivery:
     offsets: dict[int, int]  # partition -> highest offset of the request
 
 
+# While the broker is unreachable, how often to look for it again. The embedded broker's keeper restarts it in
+# ~0.1 s to free its memory (pulseops/broker.py): every request until the next look answers 503.
+PROBE_INTERVAL_S = 0.2
+
+
 class Publisher:
     """Produces with acks=all and reports where the broker put each request (for the spool's bookkeeping)."""
 
@@ -84,7 +89,7 @@ class Publisher:
         return self._down_since is not None
 
     def _probe(self) -> None:
-        """While down, check once a second; on recovery recreate topics (an in-memory broker lost them)."""
+        """While down, check every PROBE_INTERVAL_S; on recovery recreate topics (an in-memory broker lost them)."""
         try:
             self._producer.list_topics(timeout=1.0)
             ensure_topics(self.settings, timeout=5.0)
@@ -102,7 +107,7 @@ class Publisher:
             self._producer.poll(0.05)
             if self._done:
                 self._wake()
-            if self._down_since is not None and time.monotonic() - last_probe > 1.0:
+            if self._down_since is not None and time.monotonic() - last_probe > PROBE_INTERVAL_S:
                 last_probe = time.monotonic()
                 self._probe()
 
