@@ -8,7 +8,7 @@ import re
 from benchmarks import cold, ingest, orchestration, queries, verdict
 from benchmarks.load import pct
 
-LATE_TARGET_S = 15.0  # issue 4: late event -> corrected aggregate, p95
+LATE_TARGET_S = 10.0  # issue 16 (was 15 s, issue 4): late event -> aggregate value correct in GraphQL, p95
 CACHED_P95_MS, UNCACHED_P95_MS, RAW_P95_MS = 3.0, 50.0, 500.0  # issue 5
 LOCAL_HIT_P95_MS = 1.5  # issue "Orchestration and query speed": an in-process hit, apart from a Redis hit
 COLD_SPEED_UP = 5.0  # issue 7: DuckDB over Parquet vs PostgreSQL, 90-day aggregate
@@ -65,10 +65,15 @@ def queries_render(m: dict) -> str:
 
 def late_run(size: str) -> dict:
     r = orchestration.run_late(size)
+    b = r["burst"]
     r["targets"] = [
         {"what": "late data: late event 202 -> aggregate value in GraphQL correct, p95", "target": f"<= {LATE_TARGET_S:.0f} s",
          "measured": f"{r['p95_s']:.1f} s (p50 {r['p50_s']:.1f} s, {len(r['delays_s'])} samples)",
          "met": r["p95_s"] <= LATE_TARGET_S},
+        {"what": "late data over 35 days x 3 projects sent at once: every aggregate correct after the last 202",
+         "target": "<= 60 s, a few runs",
+         "measured": f"{b['seconds_after_last_202']:.1f} s, {b['runs']} runs ({b['events']:,} events)",
+         "met": b["seconds_after_last_202"] <= 60 and b["runs"] <= 3},
     ]  # fmt: skip
     return r
 
@@ -79,7 +84,10 @@ def late_render(r: dict) -> str:
         f"landing) into random built days, through dagster-daemon and the late-data sensor (every "
         f"{r['sensor_interval_s']} s)\n"
         f"late event 202 -> aggregate value in GraphQL correct ({len(r['delays_s'])} samples): p50 {r['p50_s']:.1f}s, "
-        f"p95 {r['p95_s']:.1f}s, max {r['max_s']:.1f}s; all: {', '.join(f'{d:.1f}' for d in r['delays_s'])}"
+        f"p95 {r['p95_s']:.1f}s, max {r['max_s']:.1f}s; all: {', '.join(f'{d:.1f}' for d in r['delays_s'])}\n"
+        f"burst: {r['burst']['events']:,} late events over {r['burst']['days']} days x 3 projects sent at once: "
+        f"every aggregate correct {r['burst']['seconds_after_last_202']:.1f}s after the last 202, "
+        f"{r['burst']['runs']} Dagster runs"
     )
 
 

@@ -125,14 +125,65 @@ SEND_GAP_S = 1.0  # one late event a second, each into a (project, day) with no 
 SAMPLE_TIMEOUT_S = 180
 
 
+def late_burst(
+    client: httpx.Client, keys: dict, truth: dict, cells: list[tuple], events: int, env: dict[str, str]
+) -> dict:
+    """`events` late events spread over every (project, day) of `cells`, sent at once (one request per cell);
+    seconds from the last 202 until GraphQL answers every cell's totalEvents from the aggregates with the
+    true value, and how many Dagster runs that took."""
+    import dagster as dg
+
+    started = datetime.now(UTC)
+    per_cell = max(1, events // len(cells))
+    for project, day in cells:
+        batch = [
+            {"event": "late_burst", "distinct_id": f"u-{i % 17}", "event_id": str(uuid.uuid4()),
+             "timestamp": (_midnight(day) + timedelta(seconds=(i * 7919) % 86400)).isoformat()}
+            for i in range(per_cell)
+        ]  # fmt: skip
+        r = client.post("/v1/batch", json={"batch": batch}, headers={"X-API-Key": keys[project][0]})
+        if r.status_code != 202:
+            raise SystemExit(f"late burst refused: {r.status_code} {r.text[:300]}")
+        truth[(project, day)] += per_cell
+    last_202 = time.monotonic()
+    waiting = set(cells)
+    while waiting:
+        for project, day in list(waiting):
+            answer = client.post(
+                "/graphql",
+                json={"query": LATE_QUERY, "variables": {"p": str(project), "d": day.isoformat()}},
+                headers={"X-API-Key": keys[project][1]},
+            ).json()["data"]
+            if not answer["dayBuilds"][0]["stale"] and answer["totalEvents"] == truth[(project, day)]:
+                waiting.discard((project, day))
+        if time.monotonic() - last_202 > 600:
+            raise SystemExit(f"late burst: {len(waiting)} (project, day) not correct within 600 s")
+        time.sleep(0.5)
+    seconds = time.monotonic() - last_202
+    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs_count(
+            dg.RunsFilter(job_name="refresh_aggregates_job", created_after=started)
+        )
+    return {"events": per_cell * len(cells), "cells": len(cells), "days": len({d for _, d in cells}),
+            "seconds_after_last_202": seconds, "runs": runs}  # fmt: skip
+
+
 def late_correction(
-    db_url: str, env: dict[str, str], days: list[date], projects: list[str], samples: int, timed: bool = False
+    db_url: str,
+    env: dict[str, str],
+    days: list[date],
+    projects: list[str],
+    samples: int,
+    timed: bool = False,
+    burst: tuple[list[date], int, dict] | None = None,
 ) -> list:
     """Late events sent over HTTP (ingest API -> broker -> landing worker), one a second, each into a random
     built (project, day) of all but the last two of `days` that has no late event pending; a sample is the
     time from its 202 until GraphQL answers the day's totalEvents from the aggregate path (dayBuilds says the
     day is no longer stale, so the answer comes from daily_aggregates, not raw events) with the true value.
-    `projects` are project names of org "bench"; `timed`: (monotonic time of the 202, seconds) pairs."""
+    `projects` are project names of org "bench"; `timed`: (monotonic time of the 202, seconds) pairs.
+    `burst` (days, events, out): first `late_burst` over those days of every project, its result into `out`."""
     settings = Settings()
     delays: list = []
     rng = random.Random(7)
@@ -162,8 +213,15 @@ def late_correction(
             _wait_for_late_sensor(dagster_storage_url(db_url), 90)
             cells = [(p, d) for p in keys for d in days[:-2]]
             pending: dict[tuple, tuple[float, int]] = {}
-            sent, next_send = 0, time.monotonic()
-            with httpx.Client(base_url=svc.url, timeout=10) as client:
+            with httpx.Client(base_url=svc.url, timeout=30) as client:
+                if burst:
+                    burst_days, events, out = burst
+                    out.update(
+                        late_burst(
+                            client, keys, truth, [(p, d) for p in keys for d in burst_days], events, env
+                        )
+                    )
+                sent, next_send = 0, time.monotonic()
                 while sent < samples or pending:
                     now = time.monotonic()
                     free = [c for c in cells if c not in pending]
@@ -222,6 +280,7 @@ def dagster_env(db_url: str, tmp: Path) -> dict[str, str]:
     return env
 
 
+BURST_DAYS, BURST_EVENTS = 35, 3_060  # issue 16: late data over 35 days x 3 projects, sent at once
 LATE_SIZES = {
     "small": {"days": 3, "per_day": 2_000, "samples": 5},
     "medium": {"days": 7, "per_day": 100_000, "samples": 60},
@@ -236,6 +295,9 @@ def run_late(size: str) -> dict:
     settings = Settings()
     today = datetime.now(UTC).date()
     days = [today - timedelta(days=cfg["days"] + 1 - i) for i in range(cfg["days"])]
+    # the burst's days: BURST_DAYS built days before those, with a few events each
+    burst_days = [days[0] - timedelta(days=BURST_DAYS - i) for i in range(BURST_DAYS)]
+    burst: dict = {}
     with scratch_database(settings.db.url) as db_url, tempfile.TemporaryDirectory() as tmp:
         env = dagster_env(db_url, Path(tmp))
         with psycopg.connect(db_url, autocommit=True) as conn:
@@ -243,11 +305,15 @@ def run_late(size: str) -> dict:
             names = [f"p{i}" for i in range(3)]
             projects = [ensure_project(conn, org, n) for n in names]
             generate(conn, days, cfg["per_day"], projects, org)
-            for d in days:
+            generate(conn, burst_days, 300, projects, org)
+            for d in burst_days + days:
                 rebuild_day(conn, d)
         started = time.monotonic()
         # late_correction picks among all but the last two days it is given: here every day is built
-        samples = late_correction(db_url, env, days + days[-2:], names, cfg["samples"], timed=True)
+        samples = late_correction(
+            db_url, env, days + days[-2:], names, cfg["samples"], timed=True,
+            burst=(burst_days, BURST_EVENTS, burst),
+        )  # fmt: skip
     delays = sorted(d for _, d in samples)
     pct = lambda p: delays[min(len(delays) - 1, int(p * len(delays)))]  # noqa: E731
     return {
@@ -258,6 +324,7 @@ def run_late(size: str) -> dict:
         "p50_s": pct(0.5),
         "p95_s": pct(0.95),
         "max_s": delays[-1],
+        "burst": burst,
         "series": {"late event -> corrected aggregate (s):sample": [(t - started, d) for t, d in samples]},
     }
 
