@@ -176,6 +176,8 @@ def test_sigkill_of_up_stops_everything_after_second_up_crash_and_status(system_
         ok = up.command("status")
         assert "OK" in ok.stdout.splitlines()[-1] and "partition 0" in ok.stdout, ok.stdout
         assert "last landed event" in ok.stdout and "SENSOR" in ok.stdout
+        streams = next(line.split() for line in ok.stdout.splitlines() if line.split()[:1] == ["streams"])
+        assert streams[1] == "up" and streams[-1] == "1", ok.stdout  # one restart: the crash above
         runtime.rpc(up.state).supervisor.stopProcess("pulseops:alerts")
         down = up.command("status")
         assert down.returncode == 1, down.stdout
