@@ -282,7 +282,7 @@ def dagster_env(db_url: str, tmp: Path) -> dict[str, str]:
 
 BURST_DAYS, BURST_EVENTS = 35, 3_060  # issue 16: late data over 35 days x 3 projects, sent at once
 LATE_SIZES = {
-    "small": {"days": 3, "per_day": 2_000, "samples": 5},
+    "small": {"days": 3, "per_day": 2_000, "samples": 3},
     "medium": {"days": 7, "per_day": 100_000, "samples": 60},
     "large": {"days": 30, "per_day": 100_000, "samples": 60},
 }

@@ -85,5 +85,5 @@ def test_suite_runs_at_small_size_and_writes_a_report(tmp_path):
     assert "duplicated 0 missing 0 unexpected 0" in text  # catch-up's offset proof
     assert re.search(r"202 -> visible in GraphQL recentEvents: samples \d+, unseen 0", text)
     assert re.search(r"quiet p95 latency beside/alone: ([\d.]+x|not measured)", text)
-    for line in ("1,000 events/request", "landing / COPY", "cached mix", "late event landed -> corrected"):
+    for line in ("1,000 events/request", "landing / COPY", "cached mix", "late event 202 -> aggregate value"):
         assert line in text
