@@ -221,7 +221,7 @@ class OrchestrationSettings(BaseModel):
     )
     aggregates_retention_days: int = 365
     max_days_per_run: int = Field(
-        60, description="The late-data sensor rebuilds at most this many stale days in one run (the rest next)."
+        60, description="The late-data sensor rebuilds at most this many stale days per run (the rest next)."
     )
     close_grace_s: int = Field(
         900,
