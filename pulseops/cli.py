@@ -423,7 +423,9 @@ def up_command(settings: Settings, args: argparse.Namespace) -> int:
             numprocs=workers,
         ),
         # one code server for the daemon and the webserver (pulseops/services.py dagster_code_server)
-        services.Program("dagster-code-server", code_server, priority=25, env=dagster, directory=str(ROOT)),
+        services.Program(
+            "dagster-code-server", code_server, priority=25, env=dagster, directory=str(ROOT), stop_last=True
+        ),
         services.Program(
             "dagster-webserver",
             services.python_module(

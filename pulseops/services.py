@@ -30,6 +30,7 @@ class Program:
     numprocs: int = 1
     directory: str | None = None
     stopwaitsecs: int = 5  # SIGKILL after this: a stopped system is gone within seconds (issue 15)
+    stop_last: bool = False  # stopped with the backing services, after everything that uses it
 
     @property
     def process_names(self) -> list[str]:
@@ -174,8 +175,9 @@ def supervisord_conf(programs: list[Program], state_dir: Path, env: dict[str, st
         ]
     # Two groups: supervisord stops a group's processes all at once but groups one after the other, so a
     # shutdown takes as long as the slowest service instead of the sum of all (~10 s), and the backing
-    # services (broker, Redis) go last, once the workers have committed through them.
-    backing = [p.name for p in programs if p.priority <= BACKING_PRIORITY]
+    # services (broker, Redis, Dagster's code server) go last, once the workers have committed through them
+    # and the Dagster daemon no longer waits on runs the code server forks.
+    backing = [p.name for p in programs if p.priority <= BACKING_PRIORITY or p.stop_last]
     for group, names, priority in (
         (BACKING, backing, BACKING_PRIORITY),
         (GROUP, [p.name for p in programs if p.name not in backing], BACKING_PRIORITY + 10),
