@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: venv up test lint bench schema
+.PHONY: venv up test lint bench schema snapshots
 
 venv: .venv/.synced dashboards/node_modules/.installed
 
@@ -31,3 +31,7 @@ bench: venv
 # Rewrite api/graphql/schema.graphql after a GraphQL change (tests/api/test_graphql_schema.py asks for it)
 schema: venv
 	.venv/bin/python -m api.graphql.snapshot
+
+# Rewrite both committed snapshots: the GraphQL schema and the Dagster definitions (orchestration/snapshot.py)
+snapshots: schema
+	.venv/bin/python -m orchestration.snapshot
