@@ -30,6 +30,9 @@ from warehouse.cold.reads import cold_days
 from warehouse.db import set_local_statement_timeout
 from warehouse.filters import PropertyFilter, compile_filters
 from warehouse.partitions import ATTACHED
+from warehouse.reads.plan import RawDataGone, ReadPlan, plan_reads
+
+__all__ = ["RawDataGone", "ReadPlan", "Scope", "plan_reads"]  # RawDataGone moved to warehouse.reads.plan
 
 if TYPE_CHECKING:
     from pulseops.settings import ColdSettings
@@ -125,18 +128,6 @@ def days_without_raw(conn: psycopg.Connection, project_id: uuid.UUID, first: dat
             (project_id, first, last),
         )
     ]
-
-
-class RawDataGone(Exception):
-    """Raw events of these UTC days are neither in PostgreSQL nor verified in the cold tier (never exported,
-    dropped by an older retention): a question that needs them cannot be answered exactly, and must not be
-    answered with a silent undercount."""
-
-    def __init__(self, days: list[date]) -> None:
-        super().__init__(
-            f"raw events of {days[0]}..{days[-1]} are neither in PostgreSQL nor in the cold tier"
-        )
-        self.days = days
 
 
 def require_raw(
@@ -273,8 +264,69 @@ def base_params(scope: Scope, raw: list[date]) -> dict[str, Any]:
 UTC_ZONES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu"})
 
 
+# The built rows of `rollup_source`, one shape per grain; `{aggregates_allowed}` is FALSE under filters.
+# UTC by day: one `daily_aggregates` row per event name and day.
+_BUILT_UTC_DAILY = """
+SELECT (a.date::timestamp AT TIME ZONE 'UTC') AS bucket, a.dimensions ->> 'event' AS event_name,
+       a.value::bigint AS events
+FROM daily_aggregates a
+WHERE a.project_id = %(p)s AND a.metric = 'events' AND a.dimensions ? 'event'
+  AND a.date BETWEEN %(first)s AND %(last)s AND NOT (a.date = ANY(%(raw)s::date[]))
+  AND (%(names)s::text[] IS NULL OR a.dimensions ->> 'event' = ANY(%(names)s::text[]))
+  AND {aggregates_allowed}
+"""
+# Other zones by day: per local day and UTC day it touches, the difference of two running counts.
+_BUILT_LOCAL_DAILY = """
+SELECT k.s AS bucket, d.event_name, d.cum[k.hi + 1] - d.cum[k.lo + 1] AS events
+FROM (
+    SELECT w.s, u.day,
+           greatest(0, floor(extract(epoch FROM w.s - (u.day::timestamp AT TIME ZONE 'UTC')) / 900))::int
+               AS lo,
+           least(96, ceil(extract(epoch FROM w.e - (u.day::timestamp AT TIME ZONE 'UTC')) / 900))::int
+               AS hi
+    FROM unnest(%(ls)s::timestamptz[], %(le)s::timestamptz[]) AS w (s, e)
+    CROSS JOIN LATERAL (
+        SELECT g::date AS day FROM generate_series(
+            (w.s AT TIME ZONE 'UTC')::date, ((w.e - interval '1 microsecond') AT TIME ZONE 'UTC')::date,
+            interval '1 day') AS g
+    ) u
+) k
+JOIN event_day_slots d ON d.project_id = %(p)s AND d.day = k.day
+WHERE k.day BETWEEN %(first)s AND %(last)s AND NOT (k.day = ANY(%(raw)s::date[]))
+  AND d.cum[k.hi + 1] > d.cum[k.lo + 1]
+  AND (%(names)s::text[] IS NULL OR d.event_name = ANY(%(names)s::text[]))
+  AND {aggregates_allowed}
+"""
+# Hours: the 15-minute rollups themselves.
+_BUILT_ROLLUPS = """
+SELECT r.bucket, r.event_name, r.events FROM event_rollups r
+WHERE r.project_id = %(p)s AND r.bucket >= %(s)s AND r.bucket < %(e)s
+  AND NOT ((r.bucket AT TIME ZONE 'UTC')::date = ANY(%(raw)s::date[]))
+  AND (%(names)s::text[] IS NULL OR r.event_name = ANY(%(names)s::text[]))
+  AND {aggregates_allowed}
+"""
+
+
+def _built_rows(scope: Scope, daily: bool) -> tuple[sql.SQL, str, dict[str, Any]]:
+    """The built rows' SQL for the grain the caller groups by, the raw rows' bucket width, extra params."""
+    if daily and scope.tz in UTC_ZONES:
+        return sql.SQL(_BUILT_UTC_DAILY), "1 day", {}
+    if daily:
+        starts = local_day_starts(scope)
+        return (
+            sql.SQL(_BUILT_LOCAL_DAILY),
+            "15 minutes",
+            {"ls": starts, "le": [*starts[1:], scope.utc_range[1]]},
+        )
+    return sql.SQL(_BUILT_ROLLUPS), "15 minutes", {}
+
+
 def rollup_source(
-    conn: psycopg.Connection, scope: Scope, daily: bool = False, cold: ColdSettings | None = None
+    conn: psycopg.Connection,
+    scope: Scope,
+    daily: bool = False,
+    cold: ColdSettings | None = None,
+    plan: ReadPlan | None = None,
 ) -> tuple[sql.Composable, dict[str, Any]]:
     """SQL yielding (bucket, event_name, events) rows equal to `event_rollups` over the scope, exactly.
 
@@ -284,63 +336,19 @@ def rollup_source(
     bucket is the local day's first instant and whose count is the difference of two running counts (why:
     migration 0009).
     Raw days in the cold tier add DuckDB's rollup rows of their Parquet (given `cold`), bound as arrays.
+    `plan`: the request's classified days (`warehouse.reads.plan`); made here when the caller has none.
     """
     first, last = scope.utc_days
+    plan = plan or plan_reads(conn, scope.project_id, first, last, cold)
     if scope.filters:
         # Rollups hold no properties: a filtered question is answered from raw events alone.
         raw = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     else:
-        raw = raw_days(conn, scope.project_id, first, last)
-    in_cold = require_raw(conn, scope.project_id, raw, cold)
+        raw = plan.stale(first, last)
+    in_cold = plan.require_raw(raw)
     hot = [d for d in raw if d not in set(in_cold)]
     raw_query, params = raw_events_sql(scope, "e.event_time, e.event_name", hot)
-    utc_daily = daily and scope.tz in UTC_ZONES
-    params_extra: dict[str, Any] = {}
-    if utc_daily:
-        built = """
-        SELECT (a.date::timestamp AT TIME ZONE 'UTC') AS bucket, a.dimensions ->> 'event' AS event_name,
-               a.value::bigint AS events
-        FROM daily_aggregates a
-        WHERE a.project_id = %(p)s AND a.metric = 'events' AND a.dimensions ? 'event'
-          AND a.date BETWEEN %(first)s AND %(last)s AND NOT (a.date = ANY(%(raw)s::date[]))
-          AND (%(names)s::text[] IS NULL OR a.dimensions ->> 'event' = ANY(%(names)s::text[]))
-          AND {aggregates_allowed}
-        """
-        grain = "1 day"
-    elif daily:
-        starts = local_day_starts(scope)
-        params_extra["ls"], params_extra["le"] = starts, [*starts[1:], scope.utc_range[1]]
-        built = """
-        SELECT k.s AS bucket, d.event_name, d.cum[k.hi + 1] - d.cum[k.lo + 1] AS events
-        FROM (
-            SELECT w.s, u.day,
-                   greatest(0, floor(extract(epoch FROM w.s - (u.day::timestamp AT TIME ZONE 'UTC')) / 900))::int
-                       AS lo,
-                   least(96, ceil(extract(epoch FROM w.e - (u.day::timestamp AT TIME ZONE 'UTC')) / 900))::int
-                       AS hi
-            FROM unnest(%(ls)s::timestamptz[], %(le)s::timestamptz[]) AS w (s, e)
-            CROSS JOIN LATERAL (
-                SELECT g::date AS day FROM generate_series(
-                    (w.s AT TIME ZONE 'UTC')::date, ((w.e - interval '1 microsecond') AT TIME ZONE 'UTC')::date,
-                    interval '1 day') AS g
-            ) u
-        ) k
-        JOIN event_day_slots d ON d.project_id = %(p)s AND d.day = k.day
-        WHERE k.day BETWEEN %(first)s AND %(last)s AND NOT (k.day = ANY(%(raw)s::date[]))
-          AND d.cum[k.hi + 1] > d.cum[k.lo + 1]
-          AND (%(names)s::text[] IS NULL OR d.event_name = ANY(%(names)s::text[]))
-          AND {aggregates_allowed}
-        """
-        grain = "15 minutes"
-    else:
-        built = """
-        SELECT r.bucket, r.event_name, r.events FROM event_rollups r
-        WHERE r.project_id = %(p)s AND r.bucket >= %(s)s AND r.bucket < %(e)s
-          AND NOT ((r.bucket AT TIME ZONE 'UTC')::date = ANY(%(raw)s::date[]))
-          AND (%(names)s::text[] IS NULL OR r.event_name = ANY(%(names)s::text[]))
-          AND {aggregates_allowed}
-        """
-        grain = "15 minutes"
+    built, grain, params_extra = _built_rows(scope, daily)
     union = sql.SQL(
         """
         UNION ALL
@@ -350,7 +358,7 @@ def rollup_source(
         """
     ).format(grain=sql.Literal(grain) + sql.SQL("::interval"), raw_query=raw_query)
     allowed = sql.SQL("FALSE" if scope.filters else "TRUE")
-    query = sql.SQL(built).format(aggregates_allowed=allowed) + union
+    query = built.format(aggregates_allowed=allowed) + union
     if in_cold:
         assert cold is not None
         condition, duck_params = cold_duck_where(scope)
@@ -382,7 +390,7 @@ def cold_duck_where(scope: Scope) -> tuple[str, list[Any]]:
 
 
 def activity_source(
-    conn: psycopg.Connection, scope: Scope, cold: ColdSettings | None = None
+    conn: psycopg.Connection, scope: Scope, cold: ColdSettings | None = None, plan: ReadPlan | None = None
 ) -> tuple[sql.Composable, dict[str, Any]]:
     """SQL yielding (day, distinct_id, slots) rows equal to `user_activity` over the scope, exactly.
 
@@ -391,13 +399,14 @@ def activity_source(
     or window spanning both tiers then unions its users in PostgreSQL (cost: one row per cold user-day).
     """
     first, last = scope.utc_days
+    plan = plan or plan_reads(conn, scope.project_id, first, last, cold)
     if scope.filters or scope.event_names is not None:
         raw = [first + timedelta(days=i) for i in range((last - first).days + 1)]
         use_aggregates = False
     else:
-        raw = raw_days(conn, scope.project_id, first, last)
+        raw = plan.stale(first, last)
         use_aggregates = True
-    in_cold = require_raw(conn, scope.project_id, raw, cold)
+    in_cold = plan.require_raw(raw)
     raw_query, params = raw_events_sql(
         scope,
         # seconds since the event's UTC midnight, floored to its 15-minute slot (as the build does)

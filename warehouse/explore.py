@@ -13,9 +13,9 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from warehouse import cold_reads, identity
-from warehouse.cold.reads import cold_days
-from warehouse.exact import RawDataGone, Scope, cold_duck_where, cold_reader, days_without_raw, require_raw
+from warehouse.exact import Scope, cold_duck_where, cold_reader
 from warehouse.filters import PropertyFilter, compile_filters
+from warehouse.reads.plan import RawDataGone, ReadPlan, plan_reads
 
 if TYPE_CHECKING:
     from pulseops.settings import ColdSettings
@@ -35,6 +35,7 @@ def breakdown(
     limit: int,
     cold: ColdSettings | None = None,
     unique_by: str = "distinct_id",
+    plan: ReadPlan | None = None,
 ) -> tuple[list[BreakdownRow], int]:
     """Events and distinct users per value of property `key` (top `limit` by events), and the total events.
 
@@ -51,7 +52,8 @@ def breakdown(
         cold_user, cold_join = identity.person_column("cm", "c", "u"), identity.person_join("cm", "c", "u")
     first, last = scope.utc_days
     every_day = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    in_cold = require_raw(conn, scope.project_id, every_day, cold)
+    plan = plan or plan_reads(conn, scope.project_id, first, last, cold)
+    in_cold = plan.require_raw(every_day)
     condition, params = compile_filters(scope.filters)
     s, e = scope.utc_range
     names = list(scope.event_names) if scope.event_names is not None else None
@@ -128,12 +130,14 @@ def recent_events(
     filters: tuple[PropertyFilter, ...] = (),
     since: datetime | None = None,
     cold: ColdSettings | None = None,
+    plan: ReadPlan | None = None,
 ) -> list[EventRow]:
     """Newest first by (event_time, event_id), strictly after the keyset position `after`.
 
     The primary key (project_id, event_time, event_id) serves the order, partition by partition from the
     newest, so a page costs the same on the first and the thousandth page. With `cold`, UTC days whose raw
-    partition is gone continue the order from their Parquet (`_cold_page`).
+    partition is gone continue the order from their Parquet (`_cold_page`); `plan` must then cover the UTC
+    days from `since` to `after` (or today), made here when the caller has none.
     """
     condition, params = compile_filters(filters)
     query = sql.SQL(
@@ -157,7 +161,10 @@ def recent_events(
         ).fetchall()
     if cold is None:
         return rows
-    return _cold_page(conn, project_id, first, after, event_names, filters, since, cold, rows)
+    lo = since.astimezone(UTC).date() if since else date(1970, 1, 1)
+    hi = after[0].astimezone(UTC).date() if after else datetime.now(UTC).date()
+    plan = plan or plan_reads(conn, project_id, lo, hi, cold)
+    return _cold_page(conn, project_id, first, after, event_names, filters, since, cold, rows, plan, lo, hi)
 
 
 def _cold_page(
@@ -170,18 +177,19 @@ def _cold_page(
     since: datetime | None,
     cold: ColdSettings,
     hot: list[EventRow],
+    plan: ReadPlan,
+    lo: date,
+    hi: date,
 ) -> list[EventRow]:
     """Merge the hot page with cold days, newest day first, until no older day can enter the page.
 
     Days are opened in batches of 1, 2, 4 ... (a page usually ends inside one day); a day that is neither in
     PostgreSQL nor in the cold tier refuses only when the page would have to read it.
     """
-    lo = since.astimezone(UTC).date() if since else date(1970, 1, 1)
-    hi = after[0].astimezone(UTC).date() if after else datetime.now(UTC).date()
-    gone = sorted(days_without_raw(conn, project_id, lo, hi), reverse=True)
+    gone = sorted(plan.without_raw(lo, hi), reverse=True)
     if not gone:
         return hot
-    verified = set(cold_days(conn, project_id, lo, hi))
+    verified = plan.verified_cold or frozenset()
     rows = list(hot)
     batch = 1
     while gone:

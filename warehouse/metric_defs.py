@@ -26,11 +26,10 @@ from warehouse.exact import (
     cold_duck_where,
     cold_reader,
     offset_at,
-    raw_days,
     raw_events_sql,
-    require_raw,
 )
 from warehouse.filters import FilterOp, PropertyFilter
+from warehouse.reads.plan import ReadPlan, plan_reads
 from warehouse.series import bucket_edges
 
 if TYPE_CHECKING:
@@ -184,6 +183,32 @@ _VALUE = {
 }
 
 
+# Raw rows bucketed in the query's zone, per dimension values; `columns` are the aggregation's (hot only) or
+# its partials (merged with cold partials); a day's built rows join only in UTC by day.
+_BUCKETED = """
+    SELECT date_trunc(%(g)s, x.event_time AT TIME ZONE %(tz)s) AS local_start,
+           CASE WHEN %(g)s = 'hour'
+                THEN (x.event_time AT TIME ZONE %(tz)s) - (x.event_time AT TIME ZONE 'UTC') END AS off,
+           d.dims, {columns}
+    FROM ({raw_query}) x
+    CROSS JOIN LATERAL (
+        SELECT coalesce(jsonb_object_agg(k, x.properties -> k) FILTER (WHERE x.properties ? k), '{{}}'::jsonb)
+               AS dims
+        FROM unnest(%(dims)s::text[]) AS k
+    ) d
+    WHERE %(prop)s::text IS NULL OR x.num IS NOT NULL
+    GROUP BY {group}
+"""
+
+_BUILT = """
+UNION ALL
+SELECT a.date::timestamp, NULL, a.dimensions, a.value, a.events
+FROM daily_aggregates a
+WHERE {use_aggregates} AND a.project_id = %(p)s AND a.metric = %(metric)s
+  AND a.date BETWEEN %(first)s AND %(last)s AND NOT (a.date = ANY(%(raw)s::date[]))
+"""
+
+
 def metric_series(
     conn: psycopg.Connection,
     metric: MetricDefinition,
@@ -191,6 +216,7 @@ def metric_series(
     granularity: str = "day",
     cold: ColdSettings | None = None,
     unique_by: str = "distinct_id",
+    plan: ReadPlan | None = None,
 ) -> list[MetricPoint]:
     """Values per local bucket and dimension combination (sparse: combinations without events are absent).
 
@@ -205,8 +231,9 @@ def metric_series(
     first, last = scope.utc_days
     every_day = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     from_aggregates = scope.tz == "UTC" and granularity == "day" and not by_person
-    raw = _rebuild_needed(conn, metric, first, last) if from_aggregates else every_day
-    in_cold = require_raw(conn, metric.project_id, raw, cold)
+    plan = plan or plan_reads(conn, metric.project_id, first, last, cold)
+    raw = _rebuild_needed(plan, metric, first, last) if from_aggregates else every_day
+    in_cold = plan.require_raw(raw)
     raw_query, params = raw_events_sql(
         scope,
         "e.event_time, "
@@ -215,32 +242,10 @@ def metric_series(
         "THEN (e.properties ->> %(prop)s)::double precision END AS num",
         [d for d in raw if d not in set(in_cold)],
     )
-    bucketed = """
-        SELECT date_trunc(%(g)s, x.event_time AT TIME ZONE %(tz)s) AS local_start,
-               CASE WHEN %(g)s = 'hour'
-                    THEN (x.event_time AT TIME ZONE %(tz)s) - (x.event_time AT TIME ZONE 'UTC') END AS off,
-               d.dims, {columns}
-        FROM ({raw_query}) x
-        CROSS JOIN LATERAL (
-            SELECT coalesce(jsonb_object_agg(k, x.properties -> k) FILTER (WHERE x.properties ? k), '{{}}'::jsonb)
-                   AS dims
-            FROM unnest(%(dims)s::text[]) AS k
-        ) d
-        WHERE %(prop)s::text IS NULL OR x.num IS NOT NULL
-        GROUP BY {group}
-    """
-    built = sql.SQL(
-        """
-        UNION ALL
-        SELECT a.date::timestamp, NULL, a.dimensions, a.value, a.events
-        FROM daily_aggregates a
-        WHERE {use_aggregates} AND a.project_id = %(p)s AND a.metric = %(metric)s
-          AND a.date BETWEEN %(first)s AND %(last)s AND NOT (a.date = ANY(%(raw)s::date[]))
-        """
-    ).format(use_aggregates=sql.SQL("TRUE" if from_aggregates else "FALSE"))
+    built = sql.SQL(_BUILT).format(use_aggregates=sql.SQL("TRUE" if from_aggregates else "FALSE"))
     if not in_cold:
         query = (
-            sql.SQL(bucketed).format(
+            sql.SQL(_BUCKETED).format(
                 columns=sql.SQL(_VALUE[metric.aggregation] + " AS value, count(*)::bigint AS events"),
                 group=sql.SQL("1, 2, 3"),
                 raw_query=raw_query,
@@ -250,35 +255,7 @@ def metric_series(
     else:
         assert cold is not None
         params.update(_cold_partials(conn, metric, scope, granularity, in_cold, cold))
-        per_user = metric.aggregation == "unique_users"
-        hot = sql.SQL(bucketed).format(
-            columns=sql.SQL(
-                ("x.distinct_id" if per_user else "NULL::text")
-                + " AS u, count(*)::bigint AS events, sum(x.num) AS s, count(x.num)::bigint AS n"
-            ),
-            group=sql.SQL("1, 2, 3, 4"),
-            raw_query=raw_query,
-        )
-        query = (
-            sql.SQL("SELECT local_start, off, dims, {merged}, sum(events)::bigint FROM (").format(
-                merged=sql.SQL(_MERGED[metric.aggregation])
-            )
-            + hot
-            + sql.SQL(
-                """
-                UNION ALL
-                SELECT c.ls, c.off, c.dims::jsonb, {cold_user}, c.events, c.s, c.n
-                FROM unnest(%(c_ls)s::timestamp[], %(c_off)s::interval[], %(c_dims)s::text[], %(c_u)s::text[],
-                            %(c_events)s::bigint[], %(c_s)s::float8[], %(c_n)s::bigint[])
-                     AS c(ls, off, dims, u, events, s, n) {cold_join}
-                ) parts GROUP BY 1, 2, 3
-                """
-            ).format(
-                cold_user=identity.person_column("cm", "c", "u") if by_person else sql.SQL("c.u"),
-                cold_join=identity.person_join("cm", "c", "u") if by_person else sql.SQL(""),
-            )
-            + built
-        )
+        query = _merged_query(metric, raw_query, by_person) + built
     rows = conn.execute(
         query,
         {
@@ -313,6 +290,39 @@ _MERGED = {
 }
 
 
+def _merged_query(metric: MetricDefinition, raw_query: sql.Composable, by_person: bool) -> sql.Composable:
+    """Hot partials (per bucket, dimensions and, for unique users, user) united with the cold partials bound
+    as arrays, merged per bucket and dimensions (`_MERGED`)."""
+    per_user = metric.aggregation == "unique_users"
+    hot = sql.SQL(_BUCKETED).format(
+        columns=sql.SQL(
+            ("x.distinct_id" if per_user else "NULL::text")
+            + " AS u, count(*)::bigint AS events, sum(x.num) AS s, count(x.num)::bigint AS n"
+        ),
+        group=sql.SQL("1, 2, 3, 4"),
+        raw_query=raw_query,
+    )
+    return (
+        sql.SQL("SELECT local_start, off, dims, {merged}, sum(events)::bigint FROM (").format(
+            merged=sql.SQL(_MERGED[metric.aggregation])
+        )
+        + hot
+        + sql.SQL(
+            """
+            UNION ALL
+            SELECT c.ls, c.off, c.dims::jsonb, {cold_user}, c.events, c.s, c.n
+            FROM unnest(%(c_ls)s::timestamp[], %(c_off)s::interval[], %(c_dims)s::text[], %(c_u)s::text[],
+                        %(c_events)s::bigint[], %(c_s)s::float8[], %(c_n)s::bigint[])
+                 AS c(ls, off, dims, u, events, s, n) {cold_join}
+            ) parts GROUP BY 1, 2, 3
+            """
+        ).format(
+            cold_user=identity.person_column("cm", "c", "u") if by_person else sql.SQL("c.u"),
+            cold_join=identity.person_join("cm", "c", "u") if by_person else sql.SQL(""),
+        )
+    )
+
+
 def _cold_partials(
     conn: psycopg.Connection,
     metric: MetricDefinition,
@@ -343,21 +353,6 @@ def _cold_partials(
     return out
 
 
-def _rebuild_needed(
-    conn: psycopg.Connection, metric: MetricDefinition, first: date, last: date
-) -> list[date]:
+def _rebuild_needed(plan: ReadPlan, metric: MetricDefinition, first: date, last: date) -> list[date]:
     """Days whose built rows miss landed data or predate the definition's last edit."""
-    stale = set(raw_days(conn, metric.project_id, first, last))
-    stale.update(
-        row[0]
-        for row in conn.execute(
-            """
-            SELECT l.day FROM landed_days l
-            LEFT JOIN aggregate_builds b ON b.project_id = l.project_id AND b.day = l.day
-            WHERE l.project_id = %s AND l.day BETWEEN %s AND %s
-              AND (b.built_at IS NULL OR b.built_at < %s)
-            """,
-            (metric.project_id, first, last, metric.updated_at),
-        )
-    )
-    return sorted(stale)
+    return sorted(set(plan.stale(first, last)) | set(plan.outdated(first, last, metric.updated_at)))

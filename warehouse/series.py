@@ -26,11 +26,10 @@ from warehouse.exact import (
     cold_duck_where,
     cold_reader,
     offset_at,
-    raw_days,
     raw_events_sql,
-    require_raw,
     rollup_source,
 )
+from warehouse.reads.plan import ReadPlan, plan_reads
 
 if TYPE_CHECKING:
     from pulseops.settings import ColdSettings
@@ -104,10 +103,15 @@ def bucket_count(scope: Scope, granularity: Granularity) -> int:
 
 
 def event_counts(
-    conn: psycopg.Connection, scope: Scope, granularity: Granularity = "day", cold: ColdSettings | None = None
+    conn: psycopg.Connection,
+    scope: Scope,
+    granularity: Granularity = "day",
+    cold: ColdSettings | None = None,
+    plan: ReadPlan | None = None,
 ) -> list[Point]:
-    """Events per local hour, day, week or month over the scope (`cold`: read cold-tier days' Parquet)."""
-    source, params = rollup_source(conn, scope, daily=granularity != "hour", cold=cold)
+    """Events per local hour, day, week or month over the scope (`cold`: read cold-tier days' Parquet;
+    `plan`: the request's classified days, see warehouse/reads/plan.py)."""
+    source, params = rollup_source(conn, scope, daily=granularity != "hour", cold=cold, plan=plan)
     rows = conn.execute(
         sql.SQL(
             """
@@ -126,22 +130,61 @@ def event_counts(
     return [Point(ls, off, found.pop((ls, off), 0)) for ls, off in bucket_keys(scope, granularity)]
 
 
-def total_events(conn: psycopg.Connection, scope: Scope, cold: ColdSettings | None = None) -> int:
-    source, params = rollup_source(conn, scope, daily=True, cold=cold)
+def total_events(
+    conn: psycopg.Connection, scope: Scope, cold: ColdSettings | None = None, plan: ReadPlan | None = None
+) -> int:
+    source, params = rollup_source(conn, scope, daily=True, cold=cold, plan=plan)
     query = sql.SQL("SELECT coalesce(sum(events), 0)::bigint FROM ({source}) src").format(source=source)
     return conn.execute(query, params).fetchone()[0]
 
 
 def top_events(
-    conn: psycopg.Connection, scope: Scope, limit: int, cold: ColdSettings | None = None
+    conn: psycopg.Connection,
+    scope: Scope,
+    limit: int,
+    cold: ColdSettings | None = None,
+    plan: ReadPlan | None = None,
 ) -> list[tuple[str, int]]:
     """Most frequent event names; ties broken by name so answers are stable."""
-    source, params = rollup_source(conn, scope, daily=True, cold=cold)
+    source, params = rollup_source(conn, scope, daily=True, cold=cold, plan=plan)
     query = sql.SQL(
         "SELECT event_name, sum(events)::bigint AS n FROM ({source}) src "
         "GROUP BY 1 ORDER BY n DESC, event_name LIMIT %(limit)s"
     ).format(source=source)
     return [(name, n) for name, n in conn.execute(query, {**params, "limit": limit})]
+
+
+# Distinct users per local day over a trailing window, from (day, user, slots) rows `{source}`.
+_WINDOW_USERS = """
+WITH act AS ({source}),
+-- slot_mask is not inlinable: evaluate it once per (UTC day, local day), not once per user row
+-- (UTC day, local day, local day's first and next midnight) pairs computed in Python: a midnight
+-- that occurs twice must start the day at its first reading (PostgreSQL's AT TIME ZONE takes the
+-- later one); slot_mask is not inlinable, so it runs once per pair, not once per user row
+masks AS MATERIALIZED (
+    SELECT m.day, m.local_day, slot_mask(m.day, m.s, m.e) AS mask
+    FROM unnest(%(mu)s::date[], %(mc)s::date[], %(ms)s::timestamptz[], %(me)s::timestamptz[])
+         AS m(day, local_day, s, e)
+),
+local_days AS (
+    SELECT DISTINCT a.distinct_id, m.local_day
+    FROM act a JOIN masks m ON m.day = a.day
+    WHERE (a.slots & m.mask) <> repeat('0', 96)::bit(96)
+),
+ranges AS (
+    SELECT local_day AS a,
+           least(local_day + %(w)s - 1,
+                 coalesce(lead(local_day) OVER (PARTITION BY distinct_id ORDER BY local_day) - 1,
+                          local_day + %(w)s - 1)) AS b
+    FROM local_days
+)
+SELECT d, sum(delta)::bigint FROM (
+    SELECT a AS d, 1 AS delta FROM ranges
+    UNION ALL
+    SELECT b + 1, -1 FROM ranges
+) edges
+GROUP BY d ORDER BY d
+"""
 
 
 def active_users(
@@ -150,6 +193,7 @@ def active_users(
     window_days: int = 1,
     cold: ColdSettings | None = None,
     unique_by: str = "distinct_id",
+    plan: ReadPlan | None = None,
 ) -> list[tuple[date, int]]:
     """Exact distinct users per local day; window 1 = DAU, 7 = WAU, 30 = MAU (trailing, ending that day).
 
@@ -166,46 +210,15 @@ def active_users(
         and not scope.filters
         and scope.event_names is None
     ):
-        return _utc_daily_users(conn, scope, cold)
+        return _utc_daily_users(conn, scope, cold, plan)
     wide = scope.widened(window_days - 1)
-    source, params = activity_source(conn, wide, cold)
+    source, params = activity_source(conn, wide, cold, plan)
     if by_person:
         source = sql.SQL("SELECT s.day, {person} AS distinct_id, s.slots FROM ({source}) s {join}").format(
             person=identity.person_column("m", "s"), source=source, join=identity.person_join("m", "s")
         )
     rows = conn.execute(
-        sql.SQL(
-            """
-            WITH act AS ({source}),
-            -- slot_mask is not inlinable: evaluate it once per (UTC day, local day), not once per user row
-            -- (UTC day, local day, local day's first and next midnight) pairs computed in Python: a midnight
-            -- that occurs twice must start the day at its first reading (PostgreSQL's AT TIME ZONE takes the
-            -- later one); slot_mask is not inlinable, so it runs once per pair, not once per user row
-            masks AS MATERIALIZED (
-                SELECT m.day, m.local_day, slot_mask(m.day, m.s, m.e) AS mask
-                FROM unnest(%(mu)s::date[], %(mc)s::date[], %(ms)s::timestamptz[], %(me)s::timestamptz[])
-                     AS m(day, local_day, s, e)
-            ),
-            local_days AS (
-                SELECT DISTINCT a.distinct_id, m.local_day
-                FROM act a JOIN masks m ON m.day = a.day
-                WHERE (a.slots & m.mask) <> repeat('0', 96)::bit(96)
-            ),
-            ranges AS (
-                SELECT local_day AS a,
-                       least(local_day + %(w)s - 1,
-                             coalesce(lead(local_day) OVER (PARTITION BY distinct_id ORDER BY local_day) - 1,
-                                      local_day + %(w)s - 1)) AS b
-                FROM local_days
-            )
-            SELECT d, sum(delta)::bigint FROM (
-                SELECT a AS d, 1 AS delta FROM ranges
-                UNION ALL
-                SELECT b + 1, -1 FROM ranges
-            ) edges
-            GROUP BY d ORDER BY d
-            """
-        ).format(source=source),
+        sql.SQL(_WINDOW_USERS).format(source=source),
         {
             **params,
             "tz": scope.tz,
@@ -248,12 +261,13 @@ def _mask_pairs(wide: Scope, end: date) -> dict[str, list]:
 
 
 def _utc_daily_users(
-    conn: psycopg.Connection, scope: Scope, cold: ColdSettings | None
+    conn: psycopg.Connection, scope: Scope, cold: ColdSettings | None, plan: ReadPlan | None
 ) -> list[tuple[date, int]]:
     """DAU in UTC: local days are UTC days, so clean days read the build's per-day count directly, and a
     cold raw day's count comes whole from DuckDB."""
-    raw = raw_days(conn, scope.project_id, scope.start, scope.end)
-    in_cold = require_raw(conn, scope.project_id, raw, cold)
+    plan = plan or plan_reads(conn, scope.project_id, scope.start, scope.end, cold)
+    raw = plan.stale(scope.start, scope.end)
+    in_cold = plan.require_raw(raw)
     raw_query, params = raw_events_sql(scope, "e.distinct_id", [d for d in raw if d not in set(in_cold)])
     rows = dict(
         conn.execute(

@@ -27,8 +27,9 @@ from api.ratelimit import RateLimiter
 from api.security import KeyCache
 from pulseops.settings import Settings
 from warehouse.db import set_local_statement_timeout
-from warehouse.exact import RawDataGone, Scope, data_version, snapshot
+from warehouse.exact import Scope, data_version, snapshot
 from warehouse.filters import FilterError, FilterOp, PropertyFilter
+from warehouse.reads.plan import RawDataGone, ReadPlan, plan_reads
 from warehouse.tenants import ApiKeyRow, readable_projects
 
 T = TypeVar("T")
@@ -222,10 +223,12 @@ class Context(BaseContext):
         days: tuple[date, date],
         arguments: dict[str, Any],
         result_type: type[T],
-        build: Callable[[psycopg.Connection], T],
+        build: Callable[[psycopg.Connection, ReadPlan], T],
         extra_version: Callable[[psycopg.Connection], str] | None = None,
     ) -> T:
-        """`build(conn)` through the result cache. The key's data version is read at request time."""
+        """`build(conn, plan)` through the result cache. The key's data version is read at request time; on a
+        miss the answer's own snapshot classifies the UTC days `days` once (`warehouse.reads.plan`) and that
+        plan gives both the key's version and every query's choice of tier."""
 
         def version(conn: psycopg.Connection) -> str:
             v = data_version(conn, project.id, *days)
@@ -247,7 +250,9 @@ class Context(BaseContext):
                 return hit
 
         def compute(conn: psycopg.Connection) -> tuple[str, T]:
-            return version(conn), build(conn)  # the version of the snapshot the answer comes from
+            plan = plan_reads(conn, project.id, *days, self.cold)
+            seen = plan.version + "/" + extra_version(conn) if extra_version else plan.version
+            return seen, build(conn, plan)  # the version of the snapshot the answer comes from
 
         read_at = time.monotonic()
         seen, result = await self.run(compute)

@@ -43,7 +43,7 @@ from api.graphql.types import (
     TopEvent,
 )
 from warehouse import explore, health, metric_defs, series
-from warehouse.exact import raw_days
+from warehouse.reads.plan import ReadPlan
 
 Ctx = Info[Context, None]
 From = Annotated[date, strawberry.argument(name="from", description="First local date (inclusive).")]
@@ -146,11 +146,11 @@ class Query:
         if series.bucket_count(scope, g) > ctx.settings.max_buckets:
             raise bad_input("granularity", f"more than {ctx.settings.max_buckets} buckets; use a coarser one")
 
-        def build(conn) -> EventSeries:
-            points = series.event_counts(conn, scope, g, cold=ctx.cold)
+        def build(conn, plan: ReadPlan) -> EventSeries:
+            points = series.event_counts(conn, scope, g, cold=ctx.cold, plan=plan)
             first, last = scope.utc_days
             span = (last - first).days + 1
-            raw = span if scope.filters else len(raw_days(conn, scope.project_id, first, last))
+            raw = span if scope.filters else len(plan.stale(first, last))
             return EventSeries(
                 range=convert.date_range(scope),
                 granularity=granularity,
@@ -185,8 +185,10 @@ class Query:
         )
         wide = scope.widened(kind.value - 1)
 
-        def build(conn) -> ActiveUsersSeries:
-            days = series.active_users(conn, scope, kind.value, cold=ctx.cold, unique_by=unique_by.value)
+        def build(conn, plan: ReadPlan) -> ActiveUsersSeries:
+            days = series.active_users(
+                conn, scope, kind.value, cold=ctx.cold, unique_by=unique_by.value, plan=plan
+            )
             return ActiveUsersSeries(
                 kind=kind, range=convert.date_range(scope), days=[DayValue(date=d, value=n) for d, n in days]
             )
@@ -212,7 +214,7 @@ class Query:
         project, scope = await ctx.scope(project_id, from_, to, timezone, event_names, filters)
         return await ctx.cached(
             "totalEvents", project, scope.utc_days, normalized(scope), int,
-            lambda conn: series.total_events(conn, scope, cold=ctx.cold),
+            lambda conn, plan: series.total_events(conn, scope, cold=ctx.cold, plan=plan),
         )  # fmt: skip
 
     @strawberry.field(description="Most frequent event names in the range.")
@@ -230,10 +232,10 @@ class Query:
         _limit(limit, MAX_TOP, "limit")
         project, scope = await ctx.scope(project_id, from_, to, timezone, None, filters)
 
-        def build(conn) -> list[TopEvent]:
+        def build(conn, plan: ReadPlan) -> list[TopEvent]:
             return [
                 TopEvent(event_name=n, count=c)
-                for n, c in series.top_events(conn, scope, limit, cold=ctx.cold)
+                for n, c in series.top_events(conn, scope, limit, cold=ctx.cold, plan=plan)
             ]
 
         args = normalized(scope, limit=limit)
@@ -254,16 +256,15 @@ class Query:
         _limit(top, MAX_TOP, "top")
         project, scope = await ctx.scope(project_id, from_, to, timezone)
 
-        def build(conn) -> Metrics:
+        def build(conn, plan: ReadPlan) -> Metrics:
+            # one plan for the three parts: the days are classified once
+            users = series.active_users(conn, scope, 1, cold=ctx.cold, unique_by=unique_by.value, plan=plan)
             return Metrics(
-                total_events=series.total_events(conn, scope, cold=ctx.cold),
-                daily_active_users=[
-                    DayValue(date=d, value=n)
-                    for d, n in series.active_users(conn, scope, 1, cold=ctx.cold, unique_by=unique_by.value)
-                ],
+                total_events=series.total_events(conn, scope, cold=ctx.cold, plan=plan),
+                daily_active_users=[DayValue(date=d, value=n) for d, n in users],
                 top_events=[
                     TopEvent(event_name=n, count=c)
-                    for n, c in series.top_events(conn, scope, top, cold=ctx.cold)
+                    for n, c in series.top_events(conn, scope, top, cold=ctx.cold, plan=plan)
                 ],
                 date_range=convert.date_range(scope),
             )
@@ -293,9 +294,9 @@ class Query:
             raise bad_input("property", "must be 1..200 characters")
         project, scope = await ctx.scope(project_id, from_, to, timezone, event_names, filters, raw_only=True)
 
-        def build(conn) -> Breakdown:
+        def build(conn, plan: ReadPlan) -> Breakdown:
             groups, total = explore.breakdown(
-                conn, scope, property, limit, cold=ctx.cold, unique_by=unique_by.value
+                conn, scope, property, limit, cold=ctx.cold, unique_by=unique_by.value, plan=plan
             )
             return Breakdown(
                 property=property,
@@ -400,9 +401,9 @@ class Query:
         if series.bucket_count(scope, g) > ctx.settings.max_buckets:
             raise bad_input("granularity", f"more than {ctx.settings.max_buckets} buckets; use a coarser one")
 
-        def build(conn) -> MetricSeries:
+        def build(conn, plan: ReadPlan) -> MetricSeries:
             points = metric_defs.metric_series(
-                conn, metric, scope, g, cold=ctx.cold, unique_by=unique_by.value
+                conn, metric, scope, g, cold=ctx.cold, unique_by=unique_by.value, plan=plan
             )
             return MetricSeries(
                 metric_id=strawberry.ID(str(metric.id)),

@@ -77,6 +77,10 @@ REVIEWED: dict[tuple[str, str], str] = {
     ): "`columns` is a fixed column list passed by each caller in warehouse/",
     ("warehouse/exact.py", "days_without_raw"): "ATTACHED: warehouse.partitions' one is-attached test",
     ("warehouse/exact.py", "data_version"): "ATTACHED: warehouse.partitions' one is-attached test",
+    ("warehouse/reads/plan.py", "plan_reads"): "ATTACHED: warehouse.partitions' one is-attached test",
+    ("warehouse/metric_defs.py", "metric_series"): (
+        "_merged_query composes the module constant _BUCKETED and fixed fragments with psycopg.sql"
+    ),
     ("warehouse/cold_reads.py", "rollups"): (
         "_floor/_us build arithmetic from a fixed column name and an int bucket width; `condition` comes "
         "from compile_filters (fixed fragments, values bound as ?)"
