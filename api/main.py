@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from psycopg_pool import ConnectionPool
 from redis.asyncio import Redis
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
 from starlette.types import Receive, Scope, Send
 
 from api.errors import install_error_handlers
@@ -77,14 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = ConnectionPool(
-            libpq_url(settings.db.url),
-            min_size=settings.db.pool_min,
-            max_size=settings.db.pool_max,
-            kwargs={"autocommit": True},
-            open=False,
-        )
-        pool.open(wait=False)
+        pool = _pool(settings)
         publisher = Publisher(settings.kafka)
         try:
             await run_in_threadpool(ensure_topics, settings.kafka, 5.0)
@@ -97,11 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reconciler = None
         if spool is not None:
             reconciler = asyncio.create_task(Reconciler(spool, publisher, settings, pool).run_forever())
-        redis = Redis.from_url(
-            settings.redis.url,
-            socket_timeout=settings.redis.socket_timeout_s,
-            socket_connect_timeout=settings.redis.socket_timeout_s,
-        )
+        redis = _redis(settings)
         app.state.settings = settings
         app.state.pool = pool
         app.state.publisher = publisher
@@ -117,22 +107,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             PressureGauge(pressure_path(settings.state_dir)),
         )
         lag = ConsumerLag(settings.kafka)
-        app.state.reads = ReadServices(
-            settings=settings,
-            pool=pool,
-            cache=QueryCache(redis, settings.query.cache_ttl_s, settings.query.local_cache_entries),
-            limiter=app.state.rate_limiter,
-            keys=app.state.key_cache,
-            projects=ProjectsCache(pool, settings.ingest.key_cache_ttl_s),
-            lag=lag,
-            versions=VersionMemo(settings.query.version_ttl_s),
-        )
+        app.state.reads = _read_services(settings, pool, redis, lag, app.state)
         toucher = asyncio.create_task(_touch_keys_forever(app.state.key_cache))
-        # Start-up objects live as long as the process: keep them out of every GC pass.
-        gc.collect()
-        gc.freeze()
-        # Requests allocate many short-lived, acyclic objects; a larger young generation cuts collection passes.
-        gc.set_threshold(20_000, 20, 20)
+        _freeze_startup_objects()
         try:
             yield
         finally:
@@ -176,6 +153,50 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetricsMiddleware, known_paths=known)
     _add_schema_components(app)
     return app
+
+
+def _pool(settings: Settings) -> ConnectionPool:
+    pool = ConnectionPool(
+        libpq_url(settings.db.url),
+        min_size=settings.db.pool_min,
+        max_size=settings.db.pool_max,
+        kwargs={"autocommit": True},
+        open=False,
+    )
+    pool.open(wait=False)
+    return pool
+
+
+def _redis(settings: Settings) -> Redis:
+    return Redis.from_url(
+        settings.redis.url,
+        socket_timeout=settings.redis.socket_timeout_s,
+        socket_connect_timeout=settings.redis.socket_timeout_s,
+    )
+
+
+def _read_services(
+    settings: Settings, pool: ConnectionPool, redis: Redis, lag: ConsumerLag, state: State
+) -> ReadServices:
+    """What GraphQL reads through: the pool, the result cache over Redis, the key and project caches."""
+    return ReadServices(
+        settings=settings,
+        pool=pool,
+        cache=QueryCache(redis, settings.query.cache_ttl_s, settings.query.local_cache_entries),
+        limiter=state.rate_limiter,
+        keys=state.key_cache,
+        projects=ProjectsCache(pool, settings.ingest.key_cache_ttl_s),
+        lag=lag,
+        versions=VersionMemo(settings.query.version_ttl_s),
+    )
+
+
+def _freeze_startup_objects() -> None:
+    # Start-up objects live as long as the process: keep them out of every GC pass.
+    gc.collect()
+    gc.freeze()
+    # Requests allocate many short-lived, acyclic objects; a larger young generation cuts collection passes.
+    gc.set_threshold(20_000, 20, 20)
 
 
 def _spool(settings: Settings) -> Spool | None:
