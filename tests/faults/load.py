@@ -11,7 +11,8 @@ Each compat event carries a client-chosen UUID (PostHog `uuid`, Segment `message
 api/ingest/compat/common.py `event_id_for` keeps as the event_id, so the ledger check compares the same ids
 for every protocol. The PostHog requests vary the key's place (body `api_key` or `Authorization: Bearer`)
 and the encoding (JSON, `Content-Encoding: gzip`, posthog-js's `?compression=gzip-js`); Segment's vary
-between Basic auth with gzip and `writeKey` in the body.
+between Basic auth with gzip and `writeKey` in the body with analytics.js-style non-UUID `messageId`s (mapped
+to their uuid5 event ids, when the drill gives the project id).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from datetime import UTC, datetime
 import httpx
 import psycopg
 
+from api.ingest.compat.common import ID_NAMESPACE
 from tests.fixtures.system import ROOT, wait_until
 
 REPORT = ROOT / "test-output" / "drills.jsonl"
@@ -60,6 +62,7 @@ class Load:
     event_time: datetime | None = None  # default: now (a drill may send late data)
     give_up_after_s: float = 120.0
     protocols: tuple[str, ...] = PROTOCOLS
+    project_id: uuid.UUID | None = None  # known: half of the Segment batches carry non-UUID messageIds
     sent: set[uuid.UUID] = field(default_factory=set)
     acknowledged: set[uuid.UUID] = field(default_factory=set)
     protocol_of: dict[uuid.UUID, str] = field(default_factory=dict)
@@ -101,8 +104,6 @@ class Load:
         now = datetime.now(UTC).isoformat()
         ids = [uuid.uuid4() for _ in range(self.batch)]
         anon, user = f"anon-{ids[0].hex[:16]}", f"user-{ids[0].hex[:16]}"
-        with self._lock:
-            self.links[ids[0]] = (anon, user)
         if protocol == "native":
             events = [
                 {"event": "drill", "distinct_id": f"u-{i % 97}", "event_id": str(e), "timestamp": ts}
@@ -142,28 +143,36 @@ class Load:
                     body = gzip.compress(json.dumps({"api_key": self.key, **envelope}).encode())
             req = Request(protocol, path, body, headers, 200)
         else:
+            message_ids = [str(e) for e in ids]
+            if variant % 2 == 1 and self.project_id is not None:
+                # analytics.js's "ajs-next-..." ids are no UUIDs: the server keeps uuid5(namespace,
+                # "<project>/<id>") as the event id (api/ingest/compat/common.py), the same on every retry
+                message_ids = [f"ajs-next-{e.hex}" for e in ids]
+                ids = [uuid.uuid5(ID_NAMESPACE, f"{self.project_id}/{m}") for m in message_ids]
             messages = [
-                {"type": "track", "event": "drill", "userId": f"u-{i % 97}", "messageId": str(e),
+                {"type": "track", "event": "drill", "userId": f"u-{i % 97}", "messageId": m,
                  "timestamp": ts, "properties": {"n": i}}
-                for i, e in enumerate(ids)
+                for i, m in enumerate(message_ids)
             ]  # fmt: skip
             messages[0] = {
                 "type": "identify",
                 "userId": user,
                 "anonymousId": anon,
-                "messageId": str(ids[0]),
+                "messageId": message_ids[0],
                 "traits": {"drill": True},
                 "timestamp": ts,
             }
             envelope = {"batch": messages, "sentAt": now, "context": {"library": {"name": "pulseops-drill"}}}
             headers = {"Content-Type": "application/json"}
             if variant % 2 == 0:  # analytics-python with gzip: Basic auth, write key as the user name
-                user = base64.b64encode(f"{self.key}:".encode()).decode()
-                headers |= {"Authorization": f"Basic {user}", "Content-Encoding": "gzip"}
+                basic = base64.b64encode(f"{self.key}:".encode()).decode()
+                headers |= {"Authorization": f"Basic {basic}", "Content-Encoding": "gzip"}
                 body = gzip.compress(json.dumps(envelope).encode())
             else:  # the write key in the body
                 body = json.dumps({"writeKey": self.key, **envelope}).encode()
             req = Request(protocol, "/v1/batch", body, headers, 200)
+        with self._lock:
+            self.links[ids[0]] = (anon, user)
         return req, set(ids)
 
     def _run(self, protocol: str) -> None:

@@ -44,7 +44,7 @@ def test_broker_restart_loses_no_acknowledged_event(system_factory, tansu_factor
     system = system_factory(bootstrap=tansu.bootstrap)
     system.start_ingest(workers=2)
     worker = system.start_worker()
-    load = Load(system.url, tenant["ingest_key"]).start()
+    load = Load(system.url, tenant["ingest_key"], project_id=tenant["project_id"]).start()
     load.wait_for_acks(2_000)
     # A backlog that exists only on the broker: acknowledged, not landed.
     system.kill_worker(worker)
@@ -74,7 +74,7 @@ def test_broker_restart_under_a_running_worker_loses_nothing(system_factory, tan
     system = system_factory(bootstrap=tansu.bootstrap)
     system.start_ingest(workers=2)
     worker = system.start_worker()
-    load = Load(system.url, tenant["ingest_key"]).start()
+    load = Load(system.url, tenant["ingest_key"], project_id=tenant["project_id"]).start()
     load.wait_for_acks(4_000)
     tansu.stop()
     time.sleep(2)
@@ -94,7 +94,7 @@ def test_ingest_sigkill_under_load(system_factory, db, database_url):
     system = system_factory()
     system.start_ingest(workers=1)
     system.start_worker()
-    load = Load(system.url, tenant["ingest_key"], rate=40).start()
+    load = Load(system.url, tenant["ingest_key"], project_id=tenant["project_id"], rate=40).start()
     load.wait_for_acks(3_000)
     system.kill_ingest()
     time.sleep(1)
@@ -113,7 +113,7 @@ def test_worker_sigkill_under_load(system_factory, db, database_url):
     system = system_factory()
     system.start_ingest(workers=1)
     worker = system.start_worker()
-    load = Load(system.url, tenant["ingest_key"], batch=200).start()
+    load = Load(system.url, tenant["ingest_key"], project_id=tenant["project_id"], batch=200).start()
     load.wait_for_acks(5_000)
     system.kill_worker(worker)
     load.wait_for_acks(len(load.acknowledged) + 4_000)
@@ -137,7 +137,7 @@ def test_redis_lost_under_load(system_factory, db, database_url):
         system.settings.redis.url = url
         system.start_ingest(workers=1)
         system.start_worker()
-        load = Load(system.url, tenant["ingest_key"]).start()
+        load = Load(system.url, tenant["ingest_key"], project_id=tenant["project_id"]).start()
         load.wait_for_acks(2_000)
         assert redis.Redis.from_url(url).keys("*"), "the limiter was not using this Redis"
         proc.kill()
@@ -169,7 +169,7 @@ def test_spool_disk_full_answers_503_and_loses_nothing(system_factory, db, datab
     system.settings.spool.segment_max_age_s = 30
     system.start_ingest(workers=1, preexec_fn=small_files)
     system.start_worker()
-    load = Load(system.url, tenant["ingest_key"], batch=100).start()
+    load = Load(system.url, tenant["ingest_key"], project_id=tenant["project_id"], batch=100).start()
     wait_until(lambda: load.statuses[503] >= 3, 60, "spool writes failing")
     load.wait_for_acks(len(load.acknowledged) + 5_000)
     load.stop()
@@ -187,7 +187,7 @@ def test_spool_full_pushes_back_until_workers_catch_up(system_factory, db, datab
     system.settings.spool.max_bytes = 1024 * 1024
     system.settings.spool.reconcile_interval_s = 0.5
     system.start_ingest(workers=1)
-    load = Load(system.url, tenant["ingest_key"], batch=100).start()
+    load = Load(system.url, tenant["ingest_key"], project_id=tenant["project_id"], batch=100).start()
     # every protocol's requests are pushed back (and retried after Retry-After), not just one of them
     wait_until(lambda: min(load.saw(503).values()) >= 1, 60, "spool cap reached on every protocol")
     stalled = len(load.acknowledged)
@@ -208,7 +208,7 @@ def test_postgres_restart_under_load(system_factory, db, database_url):
     system = system_factory()
     system.start_ingest(workers=1)
     system.start_worker()
-    load = Load(system.url, tenant["ingest_key"], batch=100).start()
+    load = Load(system.url, tenant["ingest_key"], project_id=tenant["project_id"], batch=100).start()
     load.wait_for_acks(3_000)
     db.close()
     version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[0]
@@ -235,7 +235,9 @@ def test_dagster_daemon_sigkill_under_load(system_factory, dagster_deployment, d
     system.start_ingest(workers=1)
     system.start_worker()
     event_time = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=12)
-    load = Load(system.url, tenant["ingest_key"], event_time=event_time).start()
+    load = Load(
+        system.url, tenant["ingest_key"], project_id=tenant["project_id"], event_time=event_time
+    ).start()
     wait_until(lambda: len(landed_ids(database_url, tenant["project_id"])[0]) >= 1_000, 60, "first events")
     rebuild_day(db, day)  # the day is built: what lands for it from now on is late data
     wait_until(lambda: stale_days(db), 30, "late data recorded")
