@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 
 import strawberry
 
+from api.graphql.arguments import Ctx, ProjectId
 from api.graphql.context import Context
 from api.graphql.errors import bad_input, forbidden
-from api.graphql.queries import Ctx, ProjectId, load_metric
+from api.graphql.metrics import load_metric
 from warehouse import alerts
 
 

@@ -12,9 +12,9 @@ from typing import Annotated
 import strawberry
 from strawberry.scalars import JSON
 
+from api.graphql.arguments import Ctx, ProjectId
 from api.graphql.context import Context
 from api.graphql.errors import bad_input, forbidden
-from api.graphql.queries import Ctx, ProjectId
 from warehouse import dashboards
 
 

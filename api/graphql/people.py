@@ -1,7 +1,7 @@
 """People: the `uniqueBy` argument of unique-user questions and the `person` query (warehouse/identity.py).
 
-Kept apart from queries.py: resolvers there take a `uniqueBy` argument and ask this module for the extra
-cache-key parts, so the default (DISTINCT_ID) keeps its cache keys and answers byte for byte.
+Kept apart from events.py and metrics.py: resolvers there take a `uniqueBy` argument and ask this module for
+the extra cache-key parts, so the default (DISTINCT_ID) keeps its cache keys and answers byte for byte.
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import strawberry
 
+from api.graphql.arguments import Ctx, ProjectId
 from api.graphql.errors import bad_input
-from api.graphql.queries import Ctx, ProjectId
-from api.graphql.types import Long
-from warehouse import pipeline
+from api.graphql.types import DeadLetterCount, IngestionHealth, LateArrivalDay, Long
+from warehouse import health, pipeline
 
 MAX_SAMPLES = 50
 MAX_BUILD_DAYS = 400
@@ -114,3 +114,30 @@ class PipelineQuery:
             )
             for r in rows
         ]
+
+
+@strawberry.type
+class IngestionHealthQuery:
+    @strawberry.field(description="Freshness, dead letters, late arrivals and consumer lag; never cached.")
+    async def ingestion_health(self, info: Ctx, project_id: ProjectId) -> IngestionHealth:
+        ctx = info.context
+        project = await ctx.project(project_id)
+        now = datetime.now(UTC)
+        lag_s = ctx.services.settings.orchestration.late_lag_s
+        h = await ctx.run(lambda conn: health.project_health(conn, project.id, now, 7, lag_s))
+        return IngestionHealth(
+            last_landed_at=h.last_landed_at,
+            seconds_since_last_landed=(now - h.last_landed_at).total_seconds() if h.last_landed_at else None,
+            events_today=h.events_today,
+            consumer_lag=await ctx.consumer_lag(),
+            dead_letters_last_24h=[
+                DeadLetterCount(reason=r, count=n) for r, n in h.dead_letters_by_reason.items()
+            ],
+            late_arrivals=[
+                LateArrivalDay(
+                    date=d.day, events=d.events, late=d.late, share=d.late / d.events if d.events else 0.0
+                )
+                for d in h.late_by_day
+            ],
+            days_awaiting_rebuild=h.stale_days,
+        )

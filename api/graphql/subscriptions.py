@@ -10,8 +10,8 @@ from functools import partial
 
 import strawberry
 
+from api.graphql.arguments import Ctx, ProjectId
 from api.graphql.errors import ClientError
-from api.graphql.queries import Ctx, ProjectId
 from api.graphql.types import LiveEventCount
 from warehouse.live import live_counts
 from warehouse.tenants import key_active

@@ -1,99 +1,55 @@
-"""Read queries. Each resolver: tenant check and validation (`Context.scope`), then an exact warehouse read,
-cached where the answer is a pure function of the data version."""
+"""Questions about events and users (series, totals, top events, breakdowns, recent events, active users).
+Each resolver: tenant check and validation (`Context.scope`), then exact warehouse reads over one read plan
+(warehouse/reads/plan.py), cached where the answer is a pure function of the data version."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import msgspec
 import strawberry
-from strawberry.types import Info
 
 from api.graphql import convert
-from api.graphql.context import Context, normalized
+from api.graphql.arguments import (
+    MAX_TOP,
+    Ctx,
+    Filters,
+    From,
+    Gran,
+    Limit,
+    Names,
+    ProjectId,
+    To,
+    Zone,
+    limit_between,
+)
+from api.graphql.context import normalized
 from api.graphql.errors import bad_input, forbidden
-from api.graphql.inputs import PropertyFilter
 from api.graphql.people import UniqueBy, UniqueByArg, cache_args, extra_version
 from api.graphql.types import (
     ActiveUsersKind,
     ActiveUsersSeries,
-    Aggregation,
     Breakdown,
     BreakdownGroup,
     DayValue,
-    DeadLetterCount,
     Event,
     EventConnection,
     EventEdge,
     EventSeries,
     Granularity,
-    IngestionHealth,
-    LateArrivalDay,
     Long,
-    MetricDefinition,
     Metrics,
-    MetricSeries,
     PageInfo,
     Project,
     Sources,
     TopEvent,
 )
-from warehouse import explore, health, metric_defs, series
+from warehouse import explore, series
 from warehouse.reads.plan import ReadPlan
-
-Ctx = Info[Context, None]
-From = Annotated[date, strawberry.argument(name="from", description="First local date (inclusive).")]
-To = Annotated[date, strawberry.argument(description="Last local date (inclusive).")]
-Zone = Annotated[str | None, strawberry.argument(description="IANA time zone; default: the project's zone.")]
-Names = Annotated[list[str] | None, strawberry.argument(description="Only these event names.")]
-Filters = Annotated[
-    list[PropertyFilter] | None,
-    strawberry.argument(description="Property filters, AND-ed (read raw events)."),
-]
-ProjectId = Annotated[
-    strawberry.ID, strawberry.argument(description="A project of the key (see `projects`).")
-]
-Gran = Annotated[Granularity, strawberry.argument(description="Bucket size in the query's zone.")]
-Limit = Annotated[int, strawberry.argument(description="How many rows at most (1..100).")]
-MAX_TOP = 100
-
-
-def _limit(value: int, maximum: int, name: str) -> int:
-    if not 1 <= value <= maximum:
-        raise bad_input(name, f"must be between 1 and {maximum}")
-    return value
-
-
-def metric_definition(m: metric_defs.MetricDefinition) -> MetricDefinition:
-    return MetricDefinition(
-        id=strawberry.ID(str(m.id)),
-        project_id=strawberry.ID(str(m.project_id)),
-        name=m.name,
-        description=m.description,
-        event_name=m.event_name,
-        filters=m.filters,
-        aggregation=Aggregation(m.aggregation),
-        property=m.property,
-        dimensions=list(m.dimensions),
-        created_at=m.created_at,
-        updated_at=m.updated_at,
-    )
-
-
-async def load_metric(ctx: Context, metric_id: str) -> metric_defs.MetricDefinition:
-    """The metric if it belongs to a project the key reads; FORBIDDEN otherwise (existence is not revealed)."""
-    try:
-        mid = uuid.UUID(str(metric_id))
-    except ValueError:
-        raise bad_input("metricId", "not a metric id (UUID)") from None
-    metric = await ctx.run(lambda conn: metric_defs.get_metric(conn, mid))
-    if metric is None or metric.project_id not in await ctx.projects():
-        raise forbidden("this metric")
-    return metric
 
 
 def _encode_cursor(project_id: uuid.UUID, row: explore.EventRow) -> str:
@@ -114,7 +70,7 @@ def _decode_cursor(cursor: str) -> tuple[uuid.UUID, datetime, uuid.UUID]:
 
 
 @strawberry.type
-class Query:
+class EventQuery:
     @strawberry.field(description="Projects this key may read.")
     async def projects(self, info: Ctx) -> list[Project]:
         return [
@@ -229,7 +185,7 @@ class Query:
         filters: Filters = None,
     ) -> list[TopEvent]:
         ctx = info.context
-        _limit(limit, MAX_TOP, "limit")
+        limit_between(limit, MAX_TOP, "limit")
         project, scope = await ctx.scope(project_id, from_, to, timezone, None, filters)
 
         def build(conn, plan: ReadPlan) -> list[TopEvent]:
@@ -253,7 +209,7 @@ class Query:
         unique_by: UniqueByArg = UniqueBy.DISTINCT_ID,
     ) -> Metrics:
         ctx = info.context
-        _limit(top, MAX_TOP, "top")
+        limit_between(top, MAX_TOP, "top")
         project, scope = await ctx.scope(project_id, from_, to, timezone)
 
         def build(conn, plan: ReadPlan) -> Metrics:
@@ -289,7 +245,7 @@ class Query:
         unique_by: UniqueByArg = UniqueBy.DISTINCT_ID,
     ) -> Breakdown:
         ctx = info.context
-        _limit(limit, MAX_TOP, "limit")
+        limit_between(limit, MAX_TOP, "limit")
         if not 1 <= len(property) <= 200:
             raise bad_input("property", "must be 1..200 characters")
         project, scope = await ctx.scope(project_id, from_, to, timezone, event_names, filters, raw_only=True)
@@ -323,7 +279,7 @@ class Query:
         filters: Filters = None,
     ) -> EventConnection:
         ctx = info.context
-        _limit(first, ctx.settings.max_page_size, "first")
+        limit_between(first, ctx.settings.max_page_size, "first")
         today = datetime.now(UTC).date()
         project, scope = await ctx.scope(project_id, today, today, "UTC", event_names, filters)
         position = None
@@ -363,83 +319,4 @@ class Query:
             page_info=PageInfo(
                 has_next_page=len(rows) > first, end_cursor=edges[-1].cursor if edges else None
             ),
-        )
-
-    @strawberry.field(description="Custom metric definitions of a project.")
-    async def metric_definitions(self, info: Ctx, project_id: ProjectId) -> list[MetricDefinition]:
-        ctx = info.context
-        project = await ctx.project(project_id)
-        rows = await ctx.run(lambda conn: metric_defs.list_metrics(conn, project.id))
-        return [metric_definition(m) for m in rows]
-
-    @strawberry.field(
-        description="A custom metric per bucket and dimension values; exact before any rebuild."
-    )
-    async def metric_series(
-        self,
-        info: Ctx,
-        metric_id: Annotated[
-            strawberry.ID, strawberry.argument(description="A metric of the key's projects.")
-        ],
-        from_: From,
-        to: To,
-        granularity: Gran = Granularity.DAY,
-        timezone: Zone = None,
-        unique_by: UniqueByArg = UniqueBy.DISTINCT_ID,
-    ) -> MetricSeries:
-        ctx = info.context
-        metric = await load_metric(ctx, metric_id)
-        g = granularity.value
-        # Built rows serve only UTC days; anything else reads raw events, so raw limits apply.
-        project, scope = await ctx.scope(str(metric.project_id), from_, to, timezone)
-        # persons: built rows hold distinct ids, so a unique-users metric then reads raw events only
-        if metric.aggregation != "unique_users":
-            unique_by = UniqueBy.DISTINCT_ID
-        raw_only = not (scope.tz == "UTC" and g == "day") or unique_by is UniqueBy.PERSON
-        if raw_only:
-            project, scope = await ctx.scope(str(metric.project_id), from_, to, timezone, raw_only=True)
-        if series.bucket_count(scope, g) > ctx.settings.max_buckets:
-            raise bad_input("granularity", f"more than {ctx.settings.max_buckets} buckets; use a coarser one")
-
-        def build(conn, plan: ReadPlan) -> MetricSeries:
-            points = metric_defs.metric_series(
-                conn, metric, scope, g, cold=ctx.cold, unique_by=unique_by.value, plan=plan
-            )
-            return MetricSeries(
-                metric_id=strawberry.ID(str(metric.id)),
-                granularity=granularity,
-                range=convert.date_range(scope),
-                points=[convert.metric_point(p) for p in points],
-            )
-
-        args = normalized(
-            scope, g=g, metric=str(metric.id), updated=metric.updated_at.isoformat(), **cache_args(unique_by)
-        )
-        return await ctx.cached(
-            "metricSeries", project, scope.utc_days, args, MetricSeries, build,
-            extra_version(unique_by, project.id),
-        )  # fmt: skip
-
-    @strawberry.field(description="Freshness, dead letters, late arrivals and consumer lag; never cached.")
-    async def ingestion_health(self, info: Ctx, project_id: ProjectId) -> IngestionHealth:
-        ctx = info.context
-        project = await ctx.project(project_id)
-        now = datetime.now(UTC)
-        lag_s = ctx.services.settings.orchestration.late_lag_s
-        h = await ctx.run(lambda conn: health.project_health(conn, project.id, now, 7, lag_s))
-        return IngestionHealth(
-            last_landed_at=h.last_landed_at,
-            seconds_since_last_landed=(now - h.last_landed_at).total_seconds() if h.last_landed_at else None,
-            events_today=h.events_today,
-            consumer_lag=await ctx.consumer_lag(),
-            dead_letters_last_24h=[
-                DeadLetterCount(reason=r, count=n) for r, n in h.dead_letters_by_reason.items()
-            ],
-            late_arrivals=[
-                LateArrivalDay(
-                    date=d.day, events=d.events, late=d.late, share=d.late / d.events if d.events else 0.0
-                )
-                for d in h.late_by_day
-            ],
-            days_awaiting_rebuild=h.stale_days,
         )

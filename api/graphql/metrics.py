@@ -1,0 +1,169 @@
+"""Custom metrics: their definitions (query, create, update, delete) and their series. Scoped to the key's
+projects like every read."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import strawberry
+
+from api.graphql import convert
+from api.graphql.arguments import Ctx, From, Gran, ProjectId, To, Zone
+from api.graphql.context import Context, normalized
+from api.graphql.errors import bad_input, forbidden
+from api.graphql.inputs import MetricInput
+from api.graphql.people import UniqueBy, UniqueByArg, cache_args, extra_version
+from api.graphql.types import Aggregation, Granularity, MetricDefinition, MetricSeries
+from warehouse import metric_defs, series
+from warehouse.reads.plan import ReadPlan
+
+
+def metric_definition(m: metric_defs.MetricDefinition) -> MetricDefinition:
+    return MetricDefinition(
+        id=strawberry.ID(str(m.id)),
+        project_id=strawberry.ID(str(m.project_id)),
+        name=m.name,
+        description=m.description,
+        event_name=m.event_name,
+        filters=m.filters,
+        aggregation=Aggregation(m.aggregation),
+        property=m.property,
+        dimensions=list(m.dimensions),
+        created_at=m.created_at,
+        updated_at=m.updated_at,
+    )
+
+
+async def load_metric(ctx: Context, metric_id: str) -> metric_defs.MetricDefinition:
+    """The metric if it belongs to a project the key reads; FORBIDDEN otherwise (existence is not revealed)."""
+    try:
+        mid = uuid.UUID(str(metric_id))
+    except ValueError:
+        raise bad_input("metricId", "not a metric id (UUID)") from None
+    metric = await ctx.run(lambda conn: metric_defs.get_metric(conn, mid))
+    if metric is None or metric.project_id not in await ctx.projects():
+        raise forbidden("this metric")
+    return metric
+
+
+@strawberry.type
+class MetricQuery:
+    @strawberry.field(description="Custom metric definitions of a project.")
+    async def metric_definitions(self, info: Ctx, project_id: ProjectId) -> list[MetricDefinition]:
+        ctx = info.context
+        project = await ctx.project(project_id)
+        rows = await ctx.run(lambda conn: metric_defs.list_metrics(conn, project.id))
+        return [metric_definition(m) for m in rows]
+
+    @strawberry.field(
+        description="A custom metric per bucket and dimension values; exact before any rebuild."
+    )
+    async def metric_series(
+        self,
+        info: Ctx,
+        metric_id: Annotated[
+            strawberry.ID, strawberry.argument(description="A metric of the key's projects.")
+        ],
+        from_: From,
+        to: To,
+        granularity: Gran = Granularity.DAY,
+        timezone: Zone = None,
+        unique_by: UniqueByArg = UniqueBy.DISTINCT_ID,
+    ) -> MetricSeries:
+        ctx = info.context
+        metric = await load_metric(ctx, metric_id)
+        g = granularity.value
+        # Built rows serve only UTC days; anything else reads raw events, so raw limits apply.
+        project, scope = await ctx.scope(str(metric.project_id), from_, to, timezone)
+        # persons: built rows hold distinct ids, so a unique-users metric then reads raw events only
+        if metric.aggregation != "unique_users":
+            unique_by = UniqueBy.DISTINCT_ID
+        raw_only = not (scope.tz == "UTC" and g == "day") or unique_by is UniqueBy.PERSON
+        if raw_only:
+            project, scope = await ctx.scope(str(metric.project_id), from_, to, timezone, raw_only=True)
+        if series.bucket_count(scope, g) > ctx.settings.max_buckets:
+            raise bad_input("granularity", f"more than {ctx.settings.max_buckets} buckets; use a coarser one")
+
+        def build(conn, plan: ReadPlan) -> MetricSeries:
+            points = metric_defs.metric_series(
+                conn, metric, scope, g, cold=ctx.cold, unique_by=unique_by.value, plan=plan
+            )
+            return MetricSeries(
+                metric_id=strawberry.ID(str(metric.id)),
+                granularity=granularity,
+                range=convert.date_range(scope),
+                points=[convert.metric_point(p) for p in points],
+            )
+
+        args = normalized(
+            scope, g=g, metric=str(metric.id), updated=metric.updated_at.isoformat(), **cache_args(unique_by)
+        )
+        return await ctx.cached(
+            "metricSeries", project, scope.utc_days, args, MetricSeries, build,
+            extra_version(unique_by, project.id),
+        )  # fmt: skip
+
+
+def _spec(data: MetricInput) -> metric_defs.MetricSpec:
+    if data.filters is not None and not isinstance(data.filters, dict):
+        raise bad_input("input.filters", "must be an object of property: value pairs")
+    spec = metric_defs.MetricSpec(
+        name=data.name,
+        aggregation=data.aggregation.value,
+        description=data.description,
+        event_name=data.event_name,
+        filters=data.filters,
+        property=data.property,
+        dimensions=tuple(data.dimensions),
+    )
+    try:
+        spec.validate()
+    except metric_defs.MetricError as exc:
+        raise bad_input(f"input.{exc.field}", exc.reason) from None
+    return spec
+
+
+async def _write(ctx: Context, fn) -> metric_defs.MetricDefinition:
+    def in_transaction(conn):
+        try:
+            return fn(conn)
+        except metric_defs.MetricError as exc:
+            raise bad_input(f"input.{exc.field}", exc.reason) from None
+
+    return await ctx.write(in_transaction)
+
+
+MetricId = Annotated[strawberry.ID, strawberry.argument(description="A metric of the key's projects.")]
+Definition = Annotated[MetricInput, strawberry.argument(description="The whole definition.")]
+
+
+@strawberry.type
+class MetricMutation:
+    @strawberry.mutation(
+        description="Define a custom metric; its series is exact at once (raw until rebuilt)."
+    )
+    async def create_metric(self, info: Ctx, project_id: ProjectId, input: Definition) -> MetricDefinition:
+        ctx = info.context
+        project = await ctx.project(project_id)
+        spec = _spec(input)
+        created = await _write(
+            ctx, lambda conn: metric_defs.create_metric(conn, project.org_id, project.id, spec)
+        )
+        return metric_definition(created)
+
+    @strawberry.mutation(description="Replace a metric's definition.")
+    async def update_metric(self, info: Ctx, id: MetricId, input: Definition) -> MetricDefinition:
+        ctx = info.context
+        metric = await load_metric(ctx, id)
+        spec = _spec(input)
+        updated = await _write(ctx, lambda conn: metric_defs.update_metric(conn, metric.id, spec))
+        if updated is None:
+            raise forbidden("this metric")
+        return metric_definition(updated)
+
+    @strawberry.mutation(description="Delete a metric and its built values. True if it existed.")
+    async def delete_metric(self, info: Ctx, id: MetricId) -> bool:
+        ctx = info.context
+        metric = await load_metric(ctx, id)
+        return await ctx.write(lambda conn: metric_defs.delete_metric(conn, metric.id))
