@@ -19,6 +19,7 @@ from api.graphql.arguments import Ctx, ProjectId
 from api.graphql.context import Context
 from api.graphql.errors import bad_input, forbidden
 from api.graphql.metrics import load_metric
+from api.graphql.permissions import CanReadProject
 from warehouse import alerts
 
 
@@ -265,7 +266,10 @@ RuleDefinition = Annotated[AlertRuleInput, strawberry.argument(description="The 
 
 @strawberry.type
 class AlertQuery:
-    @strawberry.field(description="Alert rules of a project with their state; never cached.")
+    @strawberry.field(
+        description="Alert rules of a project with their state; never cached.",
+        permission_classes=[CanReadProject],
+    )
     async def alert_rules(self, info: Ctx, project_id: ProjectId) -> list[AlertRule]:
         ctx = info.context
         project = await ctx.project(project_id)
@@ -295,7 +299,10 @@ class AlertQuery:
 
 @strawberry.type
 class AlertMutation:
-    @strawberry.mutation(description="Create a rule; the response carries generated webhook secrets (once).")
+    @strawberry.mutation(
+        description="Create a rule; the response carries generated webhook secrets (once).",
+        permission_classes=[CanReadProject],
+    )
     async def create_alert_rule(self, info: Ctx, project_id: ProjectId, input: RuleDefinition) -> AlertRule:
         ctx = info.context
         project = await ctx.project(project_id)

@@ -15,6 +15,7 @@ from strawberry.scalars import JSON
 from api.graphql.arguments import Ctx, ProjectId
 from api.graphql.context import Context
 from api.graphql.errors import bad_input, forbidden
+from api.graphql.permissions import CanReadProject
 from warehouse import dashboards
 
 
@@ -75,7 +76,9 @@ Definition = Annotated[DashboardInput, strawberry.argument(description="The whol
 
 @strawberry.type
 class DashboardQuery:
-    @strawberry.field(description="Saved dashboards of a project, by name.")
+    @strawberry.field(
+        description="Saved dashboards of a project, by name.", permission_classes=[CanReadProject]
+    )
     async def dashboards(self, info: Ctx, project_id: ProjectId) -> list[SavedDashboard]:
         ctx = info.context
         project = await ctx.project(project_id)
@@ -84,7 +87,7 @@ class DashboardQuery:
 
 @strawberry.type
 class DashboardMutation:
-    @strawberry.mutation(description="Save a new dashboard.")
+    @strawberry.mutation(description="Save a new dashboard.", permission_classes=[CanReadProject])
     async def create_dashboard(self, info: Ctx, project_id: ProjectId, input: Definition) -> SavedDashboard:
         ctx = info.context
         project = await ctx.project(project_id)

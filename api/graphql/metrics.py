@@ -14,6 +14,7 @@ from api.graphql.context import Context, normalized
 from api.graphql.errors import bad_input, forbidden
 from api.graphql.inputs import MetricInput
 from api.graphql.people import UniqueBy, UniqueByArg, cache_args, extra_version
+from api.graphql.permissions import CanReadProject
 from api.graphql.types import Aggregation, Granularity, MetricDefinition, MetricSeries
 from warehouse import metric_defs, series
 from warehouse.reads.plan import ReadPlan
@@ -49,7 +50,9 @@ async def load_metric(ctx: Context, metric_id: str) -> metric_defs.MetricDefinit
 
 @strawberry.type
 class MetricQuery:
-    @strawberry.field(description="Custom metric definitions of a project.")
+    @strawberry.field(
+        description="Custom metric definitions of a project.", permission_classes=[CanReadProject]
+    )
     async def metric_definitions(self, info: Ctx, project_id: ProjectId) -> list[MetricDefinition]:
         ctx = info.context
         project = await ctx.project(project_id)
@@ -141,7 +144,8 @@ Definition = Annotated[MetricInput, strawberry.argument(description="The whole d
 @strawberry.type
 class MetricMutation:
     @strawberry.mutation(
-        description="Define a custom metric; its series is exact at once (raw until rebuilt)."
+        permission_classes=[CanReadProject],
+        description="Define a custom metric; its series is exact at once (raw until rebuilt).",
     )
     async def create_metric(self, info: Ctx, project_id: ProjectId, input: Definition) -> MetricDefinition:
         ctx = info.context

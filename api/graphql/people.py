@@ -17,6 +17,7 @@ from strawberry.types import Info
 
 from api.graphql.context import Context
 from api.graphql.errors import bad_input
+from api.graphql.permissions import CanReadProject
 from warehouse import identity
 
 MAX_IDS = 1000
@@ -77,7 +78,10 @@ class Person:
 
 @strawberry.type
 class PeopleQuery:
-    @strawberry.field(description="The person a distinct id belongs to; an id in no link is its own person.")
+    @strawberry.field(
+        permission_classes=[CanReadProject],
+        description="The person a distinct id belongs to; an id in no link is its own person.",
+    )
     async def person(
         self,
         info: Info[Context, None],

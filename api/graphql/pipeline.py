@@ -9,6 +9,7 @@ import strawberry
 
 from api.graphql.arguments import Ctx, ProjectId
 from api.graphql.errors import bad_input
+from api.graphql.permissions import CanReadProject
 from api.graphql.types import DeadLetterCount, IngestionHealth, LateArrivalDay, Long
 from warehouse import health, pipeline
 
@@ -118,7 +119,10 @@ class PipelineQuery:
 
 @strawberry.type
 class IngestionHealthQuery:
-    @strawberry.field(description="Freshness, dead letters, late arrivals and consumer lag; never cached.")
+    @strawberry.field(
+        description="Freshness, dead letters, late arrivals and consumer lag; never cached.",
+        permission_classes=[CanReadProject],
+    )
     async def ingestion_health(self, info: Ctx, project_id: ProjectId) -> IngestionHealth:
         ctx = info.context
         project = await ctx.project(project_id)
