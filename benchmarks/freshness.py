@@ -196,7 +196,7 @@ def run(size: str) -> dict:
                   "max_ms": max(probe, default=float("nan")), "unseen": m["unseen"],
                   "offered_per_s": m["offer"].requests / m["offer"].seconds},
         "all_counted_s": counted_s,
-        "raw": raw,
+        "raw": {"wrk": "\n".join(raw)},
         "series": {
             "202 -> visible in GraphQL, p95 (ms):recentEvents probe": per_second(
                 ((t, d * 1000) for t, d in m["delays"]), origin, lambda v: pct(v, 0.95)),
@@ -256,7 +256,6 @@ def render(r: dict) -> str:
             f"p50 {p['p50_ms']:.0f} ms, p95 {p['p95_ms']:.0f} ms, max {p['max_ms']:.0f} ms",
             f"last 202 -> all acknowledged events counted in totalEvents: {counted}",
             "every acknowledged id: " + ledger_text(r["ledger"]),
-            *r.get("raw", []),
         ]
     )
 
