@@ -53,6 +53,9 @@ POLL = """query($p: ID!, $names: [String!]) {
 TOTAL = """query($p: ID!, $f: Date!, $t: Date!) { totalEvents(projectId: $p, from: $f, to: $t, timezone: "UTC") }"""
 MAX_NAMES = 50  # the API's limit on eventNames
 CONNECTIONS = 64  # wrk's connections: paced, so only as many are busy as the latency needs
+# wrk is paced a little above the planned rate: its timer rounding otherwise leaves the measured offer a hair
+# under it (a medium run: 19,992 of 20,000 events/s, which cannot judge a ">= 20,000 events/s" target)
+PACE_MARGIN = 1.03
 
 
 def _span() -> dict[str, str]:
@@ -154,7 +157,7 @@ def run(size: str) -> dict:
                         cfg["seconds"] + 2,
                         events=cfg["batch"],
                         keys=[ingest_key],
-                        rate=cfg["rps"],
+                        rate=cfg["rps"] * PACE_MARGIN,
                         connections=CONNECTIONS,
                         raw=raw,
                     )
@@ -245,7 +248,7 @@ def render(r: dict) -> str:
     counted = "never (120 s)" if r["all_counted_s"] is None else f"{r['all_counted_s']:.1f} s"
     return "\n".join(
         [
-            f"wrk paced at {c['rps']} req/s x {c['batch']} events for {c['seconds']} s: offered (written) "
+            f"wrk paced at {c['rps'] * PACE_MARGIN:.0f} req/s x {c['batch']} events for {c['seconds']} s: offered (written) "
             f"{r['offered_events_per_s']:,.0f}, achieved (answered) {r['achieved_events_per_s']:,.0f}, accepted "
             f"{r['accepted_events_per_s']:,.0f} events/s, in flight when wrk stopped {r['unanswered']:,} (wrk ceiling vs /healthz "
             f"{r['ceiling_events_per_s']:,.0f} events/s); wrk p50 {r['ingest_p50_ms']:.1f} ms, p99 "
