@@ -28,10 +28,10 @@ from benchmarks.harness import machine_notes, scratch_database
 from benchmarks.orchestration import generate
 from benchmarks.report import scenario_cli
 from pulseops.settings import Settings
-from warehouse import explore, series
 from warehouse.aggregates import rebuild_day
-from warehouse.exact import Scope, snapshot
-from warehouse.filters import FilterOp, PropertyFilter
+from warehouse.reads import explore, series
+from warehouse.reads.exact import Scope, snapshot
+from warehouse.reads.filters import FilterOp, PropertyFilter
 from warehouse.tenants import ensure_org, ensure_project
 
 SIZES = {

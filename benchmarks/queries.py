@@ -29,10 +29,10 @@ from benchmarks.harness import Services, free_port, machine_notes, scratch_datab
 from benchmarks.orchestration import generate
 from benchmarks.report import write_report
 from pulseops.settings import Settings
-from warehouse import explore, series
 from warehouse.aggregates import rebuild_day
-from warehouse.exact import Scope, snapshot
-from warehouse.filters import FilterOp, PropertyFilter
+from warehouse.reads import explore, series
+from warehouse.reads.exact import Scope, snapshot
+from warehouse.reads.filters import FilterOp, PropertyFilter
 from warehouse.tenants import create_api_key, ensure_org, ensure_project
 
 SIZES = {

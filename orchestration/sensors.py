@@ -2,7 +2,7 @@
 
 Each tick reads what is due (`days_to_build`: late data, never-built days, days built before a custom-metric
 definition changed), leaves out days a run is already working on, days still open (today, until
-close_grace_s after midnight UTC: their answers come from raw events anyway, warehouse/exact.py) and days
+close_grace_s after midnight UTC: their answers come from raw events anyway, warehouse/reads/exact.py) and days
 backing off after a failure, and requests ONE run for up to max_days_per_run of them: a single-run range
 (the aggregates' BackfillPolicy.single_run) whose `pulseops/days` tag lists the days to rebuild. The run key
 is a digest of {day: data key} (landed versions, definitions stamp), so it names exactly the data the run

@@ -226,7 +226,7 @@ class OrchestrationSettings(BaseModel):
     close_grace_s: int = Field(
         900,
         description="A UTC day is built once it closed this long ago (late events included); while it is open its "
-        "answers come from raw events (warehouse/exact.py), so rebuilding it would be busy work.",
+        "answers come from raw events (warehouse/reads/exact.py), so rebuilding it would be busy work.",
     )
     retry_backoff_s: float = Field(
         30.0, description="A failed or killed rebuild or export is retried after this, doubling per failure."

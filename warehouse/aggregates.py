@@ -35,7 +35,7 @@ GROUP BY 1, 2, 3
 """
 
 # Running counts over the 96 slots of each UTC day in [start, end), from the day's `event_rollups` (built just
-# before in the same transaction): a zone's local day then reads two rows per event name (warehouse/exact.py
+# before in the same transaction): a zone's local day then reads two rows per event name (warehouse/reads/exact.py
 # rollup_source; why in migration 0009).
 DAY_SLOTS = """
 INSERT INTO event_day_slots (project_id, day, event_name, cum)

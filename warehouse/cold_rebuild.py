@@ -5,7 +5,7 @@ retention deleted them. DuckDB computes the same rows as `warehouse.aggregates.r
 PostgreSQL (15-minute rollups, per-user slot bitmaps, built-in and custom metrics); they replace the day's
 aggregate rows in one PostgreSQL transaction, under the same advisory lock, stamped in `aggregate_builds`.
 
-Custom metrics use the SQL fragments of cold reads (`warehouse.cold_reads`): property filters follow jsonb
+Custom metrics use the SQL fragments of cold reads (`warehouse.reads.cold`): property filters follow jsonb
 `@>` exactly (a Python function settles number ties and object or array values on the exact JSON text);
 a sum or average takes JSON numbers only; a dimension key present with a JSON null value is a dimension,
 as in PostgreSQL. Dimension values are grouped by their JSON text as DuckDB prints
@@ -23,12 +23,12 @@ import psycopg
 from psycopg import sql
 
 from pulseops.settings import ColdSettings
-from warehouse import cold_reads
 from warehouse.aggregates import DAY_SLOTS, DayBuild, day_bounds, day_build, record_build
 from warehouse.cold.datasets import EVENTS
 from warehouse.cold.duck import duckdb_connection, register_files
 from warehouse.cold.store import ColdStore
-from warehouse.filters import FilterOp, PropertyFilter
+from warehouse.reads import cold as cold_reads
+from warehouse.reads.filters import FilterOp, PropertyFilter
 
 if TYPE_CHECKING:
     import duckdb

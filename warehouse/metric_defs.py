@@ -19,8 +19,9 @@ from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from warehouse import cold_reads, identity
-from warehouse.exact import (
+from warehouse import identity
+from warehouse.reads import cold as cold_reads
+from warehouse.reads.exact import (
     Scope,
     base_params,
     cold_duck_where,
@@ -28,9 +29,9 @@ from warehouse.exact import (
     offset_at,
     raw_events_sql,
 )
-from warehouse.filters import FilterOp, PropertyFilter
+from warehouse.reads.filters import FilterOp, PropertyFilter
 from warehouse.reads.plan import ReadPlan, plan_reads
-from warehouse.series import bucket_edges
+from warehouse.reads.series import bucket_edges
 
 if TYPE_CHECKING:
     from pulseops.settings import ColdSettings

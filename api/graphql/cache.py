@@ -1,6 +1,6 @@
 """Redis cache of resolver results, keyed by tenant, project, data version and the normalized arguments.
 
-The data version is read from PostgreSQL (`warehouse.exact.data_version`) at most every
+The data version is read from PostgreSQL (`warehouse.reads.exact.data_version`) at most every
 `query.version_ttl_s` seconds per process and (project, days), and again inside the snapshot that computes a
 miss, so a hit is never staler than the database by more than `version_ttl_s` (default 1 s). TTL only
 bounds memory. Values are msgspec JSON of the

@@ -27,8 +27,8 @@ from api.ratelimit import RateLimiter
 from api.security import KeyCache
 from pulseops.settings import Settings
 from warehouse.db import set_local_statement_timeout
-from warehouse.exact import Scope, data_version, snapshot
-from warehouse.filters import FilterError, FilterOp, PropertyFilter
+from warehouse.reads.exact import Scope, data_version, snapshot
+from warehouse.reads.filters import FilterError, FilterOp, PropertyFilter
 from warehouse.reads.plan import RawDataGone, ReadPlan, plan_reads
 from warehouse.tenants import ApiKeyRow, readable_projects
 

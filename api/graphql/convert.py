@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from api.graphql.types import Bucket, DateRange, MetricPoint
-from warehouse import metric_defs, series
-from warehouse.exact import Scope
+from warehouse import metric_defs
+from warehouse.reads import series
+from warehouse.reads.exact import Scope
 
 
 def offset_text(offset: timedelta) -> str:

@@ -48,7 +48,7 @@ from api.graphql.types import (
     Sources,
     TopEvent,
 )
-from warehouse import explore, series
+from warehouse.reads import explore, series
 from warehouse.reads.plan import ReadPlan
 
 

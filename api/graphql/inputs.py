@@ -6,7 +6,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from api.graphql.types import Aggregation
-from warehouse import filters
+from warehouse.reads import filters
 
 # The warehouse's own operator enum, exposed as is: one list of operators for SQL and for the schema.
 FilterOp = strawberry.enum(filters.FilterOp, description="Comparison applied to a property of each event.")

@@ -16,7 +16,8 @@ from api.graphql.inputs import MetricInput
 from api.graphql.people import UniqueBy, UniqueByArg, cache_args, extra_version
 from api.graphql.permissions import CanReadProject
 from api.graphql.types import Aggregation, Granularity, MetricDefinition, MetricSeries
-from warehouse import metric_defs, series
+from warehouse import metric_defs
+from warehouse.reads import series
 from warehouse.reads.plan import ReadPlan
 
 

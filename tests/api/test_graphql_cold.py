@@ -17,10 +17,11 @@ from tests.fixtures.system import make_settings
 from tests.utils.events import land_rows, landing_rows
 from tests.utils.tenants import make_tenant
 from tests.utils.truth import Truth, rows_of
-from warehouse import cold, explore, series
+from warehouse import cold
 from warehouse.aggregates import rebuild_day
-from warehouse.exact import Scope, data_version
-from warehouse.filters import FilterOp, PropertyFilter
+from warehouse.reads import explore, series
+from warehouse.reads.exact import Scope, data_version
+from warehouse.reads.filters import FilterOp, PropertyFilter
 
 END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 

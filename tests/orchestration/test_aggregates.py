@@ -17,9 +17,9 @@ from orchestration.assets.aggregates import aggregates
 from orchestration.resources import WarehouseResource
 from tests.utils.events import ZoneTruth, land_rows, landing_rows
 from tests.utils.tenants import make_tenant
-from warehouse import series
 from warehouse.aggregates import rebuild_day
-from warehouse.exact import Scope
+from warehouse.reads import series
+from warehouse.reads.exact import Scope
 
 END = datetime(2026, 11, 10, tzinfo=UTC)  # 40 days back covers Lord Howe's (Oct 4) and New York's (Nov 1) DST
 ZONES = ["UTC", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe"]

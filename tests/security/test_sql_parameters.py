@@ -72,24 +72,24 @@ REVIEWED: dict[tuple[str, str], str] = {
         "fixed fragments chosen by value type (_filter_sql) and aggregation; keys and values are bound (?)"
     ),
     (
-        "warehouse/exact.py",
+        "warehouse/reads/exact.py",
         "raw_events_sql",
     ): "`columns` is a fixed column list passed by each caller in warehouse/",
-    ("warehouse/exact.py", "days_without_raw"): "ATTACHED: warehouse.partitions' one is-attached test",
-    ("warehouse/exact.py", "data_version"): "ATTACHED: warehouse.partitions' one is-attached test",
+    ("warehouse/reads/exact.py", "days_without_raw"): "ATTACHED: warehouse.partitions' one is-attached test",
+    ("warehouse/reads/exact.py", "data_version"): "ATTACHED: warehouse.partitions' one is-attached test",
     ("warehouse/reads/plan.py", "plan_reads"): "ATTACHED: warehouse.partitions' one is-attached test",
     ("warehouse/metric_defs.py", "metric_series"): (
         "_merged_query composes the module constant _BUCKETED and fixed fragments with psycopg.sql"
     ),
-    ("warehouse/cold_reads.py", "rollups"): (
+    ("warehouse/reads/cold.py", "rollups"): (
         "_floor/_us build arithmetic from a fixed column name and an int bucket width; `condition` comes "
         "from compile_filters (fixed fragments, values bound as ?)"
     ),
-    ("warehouse/cold_reads.py", "activity"): "DAY_US/SLOT_US int constants and `condition` from where()",
-    ("warehouse/cold_reads.py", "daily_users"): "DAY_US int constant and `condition` from where()",
-    ("warehouse/cold_reads.py", "breakdown_pairs"): "`condition` from where(): fixed fragments, values bound",
-    ("warehouse/cold_reads.py", "recent"): "`condition` from where(): fixed fragments, values bound",
-    ("warehouse/cold_reads.py", "metric_partials"): (
+    ("warehouse/reads/cold.py", "activity"): "DAY_US/SLOT_US int constants and `condition` from where()",
+    ("warehouse/reads/cold.py", "daily_users"): "DAY_US int constant and `condition` from where()",
+    ("warehouse/reads/cold.py", "breakdown_pairs"): "`condition` from where(): fixed fragments, values bound",
+    ("warehouse/reads/cold.py", "recent"): "`condition` from where(): fixed fragments, values bound",
+    ("warehouse/reads/cold.py", "metric_partials"): (
         "`columns` from metric_columns: fixed fragments per dimension, keys and pointers bound as ?"
     ),
 }

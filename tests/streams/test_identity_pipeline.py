@@ -15,8 +15,9 @@ from tests.fixtures.system import wait_until
 from tests.utils.identity import active_people, as_people, identity_data, link_pairs, people_of
 from tests.utils.tenants import make_tenant
 from tests.utils.truth import rows_of
-from warehouse import identity, series
-from warehouse.exact import Scope
+from warehouse import identity
+from warehouse.reads import series
+from warehouse.reads.exact import Scope
 
 pytestmark = pytest.mark.slow
 

@@ -22,11 +22,12 @@ from pulseops.settings import ColdSettings
 from tests.fixtures.postgres import create_database, drop_database
 from tests.utils.events import land_rows, landing_rows
 from tests.utils.tenants import make_tenant
-from warehouse import cold, explore, series
+from warehouse import cold
 from warehouse.aggregates import rebuild_day
-from warehouse.exact import Scope, snapshot
-from warehouse.filters import FilterOp, PropertyFilter
 from warehouse.migrate import upgrade
+from warehouse.reads import explore, series
+from warehouse.reads.exact import Scope, snapshot
+from warehouse.reads.filters import FilterOp, PropertyFilter
 
 
 def _timed(db: psycopg.Connection, fn: Callable) -> tuple[float, object]:

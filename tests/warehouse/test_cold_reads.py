@@ -15,9 +15,10 @@ from psycopg import sql
 from pulseops.settings import ColdSettings
 from tests.utils.events import land_rows
 from tests.utils.tenants import make_tenant
-from warehouse import cold, cold_reads
-from warehouse.exact import cold_reader
-from warehouse.filters import FilterOp, PropertyFilter, compile_filters
+from warehouse import cold
+from warehouse.reads import cold as cold_reads
+from warehouse.reads.exact import cold_reader
+from warehouse.reads.filters import FilterOp, PropertyFilter, compile_filters
 
 DAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
 

@@ -22,12 +22,13 @@ from tests.utils.events import land_rows, landing_rows
 from tests.utils.identity import active_people, as_people, identity_data, people_of
 from tests.utils.tenants import make_tenant
 from tests.utils.truth import Truth, rows_of
-from warehouse import cold, explore, identity, series
+from warehouse import cold, identity
 from warehouse.aggregates import rebuild_day
-from warehouse.exact import Scope, raw_days
-from warehouse.filters import FilterOp, PropertyFilter
 from warehouse.landing import land_batch
 from warehouse.metric_defs import MetricSpec, create_metric, metric_series
+from warehouse.reads import explore, series
+from warehouse.reads.exact import Scope, raw_days
+from warehouse.reads.filters import FilterOp, PropertyFilter
 
 END = datetime(2026, 11, 5, 12, tzinfo=UTC)
 DAYS = 20

@@ -14,7 +14,7 @@ from tests.utils.events import land_rows, landing_rows
 from tests.utils.tenants import make_tenant
 from warehouse import cold
 from warehouse.aggregates import rebuild_day
-from warehouse.exact import data_version, days_without_raw, raw_days, require_raw
+from warehouse.reads.exact import data_version, days_without_raw, raw_days, require_raw
 from warehouse.reads.plan import RawDataGone, plan_reads
 
 END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)

@@ -109,7 +109,7 @@ class ReadPlan:
 
     @property
     def version(self) -> str:
-        """The data version of the span, as `warehouse.exact.data_version` spells it (cache keys)."""
+        """The data version of the span, as `warehouse.reads.exact.data_version` spells it (cache keys)."""
         landed = sum(d.version for d in self.days if d.version is not None)
         builds = [d for d in self.days if d.has_build]
         built = sum(d.built_version for d in builds if d.built_version is not None)

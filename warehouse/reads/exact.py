@@ -25,11 +25,11 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
-from warehouse import cold_reads
 from warehouse.cold.reads import cold_days
 from warehouse.db import set_local_statement_timeout
-from warehouse.filters import PropertyFilter, compile_filters
 from warehouse.partitions import ATTACHED
+from warehouse.reads import cold as cold_reads
+from warehouse.reads.filters import PropertyFilter, compile_filters
 from warehouse.reads.plan import RawDataGone, ReadPlan, plan_reads
 
 __all__ = ["RawDataGone", "ReadPlan", "Scope", "plan_reads"]  # RawDataGone moved to warehouse.reads.plan
@@ -155,7 +155,7 @@ def require_raw(
 def cold_reader(
     conn: psycopg.Connection, project_id: uuid.UUID, days: list[date], cold: ColdSettings
 ) -> Iterator[Any]:
-    """The sealed DuckDB views over `days` (see `warehouse.cold_reads`); a file gone since the check refuses.
+    """The sealed DuckDB views over `days` (see `warehouse.reads.cold`); a file gone since the check refuses.
 
     DuckDB knows no statement timeout: the transaction's own (`statement_timeout`) interrupts it, and the
     interruption surfaces as PostgreSQL's `QueryCanceled`, so callers map both engines' timeouts alike.

@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
-from warehouse import cold_reads, identity
-from warehouse.exact import (
+from warehouse import identity
+from warehouse.reads import cold as cold_reads
+from warehouse.reads.exact import (
     UTC_ZONES,
     Scope,
     activity_source,

@@ -12,9 +12,10 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
-from warehouse import cold_reads, identity
-from warehouse.exact import Scope, cold_duck_where, cold_reader
-from warehouse.filters import PropertyFilter, compile_filters
+from warehouse import identity
+from warehouse.reads import cold as cold_reads
+from warehouse.reads.exact import Scope, cold_duck_where, cold_reader
+from warehouse.reads.filters import PropertyFilter, compile_filters
 from warehouse.reads.plan import RawDataGone, ReadPlan, plan_reads
 
 if TYPE_CHECKING:

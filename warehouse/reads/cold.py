@@ -1,6 +1,6 @@
 """Raw events of cold days (Parquet, read by DuckDB) for the GraphQL reads that only raw events answer.
 
-The PostgreSQL queries of `warehouse.exact`, `series`, `explore` and `metric_defs` stay the engine: for the
+The PostgreSQL queries of `warehouse.reads.exact`, `series`, `explore` and `metric_defs` stay the engine: for the
 UTC days whose raw partition is gone but whose export is verified (`warehouse.cold.reads.cold_days`), DuckDB
 computes the same *mergeable partials* the PostgreSQL raw path would have produced, and they are fed to the
 PostgreSQL query as arrays (`unnest`), so zones, DST, buckets and the final aggregation are PostgreSQL's,
@@ -15,7 +15,7 @@ unchanged:
 DuckDB computes in UTC only (epoch arithmetic; bucket edges of other zones come from Python), so its ICU
 extension is never needed. Each read opens the project's sealed views (`warehouse.cold.cold_events`) over
 exactly the cold days it needs. Property filters are compiled to DuckDB SQL with bound parameters and the
-semantics of `warehouse.filters` (jsonb containment and typed numeric comparison); where a double cannot
+semantics of `warehouse.reads.filters` (jsonb containment and typed numeric comparison); where a double cannot
 decide (a number equal to the operand as a double, object/array operands) a Python function applied to the
 exact JSON text settles it, as PostgreSQL's numeric would.
 """
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from warehouse.cold.reads import ColdScope, cold_events
-from warehouse.filters import FilterOp, PropertyFilter
+from warehouse.reads.filters import FilterOp, PropertyFilter
 
 if TYPE_CHECKING:
     from pulseops.settings import ColdSettings
