@@ -259,9 +259,6 @@ TOO_LARGE: dict[str, str] = {
     "pulseops/generator.py::_distinct_stream": (
         "issue 14: split pending; one hot loop of local variables on purpose (the generator's speed)"
     ),
-    "orchestration/checks/expectations.py::validate": (
-        "issue 14: split pending (orchestration/ was being reworked by step 6's change)"
-    ),
     "benchmarks/catchup.py": "issue 14: split pending (benchmarks/ was outside the api/warehouse split)",
     "benchmarks/catchup.py::proof": "issue 14: split pending (one scenario's script, read top to bottom)",
     "benchmarks/backpressure.py::run": "issue 14: split pending (one scenario's script, read top to bottom)",

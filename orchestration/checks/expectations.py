@@ -119,78 +119,99 @@ def validate(inputs: ExpectationInputs) -> dict[date, dict[str, Any]]:
         validation = batch.get_batch(batch_parameters={"dataframe": frame}).validate(
             suite, result_format={"result_format": "COMPLETE"}
         )
-        day_col = DAY_COLUMN.get(name, "day")
-        days_in_frame = set(frame[day_col]) if len(frame) else set()
-        for day in inputs.days:
-            per_day[day][name] = {"evaluated": 0, "failed": []}
-        for result in validation.results:
-            config = result.expectation_config
-            column = config.kwargs.get("column")
-            res = result.result or {}
-            indexes = res.get("unexpected_index_list") or []
-            failing: dict[date, list] = {}
-            if not result.success and not indexes:  # an exception or an aggregate failure: every day
-                failing = {d: [] for d in inputs.days}
-            for i in indexes:
-                row = frame.loc[i]
-                failing.setdefault(row[day_col], []).append(row[SAMPLE_COLUMN.get(name, column)])
-            for day in inputs.days:
-                judged = _judged(frame, day_col, day, column, name, days_in_frame)
-                if not judged and day not in failing:
-                    continue
-                entry = per_day[day][name]
-                entry["evaluated"] += 1
-                if day in failing:
-                    kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id", "value_set")}
-                    entry["failed"].append(
-                        {
-                            "expectation": config.type,
-                            **kwargs,
-                            "unexpected_count": len(failing[day]),
-                            "unexpected_sample": sorted({str(v) for v in failing[day]})[:SAMPLES],
-                            **({"exception": str(result.exception_info)} if not indexes and not res else {}),
-                        }
-                    )
-    out = {}
-    for day in inputs.days:
-        suites_of_day = {
-            name: {
-                "success": not e["failed"],
-                "statistics": {
-                    "evaluated_expectations": e["evaluated"],
-                    "unsuccessful_expectations": len(e["failed"]),
-                },
-                "failed": e["failed"],
-            }
-            for name, e in per_day[day].items()
+        for day, entry in _results_per_day(name, frame, validation.results, inputs.days).items():
+            per_day[day][name] = entry
+    return {day: _day_summary(inputs, day, per_day[day]) for day in inputs.days}
+
+
+def _results_per_day(name: str, frame, results: list, days: list[date]) -> dict[date, dict[str, Any]]:
+    """One frame's validation results split by day: {day: {"evaluated": n, "failed": [...]}}."""
+    day_col = DAY_COLUMN.get(name, "day")
+    days_in_frame = set(frame[day_col]) if len(frame) else set()
+    entries: dict[date, dict[str, Any]] = {day: {"evaluated": 0, "failed": []} for day in days}
+    for result in results:
+        column = result.expectation_config.kwargs.get("column")
+        failing = _failing_days(result, frame, day_col, SAMPLE_COLUMN.get(name, column), days)
+        for day in days:
+            judged = _judged(frame, day_col, day, column, name, days_in_frame)
+            if not judged and day not in failing:
+                continue
+            entry = entries[day]
+            entry["evaluated"] += 1
+            if day in failing:
+                entry["failed"].append(_failure(result, failing[day]))
+    return entries
+
+
+def _failing_days(
+    result, frame, day_col: str, sample_column: str | None, days: list[date]
+) -> dict[date, list]:
+    """The days an expectation failed on, each with the sample column's values of its failed rows."""
+    res = result.result or {}
+    indexes = res.get("unexpected_index_list") or []
+    failing: dict[date, list] = {}
+    if not result.success and not indexes:  # an exception or an aggregate failure: every day
+        failing = {d: [] for d in days}
+    for i in indexes:
+        row = frame.loc[i]
+        failing.setdefault(row[day_col], []).append(row[sample_column])
+    return failing
+
+
+def _failure(result, values: list) -> dict[str, Any]:
+    """A failed expectation as one day's summary shows it: its kwargs, the count and a sample of values."""
+    config = result.expectation_config
+    res = result.result or {}
+    indexes = res.get("unexpected_index_list") or []
+    kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id", "value_set")}
+    return {
+        "expectation": config.type,
+        **kwargs,
+        "unexpected_count": len(values),
+        "unexpected_sample": sorted({str(v) for v in values})[:SAMPLES],
+        **({"exception": str(result.exception_info)} if not indexes and not res else {}),
+    }
+
+
+def _day_summary(inputs: ExpectationInputs, day: date, entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The JSON-safe summary of one day: per-suite results, skipped expectations and the rows checked."""
+    suites_of_day = {
+        name: {
+            "success": not e["failed"],
+            "statistics": {
+                "evaluated_expectations": e["evaluated"],
+                "unsuccessful_expectations": len(e["failed"]),
+            },
+            "failed": e["failed"],
         }
-        names_of_day = [n for n in inputs.names if n[0] == day]
-        (volume,) = [v for v in inputs.volumes if v[0] == day] or [(day, 0, 0, None, None)]
-        skipped = []
-        if volume[4] is None:
-            skipped.append(f"day volume: no earlier day with data in the previous {NAME_DAYS} days")
-        if not names_of_day or names_of_day[0][3] is None:
-            skipped.append(f"known event names: no event_rollups in the previous {NAME_DAYS} days")
-        raw_checked = sum(1 for r in inputs.raw_rows if r[0] == day)
-        agg_checked = sum(1 for r in inputs.aggregate_rows if r[3] == day)
-        out[day] = jsonable(
-            {
-                "day": day.isoformat(),
-                "success": all(s["success"] for s in suites_of_day.values()),
-                "suites": suites_of_day,
-                "skipped": skipped,
-                "raw_rows_total": inputs.raw_totals.get(day, 0),
-                "raw_rows_checked": raw_checked,
-                "raw_sampled": raw_checked < inputs.raw_totals.get(day, 0),
-                "aggregate_rows_total": inputs.aggregate_totals.get(day, 0),
-                "aggregate_rows_checked": agg_checked,
-                "aggregates_sampled": agg_checked < inputs.aggregate_totals.get(day, 0),
-                "history_days": volume[2],
-                "history_mean_events": volume[3],
-                "days_in_batch": len(inputs.days),
-            }
-        )
-    return out
+        for name, e in entries.items()
+    }
+    names_of_day = [n for n in inputs.names if n[0] == day]
+    (volume,) = [v for v in inputs.volumes if v[0] == day] or [(day, 0, 0, None, None)]
+    skipped = []
+    if volume[4] is None:
+        skipped.append(f"day volume: no earlier day with data in the previous {NAME_DAYS} days")
+    if not names_of_day or names_of_day[0][3] is None:
+        skipped.append(f"known event names: no event_rollups in the previous {NAME_DAYS} days")
+    raw_checked = sum(1 for r in inputs.raw_rows if r[0] == day)
+    agg_checked = sum(1 for r in inputs.aggregate_rows if r[3] == day)
+    return jsonable(
+        {
+            "day": day.isoformat(),
+            "success": all(s["success"] for s in suites_of_day.values()),
+            "suites": suites_of_day,
+            "skipped": skipped,
+            "raw_rows_total": inputs.raw_totals.get(day, 0),
+            "raw_rows_checked": raw_checked,
+            "raw_sampled": raw_checked < inputs.raw_totals.get(day, 0),
+            "aggregate_rows_total": inputs.aggregate_totals.get(day, 0),
+            "aggregate_rows_checked": agg_checked,
+            "aggregates_sampled": agg_checked < inputs.aggregate_totals.get(day, 0),
+            "history_days": volume[2],
+            "history_mean_events": volume[3],
+            "days_in_batch": len(inputs.days),
+        }
+    )
 
 
 def _judged(frame, day_col: str, day: date, column: str | None, name: str, days_in_frame: set) -> bool:
