@@ -255,10 +255,6 @@ TOO_LARGE: dict[str, str] = {
     "pulseops/cli.py": "issue 14: split pending (the command line was being moved by issue 15's change)",
     "pulseops/cli.py::main": "issue 14: split pending (owned by the command-line change)",
     "pulseops/cli.py::up_command": "issue 14: split pending (owned by the command-line change)",
-    "pulseops/generator.py": "issue 14: split pending (the demo generator had just moved here, issue 15)",
-    "pulseops/generator.py::_distinct_stream": (
-        "issue 14: split pending; one hot loop of local variables on purpose (the generator's speed)"
-    ),
     "benchmarks/catchup.py": "issue 14: split pending (benchmarks/ was outside the api/warehouse split)",
     "benchmarks/catchup.py::proof": "issue 14: split pending (one scenario's script, read top to bottom)",
     "benchmarks/backpressure.py::run": "issue 14: split pending (one scenario's script, read top to bottom)",
