@@ -20,10 +20,10 @@ again by the ingest spool, which checks the warehouse ledger when the topic id c
 (api/ingest/reconcile.py), the same path as a broker crash. With the spool off nothing unlanded may be
 dropped, so the allowance is then 0. Topics are recreated right after the restart (pulseops/topics.py), so
 producers and consumers reconnect to a broker that has them. A recycle costs ingest a few 503s (requests in
-flight) and the landing worker a rejoin of its group (a few seconds). It can also crash a librdkafka 2.12
-client: asked about a topic id it no longer knows, Tansu answers with a null topic name, which librdkafka
-dereferences (SIGSEGV in rd_kafka_metadata_cache_find; seen in the landing worker at one recycle of five).
-Under `pulseops up` supervisord starts the worker again.
+flight) and the landing worker a restart (a few seconds). The keeper leaves the port closed for RESTART_GAP_S
+between the two brokers: a librdkafka 2.12 consumer that knew the old topic ids crashes (SIGSEGV) on its first
+fetch from the new broker, and the landing worker replaces itself when its connection to the old one drops
+(streams/fence.py, BrokerWatch); the gap makes sure it has done so before anything answers on the port.
 
 Recycling is on by default (512 MiB resident or 200,000 records). It was off while restarts lost
 acknowledged events (benchmarks/sustained.py, small: 9,239 of 253,024 after three recycles). Two fixes since:
@@ -63,6 +63,9 @@ from pulseops.topics import ensure_topics
 log = logging.getLogger("pulseops.broker")
 
 _PR_SET_PDEATHSIG = 1
+# Seconds the port stays closed between an old broker and its replacement (see above). The landing worker's
+# watch reacts to the closed connection in milliseconds; ingest answers 503 meanwhile and clients retry.
+RESTART_GAP_S = 0.5
 # Resolved once here: the child only calls it between fork and exec (no dlopen while other threads may hold
 # the loader's lock; the keeper's Kafka clients run threads).
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -329,6 +332,7 @@ class Keeper:
     def _restart(self) -> None:
         self.broker.stop()
         self._admin = None  # its connection and metadata belong to the old broker
+        time.sleep(RESTART_GAP_S)  # every client of the old broker sees it gone before a new one answers
         delay = 0.1
         while True:
             try:

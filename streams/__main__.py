@@ -14,6 +14,7 @@ from pulseops.logs import configure as configure_logging
 from pulseops.settings import get_settings
 from pulseops.topics import ensure_topics
 from streams.app import build_app
+from streams.fence import BrokerWatch
 
 log = logging.getLogger("streams")
 
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> None:
         start_http_server(port, addr="127.0.0.1")
         log.info("metrics on http://127.0.0.1:%d/metrics", port)
     _wait_for_broker(settings)
+    # Replaces this process as soon as the broker it started on goes away, before librdkafka can meet the
+    # broker that replaces it (streams/fence.py: a SIGSEGV in librdkafka otherwise).
+    BrokerWatch(settings.kafka.servers).start()
     # Start-up objects live for the whole process: keep them out of the GC's generations.
     gc.collect()
     gc.freeze()

@@ -1,35 +1,58 @@
-"""The landing worker's fence against a replaced broker: never commit offsets read on another broker's log.
+"""The landing worker's guards against a replaced broker: never commit offsets read on another broker's log,
+and never let a consumer of the old broker talk to its replacement.
 
 Why: the embedded broker (Tansu) keeps its log in memory. When it restarts (a crash, or the keeper in
 pulseops/broker.py recycling it to free memory) it comes back with empty partitions, a new topic id and no
-committed offsets. A consumer that survives the restart keeps its fetch positions from the old log, and
-Tansu, unlike Kafka, never answers OFFSET_OUT_OF_RANGE: the worker waits until the new partitions grow past
-its old positions, lands from there and commits, so the records below were skipped and the spool then takes
-those commits as proof of landing. Measured before this fence: `python -m benchmarks.sustained --size small
---recycle` lost acknowledged events (see below).
+committed offsets. Two things then go wrong for a worker that survives the restart:
 
-So before every commit the sink compares the raw topic's id with the one it started on. On a change the
-worker replaces itself (`exec`) without letting Quix run its close path: that path commits the checkpoint
-once more, at the old positions, on the new broker. The fresh process joins the group on the new broker, finds
-no committed offsets and reads from the start (`auto_offset_reset="earliest"`, streams/app.py); what the old
-log held unlanded the ingest spool publishes again (api/ingest/reconcile.py). Against Kafka or Redpanda a
-topic id changes only when someone deletes and recreates the topic, where the same restart is right too.
+1. Lost events. It keeps its fetch positions from the old log, and Tansu, unlike Kafka, never answers
+   OFFSET_OUT_OF_RANGE: the worker waits until the new partitions grow past its old positions, lands from there
+   and commits, so the records below were skipped and the spool then takes those commits as proof of landing.
+   Measured before `TopicFence`: `python -m benchmarks.sustained --size small --recycle` lost 9,239 of 253,024
+   acknowledged events (before the offset-gap check in streams/sink.py too, which explains part of it).
+2. A crash (SIGSEGV). librdkafka fetches by topic id (Fetch v13+). Tansu 0.6 answers a fetch for an id it
+   does not know with a zero topic id *and* a CurrentLeader tag; librdkafka 2.12 turns that tag into a
+   metadata update looked up by topic name, which is NULL for a zero id, and strcmp(NULL) crashes its main
+   thread (gdb attached to a worker while Tansu restarted under it, the scenario of
+   tests/streams/test_broker_loss.py: rd_kafka_metadata_update_op -> rd_kafka_metadata_cache_find ->
+   rd_avl_find_node -> strcmp; librdkafka's code there is unchanged up to 2.15). So any consumer that knew the
+   old topic id and fetches once from the new broker may crash: 6 times in 7 recycles at medium
+   (docs/benchmarks/2026-12-06-suite-medium-b.md), 3 in 3 at small (`python -m benchmarks.sustained --size
+   small --recycle`).
 
-Evidence, honestly: recycles lost events before (`python -m benchmarks.sustained --size small --recycle`:
-9,239 of 253,024 acknowledged, measured before the offset-gap check in streams/sink.py, which explains at
-least part of it). On 2026-12-06, with that check, two such runs without this fence lost none either: at most of the
-recycles librdkafka crashed the worker (SIGSEGV), and its restart did what the fence does. The fence
-closes the path where the worker survives; tests/faults/test_drills.py restarts the broker under a running
-worker and checks that the worker restarted itself and lost nothing.
+`BrokerWatch` closes (2), and with it most of (1): it holds a plain TCP connection to the broker and replaces
+the process (`exec`, same pid for supervisord) the moment that connection drops, i.e. when the old broker
+dies, before a new one can answer: the keeper leaves the port closed for `RESTART_GAP_S` between the two
+brokers (pulseops/broker.py), against the watch's reaction in milliseconds. So no librdkafka client of this
+process ever meets the new broker; the fresh process learns the new topic ids from it. No librdkafka setting
+avoids the path (the Fetch version is negotiated, the crash needs only one fetch), and stopping the workers
+from the keeper would need a registry of worker processes the keeper does not otherwise know.
 
-Left open: a restart in the milliseconds between this check and Quix's commit request. A real Kafka
-coordinator refuses that commit (the member's generation is unknown to a fresh coordinator)."""
+`TopicFence` stays for what the watch cannot see: a restart while the watch was not connected, or a watch on
+another broker of a real cluster. Before every commit the sink compares the raw topic's id with the one it
+started on and on a change replaces the worker the same way. Against Kafka or Redpanda a topic id changes only
+when someone deletes and recreates the topic, where the same restart is right too; the watch there restarts
+the worker when the one broker it watches restarts (a rejoin of the group, nothing lost).
+
+Why `exec` and not Quix's close path: that path commits the checkpoint once more, at the old positions, on the
+new broker. The fresh process joins the group on the new broker, finds no committed offsets and reads from the
+start (`auto_offset_reset="earliest"`, streams/app.py); what the old log held unlanded the ingest spool
+publishes again (api/ingest/reconcile.py). An exec in the middle of a landing transaction is a worker killed
+mid-chunk: the (project, event_id) ledger makes the re-read land once (tests/faults/test_drills.py).
+
+Left open: a restart in the milliseconds between the fence's check and Quix's commit request, when the watch
+missed it. A real Kafka coordinator refuses that commit (the member's generation is unknown to a fresh
+coordinator)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
+import struct
 import sys
+import threading
 from collections.abc import Callable
 
 from confluent_kafka import TopicCollection
@@ -78,3 +101,77 @@ def restart_worker() -> None:
 
 
 OnReplaced = Callable[[], None]
+
+# A Kafka ApiVersions v0 request (header v1: api key 18, version 0, correlation id 0, client id), sent while
+# the watch is idle: Kafka closes connections idle for connections.max.idle.ms (10 min by default), which the
+# watch would take for a lost broker. Tansu keeps idle connections open.
+_CLIENT_ID = b"pulseops-broker-watch"
+_KEEPALIVE = struct.pack(">ihhih", 10 + len(_CLIENT_ID), 18, 0, 0, len(_CLIENT_ID)) + _CLIENT_ID
+
+
+class BrokerWatch:
+    """Calls `on_lost` (by default: replace the process) once the broker closes this watch's connection."""
+
+    def __init__(self, servers: str, on_lost: OnReplaced = restart_worker, keepalive_s: float = 60.0) -> None:
+        self.servers = servers
+        self.on_lost = on_lost
+        self.keepalive_s = keepalive_s
+        self.address: tuple[str, int] | None = None
+        self._sock: socket.socket | None = None
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout: float = 5.0) -> bool:
+        """Connect to the first bootstrap address that answers and watch it from a daemon thread; False when
+        none answered (then only the fence guards this process)."""
+        for server in self.servers.split(","):
+            host, _, port = server.strip().rpartition(":")
+            try:
+                self._sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+            except (OSError, ValueError) as exc:
+                log.warning("broker watch: %s did not answer (%s)", server, exc)
+                continue
+            self.address = (host, int(port))
+            self._thread = threading.Thread(target=self._run, name="broker-watch", daemon=True)
+            self._thread.start()
+            return True
+        return False
+
+    def stop(self) -> None:
+        """Stop watching without calling `on_lost`."""
+        self._stopped.set()
+        if self._sock is not None:
+            with contextlib.suppress(OSError):  # already closed
+                self._sock.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        sock.settimeout(self.keepalive_s)
+        reason = "closed by the broker"
+        while not self._stopped.is_set():
+            try:
+                if sock.recv(65536):  # a keepalive's answer
+                    continue
+            except TimeoutError:
+                try:
+                    sock.sendall(_KEEPALIVE)
+                except OSError as exc:
+                    reason = str(exc)
+                    break
+                continue
+            except OSError as exc:
+                reason = str(exc)
+            break
+        sock.close()
+        if self._stopped.is_set():
+            return
+        log.warning(
+            "lost the connection to the broker at %s:%s (%s): restarting the worker before a new broker can "
+            "answer its consumer (streams/fence.py)",
+            *(self.address or ("?", "?")),
+            reason,
+        )
+        self.on_lost()
