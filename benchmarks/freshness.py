@@ -4,7 +4,9 @@ The load is offered by wrk (benchmarks/wrk.py: C, paced, every acknowledged id r
 of `batch` events; an httpx client meanwhile sends `probe_rps` probe events a second (one event name, each
 its own event id), and a reader polls the GraphQL API with a read key every 50 ms: a probe is visible once
 `recentEvents(eventNames: ["freshness-probe"], first: 200)` (raw events, never cached) lists its id.
-p50/p95 of its 202 -> visible. Why two generators: the Python client topped out at ~14,500 events/s on these two shared
+p50/p95 of its 202 -> visible, split at the probe's `landedAt` (the landing transaction's start, server clock,
+same machine): 202 -> landed (broker, worker batching, landing) and landed -> visible (the commit and the
+GraphQL read, plus up to one 50 ms poll interval). Why two generators: the Python client topped out at ~14,500 events/s on these two shared
 cores, below the 20,000 events/s the target needs; the probes need only a few requests a second.
 Once the load stops, `totalEvents(today)` (the cached path, data version re-read at most every
 `PULSEOPS_QUERY__VERSION_TTL_S`) is polled until it counts every acknowledged event: recorded as the time
@@ -53,7 +55,7 @@ REQUIRED_EVENTS_S, TARGET_P95_MS = 20_000, 1_000  # issue "Hot path at the machi
 # was measured instead of the system. With one name, a poll reads back to the 200th newest probe (20 s of them).
 PROBE = "freshness-probe"
 POLL = """query($p: ID!) {
-  recentEvents(projectId: $p, first: 200, eventNames: ["freshness-probe"]) { edges { node { eventId } } }
+  recentEvents(projectId: $p, first: 200, eventNames: ["freshness-probe"]) { edges { node { eventId landedAt } } }
 }"""
 TOTAL = """query($p: ID!, $f: Date!, $t: Date!) { totalEvents(projectId: $p, from: $f, to: $t, timezone: "UTC") }"""
 CONNECTIONS = 64  # wrk's connections: paced, so only as many are busy as the latency needs
@@ -69,10 +71,11 @@ def _span() -> dict[str, str]:
 
 async def _probe(url: str, ingest_key: str, read_key: str, project: str, rate: float, seconds: float) -> dict:
     """Probe events at `rate`/s for `seconds`, polled in GraphQL until seen (or 60 s after the last)."""
-    probes: dict[str, float] = {}  # probe event id -> 202 time, until seen
+    probes: dict[str, tuple[float, float]] = {}  # probe event id -> 202 time (monotonic, wall), until seen
     acked_ids: list[str] = []
     answers: list[Sample] = []
-    delays: list[tuple[float, float]] = []
+    delays: list[tuple[float, float]] = []  # (202 time, 202 -> visible s)
+    split: list[tuple[float, float]] = []  # (202 -> landed s, landed -> visible s), at the probe's landedAt
     sending = True
     async with (
         httpx.AsyncClient(base_url=url, headers={"X-API-Key": ingest_key}, timeout=30) as w,
@@ -86,23 +89,25 @@ async def _probe(url: str, ingest_key: str, read_key: str, project: str, rate: f
                 status = (await w.post("/v1/batch", content=orjson.dumps(body))).status_code
             except httpx.HTTPError:
                 status = 0
-            done = time.monotonic()
+            done, wall = time.monotonic(), time.time()
             answers.append(Sample(at, done, status, 1))
             if status == 202:
                 acked_ids.append(event_id)
-                probes[event_id] = done
+                probes[event_id] = (done, wall)
 
         async def poll() -> None:
             while sending or probes:
                 resp = await r.post("/graphql", json={"query": POLL, "variables": {"p": project}})
-                now = time.monotonic()
+                now, wall = time.monotonic(), time.time()
                 body = resp.json()
                 if resp.status_code != 200 or body.get("errors"):
                     raise RuntimeError(f"GraphQL poll failed: {resp.status_code} {resp.text[:300]}")
                 for edge in body["data"]["recentEvents"]["edges"]:
-                    acked_at = probes.pop(edge["node"]["eventId"], None)
-                    if acked_at is not None:
-                        delays.append((acked_at, now - acked_at))
+                    acked = probes.pop(edge["node"]["eventId"], None)
+                    if acked is not None:
+                        delays.append((acked[0], now - acked[0]))
+                        landed = datetime.fromisoformat(edge["node"]["landedAt"]).timestamp()
+                        split.append((landed - acked[1], wall - landed))
                 if not sending and now > deadline:
                     break
                 await asyncio.sleep(0.05)
@@ -114,7 +119,7 @@ async def _probe(url: str, ingest_key: str, read_key: str, project: str, rate: f
         sending, deadline = False, time.monotonic() + 60
         await poller
     return {"origin": origin, "offer": offer, "acked_ids": acked_ids, "answers": answers, "delays": delays,
-            "unseen": len(probes)}  # fmt: skip
+            "split": split, "unseen": len(probes)}  # fmt: skip
 
 
 async def _all_counted(
@@ -131,10 +136,21 @@ async def _all_counted(
     return None
 
 
-def run(size: str) -> dict:
-    cfg = SIZES[size]
-    if not wrk.available():
-        raise RuntimeError("wrk is required (apt-get install wrk)")
+def _wrk_load(url: str, key: str, cfg: dict, raw: list[str], load: dict) -> threading.Thread:
+    """wrk's paced load in a thread (started), its result put into `load`."""
+
+    def go() -> None:
+        load.update(wrk.run(url, "/v1/batch", cfg["seconds"] + 2, events=cfg["batch"], keys=[key],
+                            rate=cfg["rps"] * PACE_MARGIN, connections=CONNECTIONS, raw=raw))  # fmt: skip
+
+    thread = threading.Thread(target=go)
+    thread.start()
+    return thread
+
+
+def _measure(cfg: dict) -> dict:
+    """One run on a scratch database and broker: warm-up probes, wrk's ceiling, the load with probes, then
+    "all counted" and the ledger check of every acknowledged id."""
     settings = Settings()
     raw: list[str] = []
     with scratch_database(settings.db.url) as db_url, tansu() as bootstrap:
@@ -150,21 +166,7 @@ def run(size: str) -> dict:
             ceiling = wrk.run(svc.url, "/healthz", 2, method="GET", events=cfg["batch"], collect_acks=False,
                               connections=CONNECTIONS, raw=raw)  # fmt: skip
             load: dict = {}
-            thread = threading.Thread(
-                target=lambda: load.update(
-                    wrk.run(
-                        svc.url,
-                        "/v1/batch",
-                        cfg["seconds"] + 2,
-                        events=cfg["batch"],
-                        keys=[ingest_key],
-                        rate=cfg["rps"] * PACE_MARGIN,
-                        connections=CONNECTIONS,
-                        raw=raw,
-                    )
-                )
-            )
-            thread.start()
+            thread = _wrk_load(svc.url, ingest_key, cfg, raw, load)
             time.sleep(1)  # wrk is at its rate when the probes start
             m = asyncio.run(
                 _probe(svc.url, ingest_key, read_key, str(project), cfg["probe_rps"], cfg["seconds"])
@@ -177,13 +179,27 @@ def run(size: str) -> dict:
             ledger = ledger_check(db_url, [project], ids, wait_s=60)
         finally:
             svc.stop()
-    origin, answers = m["origin"], m["answers"]
+    return {"m": m, "load": load, "ceiling": ceiling, "counted_s": counted_s, "ledger": ledger, "raw": raw}
+
+
+def _probe_figures(m: dict) -> dict:
     probe = [d * 1000 for _, d in m["delays"]]
+    landed, visible = [a * 1000 for a, _ in m["split"]], [b * 1000 for _, b in m["split"]]
+    return {"samples": len(probe), "p50_ms": pct(probe, 0.5), "p95_ms": pct(probe, 0.95),
+            "max_ms": max(probe, default=float("nan")), "unseen": m["unseen"],
+            "offered_per_s": m["offer"].requests / m["offer"].seconds,
+            "to_landed_p50_ms": pct(landed, 0.5), "to_landed_p95_ms": pct(landed, 0.95),
+            "landed_to_visible_p50_ms": pct(visible, 0.5), "landed_to_visible_p95_ms": pct(visible, 0.95)}  # fmt: skip
+
+
+def _result(size: str, cfg: dict, x: dict) -> dict:
+    m, load, ceiling = x["m"], x["load"], x["ceiling"]
+    origin, answers = m["origin"], m["answers"]
     batch = cfg["batch"]
     statuses = dict(load["statuses"])
     for a in answers:
         statuses[a.status] = statuses.get(a.status, 0) + 1
-    result = {
+    return {
         "size": size,
         "config": cfg,
         "statuses": statuses,
@@ -192,22 +208,23 @@ def run(size: str) -> dict:
         "accepted_events_per_s": wrk.accepted_events(load) / load["seconds"],
         "unanswered": load["sent"] - load["requests"],
         "ceiling_events_per_s": ceiling["rps"] * batch,
-        "ledger": ledger,
+        "ledger": x["ledger"],
         "ingest_p50_ms": load["p50_ms"],
         "ingest_p99_ms": load["p99_ms"],
         "probe_ingest_p95_ms": pct((a.latency * 1000 for a in answers), 0.95),
-        "probe": {"samples": len(probe), "p50_ms": pct(probe, 0.5), "p95_ms": pct(probe, 0.95),
-                  "max_ms": max(probe, default=float("nan")), "unseen": m["unseen"],
-                  "offered_per_s": m["offer"].requests / m["offer"].seconds},
-        "all_counted_s": counted_s,
-        "raw": {"wrk": "\n".join(raw)},
+        "probe": _probe_figures(m),
+        "all_counted_s": x["counted_s"],
+        "raw": {"wrk": "\n".join(x["raw"])},
         "series": {
             "202 -> visible in GraphQL, p95 (ms):recentEvents probe": per_second(
                 ((t, d * 1000) for t, d in m["delays"]), origin, lambda v: pct(v, 0.95)),
             "probe ingest latency p95 (ms):POST /v1/batch": latency_p95_series(answers, origin),
         },
     }  # fmt: skip
-    p = result["probe"]
+
+
+def _targets(result: dict) -> list:
+    p, statuses, counted_s = result["probe"], result["statuses"], result["all_counted_s"]
     offered, achieved = result["offered_events_per_s"], result["achieved_events_per_s"]
     unjudged = verdict.shortfall(REQUIRED_EVENTS_S, offered, ceiling=result["ceiling_events_per_s"]) or (
         verdict.shortfall(REQUIRED_EVENTS_S, achieved)
@@ -221,7 +238,7 @@ def run(size: str) -> dict:
         f"{result['accepted_events_per_s']:,.0f} events/s"
     )
     counted = "never (120 s)" if counted_s is None else f"{counted_s:.1f} s"
-    result["targets"] = [
+    return [
         verdict.target(
             "freshness: 202 -> visible in GraphQL (recentEvents), p95", f"<= {TARGET_P95_MS / 1000:.0f} s at "
             f">= {REQUIRED_EVENTS_S:,} events/s", f"{p['p95_ms']:,.0f} ms (p50 {p['p50_ms']:,.0f}, {p['samples']} "
@@ -239,8 +256,16 @@ def run(size: str) -> dict:
             p["unseen"] == 0 and set(statuses) == {202},
             exercised=p["samples"] + p["unseen"],
         ),
-        verdict.landed_check("freshness: every acknowledged event landed", ledger),
+        verdict.landed_check("freshness: every acknowledged event landed", result["ledger"]),
     ]  # fmt: skip
+
+
+def run(size: str) -> dict:
+    cfg = SIZES[size]
+    if not wrk.available():
+        raise RuntimeError("wrk is required (apt-get install wrk)")
+    result = _result(size, cfg, _measure(cfg))
+    result["targets"] = _targets(result)
     return result
 
 
@@ -258,6 +283,9 @@ def render(r: dict) -> str:
             f"50 ms",
             f"202 -> visible in GraphQL recentEvents: samples {p['samples']}, unseen {p['unseen']}, "
             f"p50 {p['p50_ms']:.0f} ms, p95 {p['p95_ms']:.0f} ms, max {p['max_ms']:.0f} ms",
+            f"  split at landedAt (landing transaction start): 202 -> landed p50 {p['to_landed_p50_ms']:.0f} ms, "
+            f"p95 {p['to_landed_p95_ms']:.0f} ms; landed -> visible (commit, GraphQL read, poll interval) p50 "
+            f"{p['landed_to_visible_p50_ms']:.0f} ms, p95 {p['landed_to_visible_p95_ms']:.0f} ms",
             f"last 202 -> all acknowledged events counted in totalEvents: {counted}",
             "every acknowledged id: " + ledger_text(r["ledger"]),
         ]

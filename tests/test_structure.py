@@ -256,7 +256,6 @@ TOO_LARGE: dict[str, str] = {
     "benchmarks/catchup.py::proof": "issue 14: split pending (one scenario's script, read top to bottom)",
     "benchmarks/backpressure.py::run": "issue 14: split pending (one scenario's script, read top to bottom)",
     "benchmarks/cold.py::run": "issue 14: split pending (one scenario's script, read top to bottom)",
-    "benchmarks/freshness.py::run": "issue 14: split pending (one scenario's script, read top to bottom)",
     "benchmarks/orchestration.py::late_correction": "issue 14: split pending (one scenario's script)",
     "benchmarks/queries.py::measure": "issue 14: split pending (one scenario's script, read top to bottom)",
     "benchmarks/skew.py::run": "issue 14: split pending (one scenario's script, read top to bottom)",
