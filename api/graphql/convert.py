@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from api.graphql.types import Bucket, DateRange, MetricPoint
-from warehouse import metric_defs
-from warehouse.reads import series
+from warehouse.reads import metrics, series
 from warehouse.reads.exact import Scope
 
 
@@ -30,7 +29,7 @@ def bucket(p: series.Point) -> Bucket:
     )
 
 
-def metric_point(p: metric_defs.MetricPoint) -> MetricPoint:
+def metric_point(p: metrics.MetricPoint) -> MetricPoint:
     return MetricPoint(
         start=_start(p.local_start, p.utc_offset),
         local_date=p.local_start.date(),

@@ -18,6 +18,7 @@ from api.graphql.permissions import CanReadProject
 from api.graphql.types import Aggregation, Granularity, MetricDefinition, MetricSeries
 from warehouse import metric_defs
 from warehouse.reads import series
+from warehouse.reads.metrics import metric_series
 from warehouse.reads.plan import ReadPlan
 
 
@@ -90,7 +91,7 @@ class MetricQuery:
             raise bad_input("granularity", f"more than {ctx.settings.max_buckets} buckets; use a coarser one")
 
         def build(conn, plan: ReadPlan) -> MetricSeries:
-            points = metric_defs.metric_series(
+            points = metric_series(
                 conn, metric, scope, g, cold=ctx.cold, unique_by=unique_by.value, plan=plan
             )
             return MetricSeries(

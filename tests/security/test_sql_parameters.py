@@ -78,7 +78,7 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("warehouse/reads/exact.py", "days_without_raw"): "ATTACHED: warehouse.partitions' one is-attached test",
     ("warehouse/reads/exact.py", "data_version"): "ATTACHED: warehouse.partitions' one is-attached test",
     ("warehouse/reads/plan.py", "plan_reads"): "ATTACHED: warehouse.partitions' one is-attached test",
-    ("warehouse/metric_defs.py", "metric_series"): (
+    ("warehouse/reads/metrics.py", "metric_series"): (
         "_merged_query composes the module constant _BUCKETED and fixed fragments with psycopg.sql"
     ),
     ("warehouse/reads/cold.py", "rollups"): (

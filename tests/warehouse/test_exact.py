@@ -17,10 +17,11 @@ from tests.utils.tenants import make_tenant
 from tests.utils.truth import Truth, rows_of
 from warehouse import cold
 from warehouse.aggregates import rebuild_day
-from warehouse.metric_defs import MetricSpec, create_metric, metric_series
+from warehouse.metric_defs import MetricSpec, create_metric
 from warehouse.reads import explore, series
 from warehouse.reads.exact import Scope, raw_days
 from warehouse.reads.filters import FilterOp, PropertyFilter
+from warehouse.reads.metrics import metric_series
 
 END = datetime(2026, 11, 5, 12, tzinfo=UTC)  # 36 days back covers Lord Howe's Oct 4 and New York's Nov 1 DST
 ZONES = ["UTC", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]

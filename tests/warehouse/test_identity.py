@@ -25,10 +25,11 @@ from tests.utils.truth import Truth, rows_of
 from warehouse import cold, identity
 from warehouse.aggregates import rebuild_day
 from warehouse.landing import land_batch
-from warehouse.metric_defs import MetricSpec, create_metric, metric_series
+from warehouse.metric_defs import MetricSpec, create_metric
 from warehouse.reads import explore, series
 from warehouse.reads.exact import Scope, raw_days
 from warehouse.reads.filters import FilterOp, PropertyFilter
+from warehouse.reads.metrics import metric_series
 
 END = datetime(2026, 11, 5, 12, tzinfo=UTC)
 DAYS = 20

@@ -1,6 +1,6 @@
 """Raw events of cold days (Parquet, read by DuckDB) for the GraphQL reads that only raw events answer.
 
-The PostgreSQL queries of `warehouse.reads.exact`, `series`, `explore` and `metric_defs` stay the engine: for the
+The PostgreSQL queries of `warehouse.reads.exact`, `series`, `explore` and `metrics` stay the engine: for the
 UTC days whose raw partition is gone but whose export is verified (`warehouse.cold.reads.cold_days`), DuckDB
 computes the same *mergeable partials* the PostgreSQL raw path would have produced, and they are fed to the
 PostgreSQL query as arrays (`unnest`), so zones, DST, buckets and the final aggregation are PostgreSQL's,

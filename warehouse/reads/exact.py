@@ -32,8 +32,6 @@ from warehouse.reads import cold as cold_reads
 from warehouse.reads.filters import PropertyFilter, compile_filters
 from warehouse.reads.plan import RawDataGone, ReadPlan, plan_reads
 
-__all__ = ["RawDataGone", "ReadPlan", "Scope", "plan_reads"]  # RawDataGone moved to warehouse.reads.plan
-
 if TYPE_CHECKING:
     from pulseops.settings import ColdSettings
 
