@@ -1,5 +1,6 @@
 """Questions about events and users (series, totals, top events, breakdowns, recent events, active users).
-Each resolver: tenant check and validation (`Context.scope`), then exact warehouse reads over one read plan
+Each resolver: tenant check (the `CanReadProject` permission where the field declares it, else
+`Context.scope`) and validation (`Context.scope`), then exact warehouse reads over one read plan
 (warehouse/reads/plan.py), cached where the answer is a pure function of the data version."""
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from api.graphql.arguments import (
 from api.graphql.context import normalized
 from api.graphql.errors import bad_input, forbidden
 from api.graphql.people import UniqueBy, UniqueByArg, cache_args, extra_version
+from api.graphql.permissions import CanReadProject
 from api.graphql.types import (
     ActiveUsersKind,
     ActiveUsersSeries,
@@ -84,7 +86,10 @@ class EventQuery:
             for p in (await info.context.projects()).values()
         ]
 
-    @strawberry.field(description="Events per bucket; exact, including events landed seconds ago.")
+    @strawberry.field(
+        description="Events per bucket; exact, including events landed seconds ago.",
+        permission_classes=[CanReadProject],
+    )
     async def event_counts(
         self,
         info: Ctx,
@@ -118,7 +123,10 @@ class EventQuery:
         args = normalized(scope, g=g)
         return await ctx.cached("eventCounts", project, scope.utc_days, args, EventSeries, build)
 
-    @strawberry.field(description="Exact distinct users per local day: DAU, WAU (7 days) or MAU (30 days).")
+    @strawberry.field(
+        description="Exact distinct users per local day: DAU, WAU (7 days) or MAU (30 days).",
+        permission_classes=[CanReadProject],
+    )
     async def active_users(
         self,
         info: Ctx,
@@ -155,7 +163,7 @@ class EventQuery:
             extra_version(unique_by, project.id),
         )  # fmt: skip
 
-    @strawberry.field(description="All events in the range.")
+    @strawberry.field(description="All events in the range.", permission_classes=[CanReadProject])
     async def total_events(
         self,
         info: Ctx,
@@ -173,7 +181,9 @@ class EventQuery:
             lambda conn, plan: series.total_events(conn, scope, cold=ctx.cold, plan=plan),
         )  # fmt: skip
 
-    @strawberry.field(description="Most frequent event names in the range.")
+    @strawberry.field(
+        description="Most frequent event names in the range.", permission_classes=[CanReadProject]
+    )
     async def top_events(
         self,
         info: Ctx,
@@ -197,7 +207,10 @@ class EventQuery:
         args = normalized(scope, limit=limit)
         return await ctx.cached("topEvents", project, scope.utc_days, args, list[TopEvent], build)
 
-    @strawberry.field(description="Total events, daily active users and top events for a range, in one call.")
+    @strawberry.field(
+        description="Total events, daily active users and top events for a range, in one call.",
+        permission_classes=[CanReadProject],
+    )
     async def metrics(
         self,
         info: Ctx,
@@ -230,7 +243,10 @@ class EventQuery:
             "metrics", project, scope.utc_days, args, Metrics, build, extra_version(unique_by, project.id)
         )
 
-    @strawberry.field(description="Events and distinct users per value of one property (raw events).")
+    @strawberry.field(
+        description="Events and distinct users per value of one property (raw events).",
+        permission_classes=[CanReadProject],
+    )
     async def breakdown(
         self,
         info: Ctx,

@@ -14,8 +14,9 @@ class CanReadProject(BasePermission):
 
     A refusal raises the context's own errors (UNAUTHENTICATED, BAD_USER_INPUT naming `projectId`, or
     FORBIDDEN without revealing whether the project exists), so answers stay what they were; the resolver's
-    own `Context.project()` is then a cache probe. Fields that validate other arguments first keep their
-    check in the body, so which error a doubly wrong request gets does not change.
+    own `Context.project()` is then a cache probe. The check runs before the resolver validates any other
+    argument: a request both refused and otherwise invalid gets the refusal (`topEvents`, `metrics` and
+    `breakdown` answered such a request with their `limit`/`top`/`property` error before they declared it).
     """
 
     message = "the API key has no access to this project"

@@ -241,6 +241,20 @@ def test_tenants_are_isolated(api, db):
     assert bearer.status_code == 200 and bearer.json()["data"]["projects"]
 
 
+def test_the_tenant_check_runs_before_other_arguments_are_validated(api):
+    """The series and breakdown fields declare `CanReadProject` (api/graphql/permissions.py): a request for
+    another tenant's project is refused even when another argument is invalid too."""
+    window = f'from: "{START.isoformat()}", to: "{LAST.isoformat()}"'
+    for field in (
+        f"topEvents(projectId: $p, {window}, limit: 1000) {{ count }}",
+        f"metrics(projectId: $p, {window}, top: 1000) {{ totalEvents }}",
+        f'breakdown(projectId: $p, property: "", {window}, limit: 1000) {{ totalEvents }}',
+    ):
+        query = f"query($p: ID!) {{ {field} }}"
+        assert api.error(query, {"p": _vars(api, "quiet")["p"]})["extensions"]["code"] == "FORBIDDEN", field
+        assert api.error(query, {"p": _vars(api)["p"]})["extensions"]["code"] == "BAD_USER_INPUT", field
+
+
 def test_recent_events_paginate_newest_first_without_gaps(api):
     land_rows(api.db, api.rows)
     hot = api.tenants["hot"]["project_id"]
