@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import psycopg
@@ -76,137 +76,25 @@ def measure(size: str) -> dict:
     today = datetime.now(UTC).date()
     days = [today - timedelta(days=cfg["days"] - 1 - i) for i in range(cfg["days"])]
     raw: dict[str, str] = {}
-    lines: list[str] = []
-    samples: dict[str, dict[str, list[float]]] = {}
     with (
         scratch_database(settings.db.url) as db_url,
         psycopg.connect(db_url, autocommit=True) as conn,
         tansu() as bootstrap,
     ):
-        org = ensure_org(conn, "bench")
-        projects = [ensure_project(conn, org, f"p{i}") for i in range(3)]
-        gen_s = generate(conn, days, cfg["per_day"], projects, org)
-        total = cfg["days"] * cfg["per_day"]
-        t = time.perf_counter()
-        for d in days[:-2]:
-            rebuild_day(conn, d)
-        build_s = time.perf_counter() - t
-        conn.execute("VACUUM ANALYZE")
-        _id, key = create_api_key(
-            conn, org_id=org, project_id=projects[0], kind="read", rate_per_s=1e6, burst=1e6
-        )
-        lines.append(
-            f"data: {cfg['days']} days x {cfg['per_day']:,} = {total:,} events, 3 projects 60/30/10 %, generated in "
-            f"{gen_s:.0f}s; {len(days) - 2} days aggregated in {build_s:.0f}s, the last 2 days raw only"
-        )
-        hot = projects[0]
-        last = today
-        month = (last - timedelta(days=29), last)
-        week = (last - timedelta(days=6), last)
-        built = (last - timedelta(days=29), last - timedelta(days=2))  # every day aggregated
-        pro = (PropertyFilter("plan", FilterOp.EQ, "pro"),)
-        cases = [
-            ("eventCounts DAY 30d", SERIES, {"g": "DAY"}, month,
-             lambda c, s: series.event_counts(c, s, "day"), Scope(hot, *month)),
-            ("eventCounts HOUR 7d New York", SERIES, {"g": "HOUR", "tz": "America/New_York"}, week,
-             lambda c, s: series.event_counts(c, s, "hour"), Scope(hot, *week, "America/New_York")),
-            ("eventCounts DAY 28 built days", SERIES, {"g": "DAY"}, built,
-             lambda c, s: series.event_counts(c, s, "day"), Scope(hot, *built)),
-            *[
-                (f"eventCounts DAY 28 built days, {tz}", SERIES, {"g": "DAY", "tz": tz}, built,
-                 lambda c, s: series.event_counts(c, s, "day"), Scope(hot, *built, tz))
-                for tz in ZONES
-            ],
-            ("metrics overview 28 built days", OVERVIEW, {}, built,
-             lambda c, s: (series.total_events(c, s), series.active_users(c, s, 1), series.top_events(c, s, 10)),
-             Scope(hot, *built)),
-            ("activeUsers DAU 30d", USERS, {}, month, lambda c, s: series.active_users(c, s, 1), Scope(hot, *month)),
-            ("topEvents 30d", TOP, {}, month, lambda c, s: series.top_events(c, s, 10), Scope(hot, *month)),
-            ("metrics overview 30d", OVERVIEW, {}, month,
-             lambda c, s: (series.total_events(c, s), series.active_users(c, s, 1), series.top_events(c, s, 10)),
-             Scope(hot, *month)),
-            ("eventCounts DAY 7d plan=pro (raw)", SERIES,
-             {"g": "DAY", "x": [{"property": "plan", "op": "EQ", "value": "pro"}]}, week,
-             lambda c, s: series.event_counts(c, s, "day"), replace(Scope(hot, *week), filters=pro)),
-            ("breakdown plan 7d (raw)", BREAKDOWN, {}, week, lambda c, s: explore.breakdown(c, s, "plan", 20),
-             Scope(hot, *week)),
-        ]  # fmt: skip
-        suffix = uuid.uuid4().hex[:8]
-        redis_db = "redis://127.0.0.1:6379/13"
-        envs = {
-            "uncached": services_env(db_url, bootstrap, "redis://127.0.0.1:1/0", suffix),
-            "redis": {
-                **services_env(db_url, bootstrap, redis_db, suffix),
-                "PULSEOPS_QUERY__LOCAL_CACHE_ENTRIES": "0",
-            },
-            "in-process": services_env(db_url, bootstrap, redis_db, suffix),
-        }
-        apis = {mode: Services(env, free_port()) for mode, env in envs.items()}
+        hot, key, data_line = _load(conn, cfg, days)
+        lines = [data_line]
+        cases = _cases(hot, today)
+        apis = _apis(db_url, bootstrap)
         try:
             for svc in apis.values():
                 svc.start_ingest(workers=1)
             headers = {"X-API-Key": key}
-            table = [
-                "| query | SQL direct p50/p95 ms | API uncached (miss) p50/p95/p99 ms | API Redis hit p50/p95/p99 ms "
-                "| API in-process hit p50/p95/p99 ms | uncached/SQL (p50) |",
-                "|---|---|---|---|---|---|",
-            ]
-            for name, query, extra, (f, to), direct, scope in cases:
-                variables = {"p": str(hot), "f": f.isoformat(), "t": to.isoformat(), **extra}
-                body = {"query": query, "variables": variables}
-                sql_ms = _timed(
-                    lambda direct=direct, scope=scope: _direct(conn, direct, scope), cfg["uncached"]
-                )
-                res = {}
-                for mode, svc in apis.items():
-                    with httpx.Client(base_url=svc.url, headers=headers, timeout=30) as client:
-                        first = client.post("/graphql", json=body)
-                        assert first.status_code == 200 and "errors" not in first.json(), first.text[:500]
-                        n = cfg["uncached"] if mode == "uncached" else cfg["cached"]
-                        res[mode] = _timed(
-                            lambda client=client, body=body: client.post("/graphql", json=body), n
-                        )
-                u, r, c = res["uncached"], res["redis"], res["in-process"]
-                samples[name] = {"sql": sql_ms, "uncached": u, "redis": r, "cached": c}
-                table.append(
-                    f"| {name} | {_pct(sql_ms, 0.5):.1f} / {_pct(sql_ms, 0.95):.1f} | "
-                    f"{_pct(u, 0.5):.1f} / {_pct(u, 0.95):.1f} / {_pct(u, 0.99):.1f} | "
-                    f"{_pct(r, 0.5):.2f} / {_pct(r, 0.95):.2f} / {_pct(r, 0.99):.2f} | "
-                    f"{_pct(c, 0.5):.2f} / {_pct(c, 0.95):.2f} / {_pct(c, 0.99):.2f} | "
-                    f"{_pct(u, 0.5) / _pct(sql_ms, 0.5):.2f} |"
-                )
-                raw[f"{name}: samples (ms)"] = "\n".join(
-                    f"{label}: {', '.join(f'{v:.2f}' for v in values)}"
-                    for label, values in (
-                        ("sql", sql_ms),
-                        ("uncached", u),
-                        ("redis hit", r),
-                        ("in-process hit", c),
-                    )
-                )
+            table, samples = _time_cases(conn, apis, headers, cases, cfg, hot, raw)
             lines += table
             lines.append(f"load average during the query runs: {os.getloadavg()[0]:.2f} (1 min)")
-            # throughput: one client, cached mix, back to back
-            with httpx.Client(base_url=apis["in-process"].url, headers=headers, timeout=30) as client:
-                bodies = [
-                    {"query": q, "variables": {"p": str(hot), "f": f.isoformat(), "t": to.isoformat(), **x}}
-                    for _n, q, x, (f, to), _d, _s in cases
-                ]
-                t = time.perf_counter()
-                count = 0
-                while time.perf_counter() - t < cfg["mix_s"]:
-                    client.post("/graphql", json=bodies[count % len(bodies)])
-                    count += 1
-                lines.append(
-                    f"cached mix, one client back to back for {cfg['mix_s']} s: {count / (time.perf_counter() - t):,.0f} req/s "
-                    f"(one API worker process)"
-                )
-            plan = conn.execute(
-                "EXPLAIN (ANALYZE, BUFFERS) SELECT count(*) FROM events e WHERE e.project_id = %s "
-                'AND e.event_time >= %s AND e.event_time < %s AND e.properties @> \'{"plan": "pro"}\'',
-                (hot, datetime.combine(week[0], datetime.min.time(), UTC), datetime.now(UTC)),
-            ).fetchall()
-            raw["EXPLAIN ANALYZE: 7-day property filter"] = "\n".join(r[0] for r in plan)
+            lines.append(_cached_mix(apis["in-process"], headers, cases, cfg, hot))
+            week = (today - timedelta(days=6), today)
+            raw["EXPLAIN ANALYZE: 7-day property filter"] = _filter_plan(conn, hot, week)
         finally:
             for svc in apis.values():
                 svc.stop()
@@ -215,6 +103,148 @@ def measure(size: str) -> dict:
         "API and PostgreSQL share the machine"
     )
     return {"text": "\n".join(lines), "raw": raw, "samples": samples}
+
+
+def _load(conn: psycopg.Connection, cfg: dict, days: list[date]) -> tuple[uuid.UUID, str, str]:
+    """Generate the days, aggregate all but the last two, and make a read key for the hot (60 %) project:
+    (hot project, its key, the report's data line)."""
+    org = ensure_org(conn, "bench")
+    projects = [ensure_project(conn, org, f"p{i}") for i in range(3)]
+    gen_s = generate(conn, days, cfg["per_day"], projects, org)
+    total = cfg["days"] * cfg["per_day"]
+    t = time.perf_counter()
+    for d in days[:-2]:
+        rebuild_day(conn, d)
+    build_s = time.perf_counter() - t
+    conn.execute("VACUUM ANALYZE")
+    _id, key = create_api_key(
+        conn, org_id=org, project_id=projects[0], kind="read", rate_per_s=1e6, burst=1e6
+    )
+    line = (
+        f"data: {cfg['days']} days x {cfg['per_day']:,} = {total:,} events, 3 projects 60/30/10 %, generated in "
+        f"{gen_s:.0f}s; {len(days) - 2} days aggregated in {build_s:.0f}s, the last 2 days raw only"
+    )
+    return projects[0], key, line
+
+
+def _cases(hot: uuid.UUID, last: date) -> list[tuple]:
+    """(name, GraphQL query, extra variables, (from, to), the same read as a warehouse call, its scope)."""
+    month = (last - timedelta(days=29), last)
+    week = (last - timedelta(days=6), last)
+    built = (last - timedelta(days=29), last - timedelta(days=2))  # every day aggregated
+    pro = (PropertyFilter("plan", FilterOp.EQ, "pro"),)
+    return [
+        ("eventCounts DAY 30d", SERIES, {"g": "DAY"}, month,
+         lambda c, s: series.event_counts(c, s, "day"), Scope(hot, *month)),
+        ("eventCounts HOUR 7d New York", SERIES, {"g": "HOUR", "tz": "America/New_York"}, week,
+         lambda c, s: series.event_counts(c, s, "hour"), Scope(hot, *week, "America/New_York")),
+        ("eventCounts DAY 28 built days", SERIES, {"g": "DAY"}, built,
+         lambda c, s: series.event_counts(c, s, "day"), Scope(hot, *built)),
+        *[
+            (f"eventCounts DAY 28 built days, {tz}", SERIES, {"g": "DAY", "tz": tz}, built,
+             lambda c, s: series.event_counts(c, s, "day"), Scope(hot, *built, tz))
+            for tz in ZONES
+        ],
+        ("metrics overview 28 built days", OVERVIEW, {}, built,
+         lambda c, s: (series.total_events(c, s), series.active_users(c, s, 1), series.top_events(c, s, 10)),
+         Scope(hot, *built)),
+        ("activeUsers DAU 30d", USERS, {}, month, lambda c, s: series.active_users(c, s, 1), Scope(hot, *month)),
+        ("topEvents 30d", TOP, {}, month, lambda c, s: series.top_events(c, s, 10), Scope(hot, *month)),
+        ("metrics overview 30d", OVERVIEW, {}, month,
+         lambda c, s: (series.total_events(c, s), series.active_users(c, s, 1), series.top_events(c, s, 10)),
+         Scope(hot, *month)),
+        ("eventCounts DAY 7d plan=pro (raw)", SERIES,
+         {"g": "DAY", "x": [{"property": "plan", "op": "EQ", "value": "pro"}]}, week,
+         lambda c, s: series.event_counts(c, s, "day"), replace(Scope(hot, *week), filters=pro)),
+        ("breakdown plan 7d (raw)", BREAKDOWN, {}, week, lambda c, s: explore.breakdown(c, s, "plan", 20),
+         Scope(hot, *week)),
+    ]  # fmt: skip
+
+
+def _apis(db_url: str, bootstrap: str) -> dict[str, Services]:
+    """Three API processes on the same database: Redis unreachable, Redis only, and the shipped cache."""
+    suffix = uuid.uuid4().hex[:8]
+    redis_db = "redis://127.0.0.1:6379/13"
+    envs = {
+        "uncached": services_env(db_url, bootstrap, "redis://127.0.0.1:1/0", suffix),
+        "redis": {
+            **services_env(db_url, bootstrap, redis_db, suffix),
+            "PULSEOPS_QUERY__LOCAL_CACHE_ENTRIES": "0",
+        },
+        "in-process": services_env(db_url, bootstrap, redis_db, suffix),
+    }
+    return {mode: Services(env, free_port()) for mode, env in envs.items()}
+
+
+def _time_cases(
+    conn: psycopg.Connection,
+    apis: dict[str, Services],
+    headers: dict,
+    cases: list[tuple],
+    cfg: dict,
+    hot: uuid.UUID,
+    raw: dict[str, str],
+) -> tuple[list[str], dict[str, dict[str, list[float]]]]:
+    """Each case timed as a direct warehouse call and through each API: (the table's lines, the samples)."""
+    samples: dict[str, dict[str, list[float]]] = {}
+    table = [
+        "| query | SQL direct p50/p95 ms | API uncached (miss) p50/p95/p99 ms | API Redis hit p50/p95/p99 ms "
+        "| API in-process hit p50/p95/p99 ms | uncached/SQL (p50) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, query, extra, (f, to), direct, scope in cases:
+        variables = {"p": str(hot), "f": f.isoformat(), "t": to.isoformat(), **extra}
+        body = {"query": query, "variables": variables}
+        sql_ms = _timed(lambda direct=direct, scope=scope: _direct(conn, direct, scope), cfg["uncached"])
+        res = {}
+        for mode, svc in apis.items():
+            with httpx.Client(base_url=svc.url, headers=headers, timeout=30) as client:
+                first = client.post("/graphql", json=body)
+                assert first.status_code == 200 and "errors" not in first.json(), first.text[:500]
+                n = cfg["uncached"] if mode == "uncached" else cfg["cached"]
+                res[mode] = _timed(lambda client=client, body=body: client.post("/graphql", json=body), n)
+        u, r, c = res["uncached"], res["redis"], res["in-process"]
+        samples[name] = {"sql": sql_ms, "uncached": u, "redis": r, "cached": c}
+        table.append(
+            f"| {name} | {_pct(sql_ms, 0.5):.1f} / {_pct(sql_ms, 0.95):.1f} | "
+            f"{_pct(u, 0.5):.1f} / {_pct(u, 0.95):.1f} / {_pct(u, 0.99):.1f} | "
+            f"{_pct(r, 0.5):.2f} / {_pct(r, 0.95):.2f} / {_pct(r, 0.99):.2f} | "
+            f"{_pct(c, 0.5):.2f} / {_pct(c, 0.95):.2f} / {_pct(c, 0.99):.2f} | "
+            f"{_pct(u, 0.5) / _pct(sql_ms, 0.5):.2f} |"
+        )
+        raw[f"{name}: samples (ms)"] = "\n".join(
+            f"{label}: {', '.join(f'{v:.2f}' for v in values)}"
+            for label, values in (("sql", sql_ms), ("uncached", u), ("redis hit", r), ("in-process hit", c))
+        )
+    return table, samples
+
+
+def _cached_mix(api: Services, headers: dict, cases: list[tuple], cfg: dict, hot: uuid.UUID) -> str:
+    """Throughput: one client sends the cached mix back to back for mix_s seconds."""
+    with httpx.Client(base_url=api.url, headers=headers, timeout=30) as client:
+        bodies = [
+            {"query": q, "variables": {"p": str(hot), "f": f.isoformat(), "t": to.isoformat(), **x}}
+            for _n, q, x, (f, to), _d, _s in cases
+        ]
+        t = time.perf_counter()
+        count = 0
+        while time.perf_counter() - t < cfg["mix_s"]:
+            client.post("/graphql", json=bodies[count % len(bodies)])
+            count += 1
+        return (
+            f"cached mix, one client back to back for {cfg['mix_s']} s: {count / (time.perf_counter() - t):,.0f} req/s "
+            f"(one API worker process)"
+        )
+
+
+def _filter_plan(conn: psycopg.Connection, hot: uuid.UUID, week: tuple[date, date]) -> str:
+    """EXPLAIN ANALYZE of the 7-day property filter on raw events."""
+    plan = conn.execute(
+        "EXPLAIN (ANALYZE, BUFFERS) SELECT count(*) FROM events e WHERE e.project_id = %s "
+        'AND e.event_time >= %s AND e.event_time < %s AND e.properties @> \'{"plan": "pro"}\'',
+        (hot, datetime.combine(week[0], datetime.min.time(), UTC), datetime.now(UTC)),
+    ).fetchall()
+    return "\n".join(r[0] for r in plan)
 
 
 def _direct(conn: psycopg.Connection, fn: Callable, scope: Scope) -> object:

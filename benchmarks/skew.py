@@ -112,11 +112,11 @@ def _quiet_summary(samples: list[Sample], offer: Offer, fresh: list[tuple[float,
 
 
 def run(size: str) -> dict:
+    """The quiet tenant alone, then beside the hot one at 3x its limit; every acknowledged event checked."""
     cfg = SIZES[size]
     settings = Settings()
-    seconds, batch = cfg["seconds"], cfg["hot_batch"]
     hot_limit = cfg["hot_limit"] or settings.ingest.rate_per_s
-    hot_rps = HOT_FACTOR * PACE_MARGIN * hot_limit / batch
+    hot_rps = HOT_FACTOR * PACE_MARGIN * hot_limit / cfg["hot_batch"]
     quiet_acked: list[str] = []
     with scratch_database(settings.db.url) as db_url, tansu() as bootstrap:
         quiet_key, quiet_project = tenant(db_url, "quiet-org", "quiet")
@@ -127,50 +127,13 @@ def run(size: str) -> dict:
             svc.start_ingest(workers=2)
             svc.start_worker()
             with Visibility(db_url, quiet_project) as vis:
-                # warm-up: consumer group joined, partitions created, first rows landed
-                asyncio.run(_quiet(svc.url, quiet_key, 10, 10, 2, vis, quiet_acked))
-                if vis.drain(60):
-                    raise RuntimeError("warm-up events never landed")
-                vis.take()
-                quiet_ceiling = asyncio.run(
-                    client_ceiling(svc.url, 2, lambda: _quiet_body(cfg["quiet_batch"], 0)[0])
-                )
-                hot_ceiling = wrk.run(svc.url, "/healthz", 2, method="GET", events=batch, collect_acks=False,
-                                      connections=HOT_CONNECTIONS)  # fmt: skip
-                origin = time.monotonic()
-                base, base_offer = asyncio.run(
-                    _quiet(
-                        svc.url, quiet_key, cfg["quiet_rps"], cfg["quiet_batch"], seconds, vis, quiet_acked
-                    )
-                )
+                m = _warm_up_and_ceilings(svc, vis, cfg, quiet_key, quiet_acked)
+                m["origin"] = time.monotonic()
+                m["base"], m["base_offer"] = _quiet_phase(svc, vis, cfg, quiet_key, quiet_acked)
                 vis.drain(30)
-                base_fresh = vis.take()
-                hot: dict = {}
-                hot_thread = threading.Thread(
-                    target=lambda: hot.update(
-                        wrk.run(
-                            svc.url,
-                            "/v1/batch",
-                            seconds + 2,
-                            events=batch,
-                            keys=[hot_key],
-                            rate=hot_rps,
-                            connections=HOT_CONNECTIONS,
-                        )
-                    )
-                )
-                hot_started = time.monotonic()
-                hot_thread.start()
-                time.sleep(1)  # the hot tenant is at full rate when the quiet one starts
-                skewed, skew_offer = asyncio.run(
-                    _quiet(
-                        svc.url, quiet_key, cfg["quiet_rps"], cfg["quiet_batch"], seconds, vis, quiet_acked
-                    )
-                )
-                hot_thread.join()
-                vis.drain(60)
-                skew_fresh = vis.take()
-            hot_ids = list(wrk.acked_ids([hot]))
+                m["base_fresh"] = vis.take()
+                m.update(_beside_hot(svc, vis, cfg, quiet_key, hot_key, hot_rps, quiet_acked))
+            hot_ids = list(wrk.acked_ids([m["hot"]]))
             ledger = ledger_check(
                 db_url,
                 [quiet_project, hot_project],
@@ -179,8 +142,72 @@ def run(size: str) -> dict:
             )
         finally:
             svc.stop()
-    b = _quiet_summary(base, base_offer, base_fresh, cfg["quiet_batch"])
-    s = _quiet_summary(skewed, skew_offer, skew_fresh, cfg["quiet_batch"])
+    result = _result(size, cfg, hot_limit, hot_rps, m, ledger)
+    result["targets"] = targets(result)
+    return result
+
+
+def _warm_up_and_ceilings(
+    svc: Services, vis: Visibility, cfg: dict, quiet_key: str, acked: list[str]
+) -> dict:
+    """Warm up (consumer group joined, partitions created, first rows landed), then each generator's ceiling
+    against /healthz: what a shortfall of offered load is judged against."""
+    asyncio.run(_quiet(svc.url, quiet_key, 10, 10, 2, vis, acked))
+    if vis.drain(60):
+        raise RuntimeError("warm-up events never landed")
+    vis.take()
+    quiet_ceiling = asyncio.run(client_ceiling(svc.url, 2, lambda: _quiet_body(cfg["quiet_batch"], 0)[0]))
+    hot_ceiling = wrk.run(svc.url, "/healthz", 2, method="GET", events=cfg["hot_batch"], collect_acks=False,
+                          connections=HOT_CONNECTIONS)  # fmt: skip
+    return {"quiet_ceiling": quiet_ceiling, "hot_ceiling": hot_ceiling}
+
+
+def _quiet_phase(
+    svc: Services, vis: Visibility, cfg: dict, quiet_key: str, acked: list[str]
+) -> tuple[list[Sample], Offer]:
+    """One phase of the quiet tenant's open loop at its configured rate."""
+    return asyncio.run(
+        _quiet(svc.url, quiet_key, cfg["quiet_rps"], cfg["quiet_batch"], cfg["seconds"], vis, acked)
+    )
+
+
+def _beside_hot(
+    svc: Services, vis: Visibility, cfg: dict, quiet_key: str, hot_key: str, hot_rps: float, acked: list[str]
+) -> dict:
+    """The quiet tenant's phase again while wrk offers the hot tenant's paced load (started 1 s earlier)."""
+    seconds = cfg["seconds"]
+    hot: dict = {}
+    hot_thread = threading.Thread(
+        target=lambda: hot.update(
+            wrk.run(
+                svc.url,
+                "/v1/batch",
+                seconds + 2,
+                events=cfg["hot_batch"],
+                keys=[hot_key],
+                rate=hot_rps,
+                connections=HOT_CONNECTIONS,
+            )
+        )
+    )
+    hot_started = time.monotonic()
+    hot_thread.start()
+    time.sleep(1)  # the hot tenant is at full rate when the quiet one starts
+    skewed, skew_offer = _quiet_phase(svc, vis, cfg, quiet_key, acked)
+    hot_thread.join()
+    vis.drain(60)
+    return {"skewed": skewed, "skew_offer": skew_offer, "skew_fresh": vis.take(), "hot": hot,
+            "hot_started": hot_started}  # fmt: skip
+
+
+def _result(size: str, cfg: dict, hot_limit: float, hot_rps: float, m: dict, ledger: dict) -> dict:
+    """Both phases' summaries, the hot tenant's figures, the ratios and the series for the plots."""
+    seconds, batch = cfg["seconds"], cfg["hot_batch"]
+    hot, hot_ceiling, quiet_ceiling = m["hot"], m["hot_ceiling"], m["quiet_ceiling"]
+    base, skewed, base_fresh, skew_fresh = m["base"], m["skewed"], m["base_fresh"], m["skew_fresh"]
+    origin, hot_started = m["origin"], m["hot_started"]
+    b = _quiet_summary(base, m["base_offer"], base_fresh, cfg["quiet_batch"])
+    s = _quiet_summary(skewed, m["skew_offer"], skew_fresh, cfg["quiet_batch"])
     h = {
         "offered_events_per_s": hot["sent_rps"] * batch,
         "achieved_events_per_s": hot["rps"] * batch,
@@ -214,7 +241,6 @@ def run(size: str) -> dict:
             ),
         },
     }  # fmt: skip
-    result["targets"] = targets(result)
     return result
 
 
