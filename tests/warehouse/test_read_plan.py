@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+import warehouse.cold.reads
 from pulseops.generator import GeneratorConfig, TenantSpec, generate
 from pulseops.settings import ColdSettings
 from tests.utils.events import land_rows, landing_rows
 from tests.utils.tenants import make_tenant
 from warehouse import cold
 from warehouse.aggregates import rebuild_day
-from warehouse.reads.exact import data_version, days_without_raw, raw_days, require_raw
+from warehouse.reads.exact import cold_reader, data_version, days_without_raw, raw_days, require_raw
 from warehouse.reads.plan import RawDataGone, plan_reads
 
 END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
@@ -68,3 +69,35 @@ def test_plan_answers_as_the_statements_it_replaces(db, database_url, tmp_path):
     assert plan.outdated(first, last, since) == sorted(
         d for d in days if d not in built_at or built_at[d] < since
     )
+
+
+def test_a_cold_read_takes_its_days_verification_from_the_plan(db, database_url, tmp_path, monkeypatch):
+    """The plan verified the cold days inside the snapshot; opening their Parquet must not ask the cold-tier
+    catalogue again (warehouse/cold/reads.py `open_cold(verified=...)`), and reads the same rows."""
+    tenant = make_tenant(db, "acme", "web")
+    project = tenant["project_id"]
+    config = GeneratorConfig(
+        seed=7, end=END, days=6, total_events=600, late_ratio=0.0, duplicate_ratio=0.0,
+        tenants=[TenantSpec("t", 1.0, 20)],
+    )  # fmt: skip
+    land_rows(db, landing_rows(generate(config), {"t": (tenant["org_id"], project)}, received_at=END))
+    days = sorted(r[0] for r in db.execute("SELECT day FROM landed_days WHERE project_id = %s", (project,)))
+    settings = ColdSettings(url=str(tmp_path / "cold"))
+    for day in days[:2]:
+        cold.export_day(db, database_url, day, settings)
+        assert cold.verify_day(db, day, settings).ok
+    cold.drop_exported_partitions_before(db, days[2], settings)
+    plan = plan_reads(db, project, days[0], days[-1], settings)
+    in_cold = plan.require_raw(days[:3])
+    assert in_cold == days[:2]
+    count = "SELECT count(*) FROM events"
+    with cold_reader(db, project, in_cold, settings) as duck:
+        without_plan = duck.execute(count).fetchone()[0]
+    asked = []
+    catalogue = warehouse.cold.reads.cold_days
+    monkeypatch.setattr(
+        warehouse.cold.reads, "cold_days", lambda *a, **k: asked.append(a) or catalogue(*a, **k)
+    )
+    with cold_reader(db, project, in_cold, settings, plan) as duck:
+        assert duck.execute(count).fetchone()[0] == without_plan > 0
+    assert asked == []

@@ -72,13 +72,18 @@ def open_cold(
     days: Iterable[date] | None = None,
     datasets: Sequence[str] = DATASETS,
     lock: bool = True,
+    verified: Iterable[date] | None = None,
 ) -> ColdScope:
     """Views `events`, `event_rollups`, `daily_aggregates` (same columns as the PostgreSQL tables, jsonb
     columns as DuckDB JSON) over the verified cold files of one project, optionally only `days`.
 
     With `lock` (the default) the connection is then sealed: no file or network access beyond those files,
     no Python-variable scans, no configuration changes, so SQL from a tenant sees only its own rows.
+    `verified` (one dataset only): its days the caller already found verified inside the same snapshot (a
+    read plan's `verified_cold`, warehouse/reads/plan.py), so `cold_days()` is not asked again.
     """
+    if verified is not None and len(datasets) != 1:
+        raise ValueError("verified days belong to one dataset")
     store = ColdStore.from_settings(cold)
     wanted = None if days is None else set(days)
     duck = duckdb_connection()
@@ -88,7 +93,11 @@ def open_cold(
         rows = conn.execute(
             "SELECT day, path FROM cold_exports WHERE dataset = %s AND project_id = %s AND day = ANY(%s) "
             "ORDER BY day",
-            (name, project_id, cold_days(conn, project_id, dataset=name)),
+            (
+                name,
+                project_id,
+                sorted(verified) if verified is not None else cold_days(conn, project_id, dataset=name),
+            ),
         ).fetchall()
         rows = [(d, p) for d, p in rows if wanted is None or d in wanted]
         covered[name] = [d for d, _ in rows]
@@ -102,14 +111,18 @@ def open_cold(
 
 
 def cold_events(
-    conn: psycopg.Connection, project_id: uuid.UUID, days: Iterable[date], cold: ColdSettings
+    conn: psycopg.Connection,
+    project_id: uuid.UUID,
+    days: Iterable[date],
+    cold: ColdSettings,
+    verified: Iterable[date] | None = None,
 ) -> ColdScope:
     """For the GraphQL API: DuckDB view `events` over `project_id`'s cold raw events of `days` (only days in
     `cold_days()`; `scope.days['events']` says which). Columns and types as PostgreSQL's `events`:
     project_id UUID, event_time TIMESTAMPTZ, event_id UUID, org_id UUID, event_name VARCHAR,
     distinct_id VARCHAR, received_at TIMESTAMPTZ, landed_at TIMESTAMPTZ, properties JSON. The connection
-    is sealed (see `open_cold`) and in UTC; close it (or use `with`)."""
-    return open_cold(conn, project_id, cold, days=days, datasets=(EVENTS,))
+    is sealed (see `open_cold`) and in UTC; close it (or use `with`). `verified`: see `open_cold`."""
+    return open_cold(conn, project_id, cold, days=days, datasets=(EVENTS,), verified=verified)
 
 
 def _view_columns(dataset: str) -> str:

@@ -58,10 +58,15 @@ def pointer(key: str) -> str:
 
 
 def open_reader(
-    conn: psycopg.Connection, project_id: uuid.UUID, days: Sequence[date], cold: ColdSettings
+    conn: psycopg.Connection,
+    project_id: uuid.UUID,
+    days: Sequence[date],
+    cold: ColdSettings,
+    verified: frozenset[date] | None = None,
 ) -> ColdScope:
-    """The project's sealed `events` view over `days`, with `pg_match` (exact jsonb semantics) registered."""
-    scope = cold_events(conn, project_id, days, cold)
+    """The project's sealed `events` view over `days`, with `pg_match` (exact jsonb semantics) registered;
+    `verified`: the read plan's verified cold days (`warehouse.cold.reads.open_cold`)."""
+    scope = cold_events(conn, project_id, days, cold, verified)
     missing = sorted(set(days) - set(scope.days["events"]))
     if missing:
         scope.close()

@@ -151,9 +151,14 @@ def require_raw(
 
 @contextlib.contextmanager
 def cold_reader(
-    conn: psycopg.Connection, project_id: uuid.UUID, days: list[date], cold: ColdSettings
+    conn: psycopg.Connection,
+    project_id: uuid.UUID,
+    days: list[date],
+    cold: ColdSettings,
+    plan: ReadPlan | None = None,
 ) -> Iterator[Any]:
     """The sealed DuckDB views over `days` (see `warehouse.reads.cold`); a file gone since the check refuses.
+    With the question's `plan` the days' cold verification is the plan's (same snapshot), not asked again.
 
     DuckDB knows no statement timeout: the transaction's own (`statement_timeout`) interrupts it, and the
     interruption surfaces as PostgreSQL's `QueryCanceled`, so callers map both engines' timeouts alike.
@@ -161,7 +166,7 @@ def cold_reader(
     import duckdb
 
     try:
-        scope = cold_reads.open_reader(conn, project_id, days, cold)
+        scope = cold_reads.open_reader(conn, project_id, days, cold, plan.verified_cold if plan else None)
     except cold_reads.ColdMissing as exc:
         raise RawDataGone(exc.days) from None
     timeout_ms = _timeout_ms(conn)
@@ -360,7 +365,7 @@ def rollup_source(
     if in_cold:
         assert cold is not None
         condition, duck_params = cold_duck_where(scope)
-        with cold_reader(conn, scope.project_id, in_cold, cold) as duck:
+        with cold_reader(conn, scope.project_id, in_cold, cold, plan) as duck:
             params["cold_b"], params["cold_n"], params["cold_c"] = cold_reads.rollups(
                 duck, condition, duck_params, cold_reads.SLOT_US, local_day_starts(scope) if daily else None
             )
@@ -425,7 +430,7 @@ def activity_source(
     if in_cold:
         assert cold is not None
         condition, duck_params = cold_duck_where(scope)
-        with cold_reader(conn, scope.project_id, in_cold, cold) as duck:
+        with cold_reader(conn, scope.project_id, in_cold, cold, plan) as duck:
             params["cold_d"], params["cold_u"], params["cold_h"], params["cold_l"] = cold_reads.activity(
                 duck, condition, duck_params
             )

@@ -80,7 +80,7 @@ def breakdown(
     else:
         assert cold is not None
         duck_condition, duck_params = cold_duck_where(scope)
-        with cold_reader(conn, scope.project_id, in_cold, cold) as duck:
+        with cold_reader(conn, scope.project_id, in_cold, cold, plan) as duck:
             params["cv"], params["cu"], params["cn"] = cold_reads.breakdown_pairs(
                 duck, key, duck_condition, duck_params
             )
@@ -209,7 +209,7 @@ def _cold_page(
             if since
             else datetime.combine(days[-1], time(0), UTC)
         )
-        with cold_reader(conn, project_id, days, cold) as duck:
+        with cold_reader(conn, project_id, days, cold, plan) as duck:
             found = cold_reads.recent(
                 duck, after, start, datetime.combine(days[0] + timedelta(days=1), time(0), UTC),
                 event_names, filters, first,

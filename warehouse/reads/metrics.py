@@ -124,7 +124,7 @@ def metric_series(
         )
     else:
         assert cold is not None
-        params.update(_cold_partials(conn, metric, scope, granularity, in_cold, cold))
+        params.update(_cold_partials(conn, metric, scope, granularity, in_cold, cold, plan))
         query = _merged_query(metric, raw_query, by_person) + built
     rows = conn.execute(
         query,
@@ -200,12 +200,13 @@ def _cold_partials(
     granularity: str,
     days: list[date],
     cold: ColdSettings,
+    plan: ReadPlan,
 ) -> dict[str, list]:
     """The cold days' partial rows per bucket (edges from Python, in the query's zone) and dimensions, as
     arrays for PostgreSQL; per user too for unique users, so the union across tiers stays exact."""
     edges = bucket_edges(scope, granularity)  # type: ignore[arg-type]
     condition, params = cold_duck_where(scope)
-    with cold_reader(conn, scope.project_id, days, cold) as duck:
+    with cold_reader(conn, scope.project_id, days, cold, plan) as duck:
         rows = cold_reads.metric_partials(
             duck, condition, params, [t for t, _ in edges], metric.property, metric.dimensions,
             per_user=metric.aggregation == "unique_users",

@@ -287,7 +287,7 @@ def _utc_daily_users(
     if in_cold:
         assert cold is not None
         condition, duck_params = cold_duck_where(scope)
-        with cold_reader(conn, scope.project_id, in_cold, cold) as duck:
+        with cold_reader(conn, scope.project_id, in_cold, cold, plan) as duck:
             rows.update(cold_reads.daily_users(duck, condition, duck_params))
     out, day = [], scope.start
     while day <= scope.end:
