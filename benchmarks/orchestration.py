@@ -185,34 +185,17 @@ def late_correction(
     `projects` are project names of org "bench"; `timed`: (monotonic time of the 202, seconds) pairs.
     `burst` (days, events, out): first `late_burst` over those days of every project, its result into `out`."""
     settings = Settings()
-    delays: list = []
-    rng = random.Random(7)
     with tansu() as bootstrap:
         svc = Services(services_env(db_url, bootstrap, settings.redis.url, uuid.uuid4().hex[:8]), free_port())
-        log = open(Path(tempfile.gettempdir()) / "pulseops-bench-daemon.log", "ab")  # noqa: SIM115
-        daemon = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-            env=env, cwd=ROOT, stdout=log, stderr=log,
-        )  # fmt: skip
+        daemon = _start_daemon(env)
         try:
             svc.start_ingest(workers=2)
             svc.start_worker()
             warm_up(svc.url, db_url)
-            keys = {}
-            for name in projects:
-                ingest_key, project = tenant(db_url, "bench", name)
-                read_key, _ = tenant(db_url, "bench", name, kind="read", rate=1e6)
-                keys[project] = (ingest_key, read_key)
-            with psycopg.connect(db_url, autocommit=True) as conn:
-                truth = {
-                    (p, d): n
-                    for p, d, n in conn.execute(
-                        "SELECT project_id, (event_time AT TIME ZONE 'UTC')::date, count(*) FROM events GROUP BY 1, 2"
-                    )
-                }
+            keys = _late_keys(db_url, projects)
+            truth = _day_totals(db_url)
             _wait_for_late_sensor(dagster_storage_url(db_url), 90)
             cells = [(p, d) for p in keys for d in days[:-2]]
-            pending: dict[tuple, tuple[float, int]] = {}
             with httpx.Client(base_url=svc.url, timeout=30) as client:
                 if burst:
                     burst_days, events, out = burst
@@ -221,48 +204,93 @@ def late_correction(
                             client, keys, truth, [(p, d) for p in keys for d in burst_days], events, env
                         )
                     )
-                sent, next_send = 0, time.monotonic()
-                while sent < samples or pending:
-                    now = time.monotonic()
-                    free = [c for c in cells if c not in pending]
-                    if sent < samples and now >= next_send and free:
-                        project, day = rng.choice(free)
-                        ts = _midnight(day) + timedelta(seconds=rng.randrange(86400))
-                        event = {"event": "late_event", "distinct_id": "u-late", "timestamp": ts.isoformat(),
-                                 "event_id": str(uuid.uuid4()), "properties": {"late": True}}  # fmt: skip
-                        r = client.post(
-                            "/v1/batch", json={"batch": [event]}, headers={"X-API-Key": keys[project][0]}
-                        )
-                        if r.status_code != 202:
-                            raise SystemExit(f"late event refused: {r.status_code} {r.text[:300]}")
-                        truth[(project, day)] += 1
-                        pending[(project, day)] = (time.monotonic(), truth[(project, day)])
-                        sent += 1
-                        next_send = now + SEND_GAP_S
-                    for (project, day), (t0, expected) in list(pending.items()):
-                        answer = client.post(
-                            "/graphql",
-                            json={
-                                "query": LATE_QUERY,
-                                "variables": {"p": str(project), "d": day.isoformat()},
-                            },
-                            headers={"X-API-Key": keys[project][1]},
-                        ).json()["data"]
-                        (build,) = answer["dayBuilds"]
-                        if not build["stale"] and answer["totalEvents"] == expected:
-                            took = time.monotonic() - t0
-                            delays.append((t0, took) if timed else took)
-                            del pending[(project, day)]
-                        elif time.monotonic() - t0 > SAMPLE_TIMEOUT_S:
-                            raise SystemExit(
-                                f"late event into {day} not in the aggregates within {SAMPLE_TIMEOUT_S} s"
-                            )
-                    time.sleep(0.1)
+                return _late_samples(client, keys, truth, cells, samples, timed)
         finally:
             svc.stop()
             daemon.terminate()
             daemon.wait(30)
+
+
+def _start_daemon(env: dict[str, str]) -> subprocess.Popen:
+    """dagster-daemon on the scratch instance (runs the late-data sensor), logging to a file in /tmp."""
+    log = open(Path(tempfile.gettempdir()) / "pulseops-bench-daemon.log", "ab")  # noqa: SIM115
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        env=env, cwd=ROOT, stdout=log, stderr=log,
+    )  # fmt: skip
+
+
+def _late_keys(db_url: str, projects: list[str]) -> dict:
+    """Per project id of org "bench": (ingest key, read key)."""
+    keys = {}
+    for name in projects:
+        ingest_key, project = tenant(db_url, "bench", name)
+        read_key, _ = tenant(db_url, "bench", name, kind="read", rate=1e6)
+        keys[project] = (ingest_key, read_key)
+    return keys
+
+
+def _day_totals(db_url: str) -> dict:
+    """The truth late events are added to: events per (project, UTC day) in the table."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return {
+            (p, d): n
+            for p, d, n in conn.execute(
+                "SELECT project_id, (event_time AT TIME ZONE 'UTC')::date, count(*) FROM events GROUP BY 1, 2"
+            )
+        }
+
+
+def _late_samples(
+    client: httpx.Client, keys: dict, truth: dict, cells: list[tuple], samples: int, timed: bool
+) -> list:
+    """Send one late event a second into a free random cell, and poll every pending cell until it is correct."""
+    delays: list = []
+    rng = random.Random(7)
+    pending: dict[tuple, tuple[float, int]] = {}
+    sent, next_send = 0, time.monotonic()
+    while sent < samples or pending:
+        now = time.monotonic()
+        free = [c for c in cells if c not in pending]
+        if sent < samples and now >= next_send and free:
+            project, day = rng.choice(free)
+            _send_late_event(client, keys, truth, project, day, rng)
+            pending[(project, day)] = (time.monotonic(), truth[(project, day)])
+            sent += 1
+            next_send = now + SEND_GAP_S
+        for (project, day), (t0, expected) in list(pending.items()):
+            if _corrected(client, keys, project, day, expected):
+                took = time.monotonic() - t0
+                delays.append((t0, took) if timed else took)
+                del pending[(project, day)]
+            elif time.monotonic() - t0 > SAMPLE_TIMEOUT_S:
+                raise SystemExit(f"late event into {day} not in the aggregates within {SAMPLE_TIMEOUT_S} s")
+        time.sleep(0.1)
     return delays
+
+
+def _send_late_event(
+    client: httpx.Client, keys: dict, truth: dict, project: object, day: date, rng: random.Random
+) -> None:
+    """One late event at a random time of `day`; counted in `truth` once acknowledged."""
+    ts = _midnight(day) + timedelta(seconds=rng.randrange(86400))
+    event = {"event": "late_event", "distinct_id": "u-late", "timestamp": ts.isoformat(),
+             "event_id": str(uuid.uuid4()), "properties": {"late": True}}  # fmt: skip
+    r = client.post("/v1/batch", json={"batch": [event]}, headers={"X-API-Key": keys[project][0]})
+    if r.status_code != 202:
+        raise SystemExit(f"late event refused: {r.status_code} {r.text[:300]}")
+    truth[(project, day)] += 1
+
+
+def _corrected(client: httpx.Client, keys: dict, project: object, day: date, expected: int) -> bool:
+    """Whether GraphQL answers the day's totalEvents from the aggregates (not stale) with `expected`."""
+    answer = client.post(
+        "/graphql",
+        json={"query": LATE_QUERY, "variables": {"p": str(project), "d": day.isoformat()}},
+        headers={"X-API-Key": keys[project][1]},
+    ).json()["data"]
+    (build,) = answer["dayBuilds"]
+    return not build["stale"] and answer["totalEvents"] == expected
 
 
 def dagster_env(db_url: str, tmp: Path) -> dict[str, str]:
