@@ -1,16 +1,26 @@
 """Backpressure: bursts above capacity, `python -m benchmarks.backpressure --size …`.
 
-One tenant whose key allows R events/s (bucket of one second) sends, open loop, batches with client-chosen
-event ids: a steady phase at R/2, a burst at 3R, then R/4 (room to absorb the retried excess). The client honours every 429/503: it waits
-`Retry-After` and resends the *same* body (same event ids); a transport error is retried after a second.
+One tenant whose key allows R events/s (bucket of one second) is sent batches with client-chosen event ids by
+wrk (benchmarks/wrk.py: C, paced from a monotonic clock, every request written and every answer logged): a
+steady phase at R/2, a burst at 3R, then R/4, each paced PACE_MARGIN above its plan. Why wrk: the Python
+open-loop client put only 11,070 of the 15,000 events/s planned on the wire at medium, so the burst could not
+be judged (docs/benchmarks/2026-12-06-suite-medium-b.md).
 
-The burst is sized from the key's limit, and judged only if it was really offered: the rate of first sends
-put on the wire during the burst (not merely scheduled: at most CONNECTIONS requests are on the wire) must
-reach BURST_REACHED x 3R, and the same client against `/healthz` in the same run must be able to offer it.
-We count 202/429/503 answers and check every 429/503 carried `Retry-After`; at the end every id a 202
-acknowledged is checked against the landing ledger (`benchmarks.load.ledger_check`: missing, duplicated).
-Recovery: from the burst's end to the last non-202 answer, from the data; with no non-202 answer it is not
-measured, and with one in the run's last second it is "not recovered within the run".
+The client honours every 429/503, in two steps: a Lua `response()` is not told which request it answers, so
+wrk can neither wait per request nor resend the refused body itself. wrk sends first sends only; afterwards
+Python rebuilds every body no 202 acknowledged (refused, or unanswered when wrk stopped) with the *same* event
+ids (`wrk.batch_body`), waits until every refusal's `Retry-After` has passed, and resends them at RESEND_SHARE
+x R, again waiting `Retry-After` (plus up to 50 % jitter) after each 429/503; a transport error is retried
+after 1 s.
+
+The burst is judged only if it was really offered: the events wrk wrote during the burst must reach 3R, and
+wrk against `/healthz` in the same run must be able to offer it. Per phase: offered (written) and achieved
+(answered) events/s and the 202/429/503 counts. Every 429/503, wrk's and the resends', is checked for
+`Retry-After`; at the end every id a 202 acknowledged (all of them, not a sample) is checked against the
+landing ledger (`benchmarks.load.ledger_check`: missing, duplicated). Recovery: from the burst's end to the
+last non-202 answer to wrk's load, from the data (the resends come later and are reported on their own); with
+no non-202 answer it is not measured, and with one in the schedule's last second it is "not recovered within
+the run".
 """
 
 from __future__ import annotations
@@ -20,29 +30,24 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 
 import httpx
-import orjson
 import psycopg
 
-from benchmarks import verdict
+from benchmarks import verdict, wrk
 from benchmarks.harness import Services, free_port, scratch_database, services_env, tansu
-from benchmarks.load import (
-    Sample,
-    client_ceiling,
-    latency_p95_series,
-    ledger_check,
-    open_loop,
-    pct,
-    per_second,
-    tenant,
-    warm_up,
-)
+from benchmarks.load import Sample, latency_p95_series, ledger_check, limits, pct, per_second, tenant, warm_up
 from benchmarks.report import scenario_cli
 from pulseops.settings import Settings
 
-CONNECTIONS = 128  # the client's requests in flight at most
-BURST_REACHED = 0.9  # share of the planned burst rate the wire must carry for the burst to count as offered
+CONNECTIONS = 128  # wrk's connections: paced, so only as many are busy as the answers' latency needs
+# wrk is paced a little above each phase's plan: its timer rounding otherwise leaves the offer a hair under it
+PACE_MARGIN = 1.03
+BURST_REACHED = 1.0  # share of the planned burst (3R) wrk must have written for the burst to count as offered
+RESEND_SHARE = 0.9  # resends are paced at this share of the key's limit
+RESEND_IN_FLIGHT = 64  # resends on the wire at most
+TAIL_S = 3  # wrk runs this long past its schedule, for the answers still in flight
 
 SIZES = {
     "small": {"rate": 2_000, "batch": 50, "steady_s": 1, "burst_s": 2, "after_s": 6, "burst_x": 3},
@@ -78,88 +83,84 @@ class Landed:
                 time.sleep(0.1)
 
 
-def _body(batch: int) -> bytes:
-    events = [
-        {"event": "burst", "distinct_id": f"u-{j}", "event_id": str(uuid.uuid4())} for j in range(batch)
-    ]
-    return orjson.dumps({"batch": events})
+def _phases(cfg: dict) -> list[tuple[str, float, float]]:
+    """wrk's schedule: (phase, planned events/s, seconds)."""
+    r = cfg["rate"]
+    return [("steady", r / 2, cfg["steady_s"]), ("burst", r * cfg["burst_x"], cfg["burst_s"]),
+            ("after", r / 4, cfg["after_s"])]  # fmt: skip
 
 
-async def _send(
-    url: str, key: str, cfg: dict, origin: float, wire: list[float]
-) -> tuple[list[Sample], list[str], int, int]:
-    """Returns (every answer, acknowledged ids, events sent, requests started); `wire` gets the time each
-    request's first send went on the wire (retries not included)."""
+def _offer(url: str, key: str, cfg: dict, raw: list[str]) -> tuple[dict, float]:
+    """wrk's paced schedule; returns its result (`sends` and `answers` logged) and the schedule's start."""
+    origin = time.monotonic() + 1.0  # wrk has connected by then
+    schedule = [(rate * PACE_MARGIN / cfg["batch"], seconds) for _, rate, seconds in _phases(cfg)]
+    seconds = 1.0 + sum(s for _, s in schedule) + TAIL_S
+    load = wrk.run(url, "/v1/batch", seconds, events=cfg["batch"], keys=[key], connections=CONNECTIONS,
+                   schedule=schedule, origin=origin, log=True, raw=raw)  # fmt: skip
+    # wrk's script check calls request() once when wrk starts (~1 s before the schedule) and never sends it
+    load["sends"] = [(t, first) for t, first in load["sends"] if t >= origin - 0.1]
+    return load, origin
+
+
+def _refused(load: dict) -> tuple[list[int], float]:
+    """First ids of the bodies no 202 acknowledged, and when the last refusal's Retry-After ends (which body a
+    refusal answered is not known, so no body is resent before every refusal's wait has passed)."""
+    acked = {first for first, _ in load["acked"]}
+    firsts = [first for _, first in load["sends"] if first not in acked]
+    refusals = [t + float(ra) for t, status, ra in load["answers"] if status in (429, 503) and ra]
+    return firsts, max(refusals, default=0.0)
+
+
+async def _resend(
+    url: str, key: str, batch: int, rate: float, firsts: list[int], not_before: float
+) -> tuple[list[Sample], list[str]]:
+    """Resends the bodies with these first ids (same event ids) at `rate` events/s, each until a 202, waiting
+    `Retry-After` after a 429/503. Returns every answer and the acknowledged ids."""
     answers: list[Sample] = []
     acked: list[str] = []
-    batch = cfg["batch"]
-    sent = 0
     async with httpx.AsyncClient(
-        base_url=url,
-        headers={"X-API-Key": key},
-        timeout=30,
-        limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
+        base_url=url, headers={"X-API-Key": key}, timeout=30, limits=limits(RESEND_IN_FLIGHT)
     ) as client:
-        # At most CONNECTIONS requests on the wire; the others wait here, not in httpx's pool, whose wait
-        # list costs quadratic CPU (thousands of retrying requests once stalled a medium run for minutes).
-        on_wire = asyncio.Semaphore(CONNECTIONS)
+        on_wire = asyncio.Semaphore(RESEND_IN_FLIGHT)
 
-        async def post(body: bytes, first: bool) -> httpx.Response:
-            async with on_wire:
-                if first:
-                    wire.append(time.monotonic())
-                return await client.post("/v1/batch", content=body)
-
-        async def fire(_i: int, at: float) -> None:
-            nonlocal sent
-            sent += batch
-            body = _body(batch)  # the same body (ids) is resent after a 429/503
-            t = at
-            first = True
+        async def resend(first: int) -> None:
+            body = wrk.batch_body(first, batch)
             while True:
-                try:
-                    r = await post(body, first)
-                    first = False
-                except httpx.HTTPError:
-                    first = False
+                async with on_wire:
+                    t = time.monotonic()
+                    try:
+                        r = await client.post("/v1/batch", content=body)
+                    except httpx.HTTPError:
+                        r = None
+                if r is None:
                     answers.append(Sample(t, time.monotonic(), 0, batch))
                     await asyncio.sleep(1)
-                    t = time.monotonic()
                     continue
-                done = time.monotonic()
                 retry = r.headers.get("retry-after")
-                answers.append(Sample(t, done, r.status_code, batch, retry))
+                answers.append(Sample(t, time.monotonic(), r.status_code, batch, retry))
                 if r.status_code == 202:
                     acked.extend(r.json()["event_ids"])
                     return
                 if r.status_code not in (429, 503):
                     raise RuntimeError(f"unexpected {r.status_code}: {r.text[:300]}")
-                # Retry-After, plus up to 50 % jitter as well-behaved clients add, so retries do not return
-                # as one herd
+                # plus up to 50 % jitter, as well-behaved clients add, so retries do not return as one herd
                 await asyncio.sleep(float(retry or 1) * (1 + 0.5 * random.random()))
-                t = time.monotonic()
 
-        rps = cfg["rate"] / batch
-        phases = [
-            (rps / 2, cfg["steady_s"]),
-            (rps * cfg["burst_x"], cfg["burst_s"]),
-            (rps / 4, cfg["after_s"]),
-        ]
-        start, started, pending = origin, 0, []
-        for rate, seconds in phases:
-            # each phase is its own open loop; earlier phases' retries keep running meanwhile
-            pending.append(asyncio.create_task(open_loop(rate, seconds, fire, start=start)))
-            start += seconds
-            await asyncio.sleep(max(0.0, start - time.monotonic()))
-        for n in await asyncio.gather(*pending):
-            started += n.requests
-    return answers, acked, sent, started
+        await asyncio.sleep(max(0.0, not_before - time.monotonic()))
+        start, tasks = time.monotonic(), []
+        for i, first in enumerate(firsts):
+            await asyncio.sleep(max(0.0, start + i * batch / rate - time.monotonic()))
+            tasks.append(asyncio.create_task(resend(first)))
+        await asyncio.gather(*tasks)
+    return answers, acked
 
 
 def run(size: str) -> dict:
     cfg = SIZES[size]
+    if not wrk.available():
+        raise RuntimeError("wrk is required (apt-get install wrk)")
     settings = Settings()
-    wire: list[float] = []
+    raw: list[str] = []
     with scratch_database(settings.db.url) as db_url, tansu() as bootstrap:
         key, project = tenant(db_url, "bp-org", "burst", rate=cfg["rate"], burst=cfg["rate"])
         svc = Services(services_env(db_url, bootstrap, settings.redis.url, uuid.uuid4().hex[:8]), free_port())
@@ -167,92 +168,149 @@ def run(size: str) -> dict:
             svc.start_ingest(workers=2)
             svc.start_worker()
             warm_up(svc.url, db_url)
-            ceiling = asyncio.run(client_ceiling(svc.url, 2, lambda: _body(cfg["batch"])))
+            ceiling = wrk.run(svc.url, "/healthz", 2, method="GET", events=cfg["batch"], collect_acks=False,
+                              connections=CONNECTIONS, raw=raw)  # fmt: skip
             with Landed(db_url, project) as landed:
-                origin = time.monotonic() + 0.5
-                answers, acked, sent, requests = asyncio.run(_send(svc.url, key, cfg, origin, wire))
-                ledger = ledger_check(db_url, [project], (uuid.UUID(e) for e in acked), wait_s=120)
+                load, origin = _offer(svc.url, key, cfg, raw)
+                firsts, not_before = _refused(load)
+                resend_rate = RESEND_SHARE * cfg["rate"]
+                resent, resent_ids = asyncio.run(
+                    _resend(svc.url, key, cfg["batch"], resend_rate, firsts, not_before)
+                )
+                acked = list(wrk.acked_ids([load])) + [uuid.UUID(e) for e in resent_ids]
+                ledger = ledger_check(db_url, [project], acked, wait_s=120)
         finally:
             svc.stop()
-    burst_start = origin + cfg["steady_s"]
-    burst_end = burst_start + cfg["burst_s"]
-    run_end = burst_end + cfg["after_s"]
-    statuses: dict[int, int] = {}
-    for a in answers:
-        statuses[a.status] = statuses.get(a.status, 0) + 1
-    limited = [a for a in answers if a.status in (429, 503)]
-    bad = [a.done for a in answers if a.status != 202]
+    result = _result(size, cfg, origin, load, resent, acked, ledger)
+    result.update(
+        ceiling={"rps": ceiling["rps"], "events_per_s": ceiling["rps"] * cfg["batch"]},
+        resend={"bodies": len(firsts), "rate_events_per_s": resend_rate, "answers": len(resent),
+                "not_before_s": not_before - origin if not_before else None,
+                "first_s": min(a.t for a in resent) - origin if resent else None,
+                "statuses": _count(a.status for a in resent)},
+        raw={"wrk": "\n".join(raw)},
+    )  # fmt: skip
+    result["series"]["events/s:landed"] = _rate(landed.points, origin)
+    result["targets"] = _targets(result)
+    return result
+
+
+def _count(statuses: Iterable[int]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for s in statuses:
+        out[s] = out.get(s, 0) + 1
+    return out
+
+
+def _per_phase(cfg: dict, origin: float, load: dict) -> list[dict]:
+    """Offered (written by wrk) and achieved (answered) events/s and statuses per phase; the last row holds the
+    answers that came after the schedule's end (in flight then)."""
+    rows, start, batch = [], origin, cfg["batch"]
+    for name, planned, seconds in [*_phases(cfg), ("answers after the schedule", 0.0, TAIL_S)]:
+        end = start + seconds if planned else float("inf")
+        sends = sum(1 for t, _ in load["sends"] if start <= t < end)
+        statuses = _count(s for t, s, _ in load["answers"] if start <= t < end)
+        rows.append({"phase": name, "seconds": seconds, "planned_events_per_s": planned,
+                     "offered_events_per_s": sends * batch / seconds,
+                     "achieved_events_per_s": sum(statuses.values()) * batch / seconds,
+                     "statuses": statuses})  # fmt: skip
+        start = end
+    return rows
+
+
+def _recovery(cfg: dict, origin: float, load: dict) -> tuple[float | None, str | None]:
+    """Burst end -> last non-202 answer to wrk's load (None and why, when that cannot be measured)."""
+    burst_end = origin + cfg["steady_s"] + cfg["burst_s"]
+    bad = [t for t, status, _ in load["answers"] if status != 202]
     if not bad:
-        recovery, recovery_note = None, "not measured: no answer other than 202"
-    elif max(bad) > run_end - 1:
-        recovery, recovery_note = (
-            None,
-            f"not recovered within the run (a non-202 at {max(bad) - burst_end:.1f} s)",
-        )
-    else:
-        recovery, recovery_note = max(0.0, max(bad) - burst_end), None
-    burst_offered = sum(1 for t in wire if burst_start <= t < burst_end) * cfg["batch"] / cfg["burst_s"]
-    planned = cfg["rate"] * cfg["burst_x"]
-    result = {
+        return None, "not measured: no answer other than 202"
+    if max(bad) > burst_end + cfg["after_s"] - 1:
+        return None, f"not recovered within the run (a non-202 at {max(bad) - burst_end:.1f} s)"
+    return max(0.0, max(bad) - burst_end), None
+
+
+def _result(
+    size: str,
+    cfg: dict,
+    origin: float,
+    load: dict,
+    resent: list[Sample],
+    acked: list[uuid.UUID],
+    ledger: dict,
+) -> dict:
+    batch = cfg["batch"]
+    answers = [(t, s, ra) for t, s, ra in load["answers"]] + [
+        (a.done, a.status, a.retry_after) for a in resent
+    ]
+    limited = [ra for _, s, ra in answers if s in (429, 503)]
+    phases = _per_phase(cfg, origin, load)
+    recovery, note = _recovery(cfg, origin, load)
+    sent = len(load["sends"]) * batch
+    return {
         "size": size,
         "config": cfg,
-        "statuses": statuses,
-        "requests_started": requests,
+        "phases": phases,
+        "statuses": _count(s for _, s, _ in answers),
+        "wrk": {"written": len(load["sends"])} | {k: load[k] for k in (
+            "requests", "connect_errors", "read_errors", "write_errors", "timeouts", "p50_ms", "p99_ms")},
         "answers": len(answers),
-        "retry_after_missing": sum(1 for a in limited if not a.retry_after),
         "limited": len(limited),
+        "retry_after_missing": sum(1 for ra in limited if not ra),
         "events_sent": sent,
         "acknowledged": len(acked),
         "ledger": ledger,
-        "lost": sent - len(set(acked)),
-        "burst_planned_events_per_s": planned,
-        "burst_offered_events_per_s": burst_offered,
-        "ceiling": {"rps": ceiling["rps"], "events_per_s": ceiling["rps"] * cfg["batch"]},
+        "lost": len({first + k for _, first in load["sends"] for k in range(batch)} - {u.int for u in acked}),
+        "burst_planned_events_per_s": phases[1]["planned_events_per_s"],
+        "burst_offered_events_per_s": phases[1]["offered_events_per_s"],
         "recovery_all_202_s": recovery,
-        "recovery_note": recovery_note,
-        "latency_p95_ms": pct((a.latency * 1000 for a in answers), 0.95),
+        "recovery_note": note,
+        "resend_latency_p95_ms": pct((a.latency * 1000 for a in resent), 0.95),
         "series": {
-            "answers/s:202": per_second(((a.done, 1) for a in answers if a.status == 202), origin, sum),
-            "answers/s:429": per_second(((a.done, 1) for a in answers if a.status == 429), origin, sum),
-            "answers/s:503": per_second(((a.done, 1) for a in answers if a.status == 503), origin, sum),
-            "events/s:offered (first sends on the wire)": per_second(((t, cfg["batch"]) for t in wire), origin, sum),
-            "events/s:acknowledged": per_second(
-                ((a.done, a.events) for a in answers if a.status == 202), origin, sum
-            ),
-            "events/s:landed": _rate(landed.points, origin),
-            "latency p95 (ms):all answers": latency_p95_series(answers, origin),
+            **{f"answers/s:{code}": per_second(((t, 1) for t, s, _ in answers if s == code), origin, sum)
+               for code in (202, 429, 503)},
+            "events/s:offered (wrk, first sends written)": per_second(
+                ((t, batch) for t, _ in load["sends"]), origin, sum),
+            "events/s:resent (Python, after Retry-After)": per_second(((a.t, batch) for a in resent), origin, sum),
+            "events/s:acknowledged": per_second(((t, batch) for t, s, _ in answers if s == 202), origin, sum),
+            "latency p95 (ms):resends": latency_p95_series(resent, origin),
         },
     }  # fmt: skip
-    unjudged = verdict.shortfall(
-        BURST_REACHED * planned, burst_offered, ceiling=result["ceiling"]["events_per_s"]
+
+
+def _targets(r: dict) -> list[dict]:
+    statuses, planned, offered = (
+        r["statuses"],
+        r["burst_planned_events_per_s"],
+        r["burst_offered_events_per_s"],
     )
-    limited_row = verdict.check(
+    unjudged = verdict.shortfall(BURST_REACHED * planned, offered, ceiling=r["ceiling"]["events_per_s"])
+    limited = verdict.check(
         "backpressure: the burst above the key's limit is answered 429, each with Retry-After",
         "> 0 x 429, 0 without Retry-After",
-        f"{statuses.get(429, 0):,} x 429, {statuses.get(503, 0):,} x 503, {result['retry_after_missing']} without "
-        f"Retry-After; burst offered {burst_offered:,.0f} of {planned:,.0f} events/s planned "
-        f"(limit {cfg['rate']:,})",
-        statuses.get(429, 0) > 0 and result["retry_after_missing"] == 0,
+        f"{statuses.get(429, 0):,} x 429, {statuses.get(503, 0):,} x 503, {r['retry_after_missing']} without "
+        f"Retry-After; burst offered (written by wrk) {offered:,.0f} of {planned:,.0f} events/s planned "
+        f"(limit {r['config']['rate']:,})",
+        statuses.get(429, 0) > 0 and r["retry_after_missing"] == 0,
         exercised=0 if unjudged else 1,
         headline="backpressure.limited",
     )
     if unjudged:
-        limited_row["unjudged"] = unjudged
-    result["targets"] = [
-        limited_row,
-        verdict.landed_check("backpressure: every acknowledged event landed", ledger, "backpressure.landed"),
+        limited["unjudged"] = unjudged
+    recovery, note = r["recovery_all_202_s"], r["recovery_note"]
+    return [
+        limited,
+        verdict.landed_check("backpressure: every acknowledged event landed", r["ledger"], "backpressure.landed"),
         verdict.check(
-            "backpressure: every event sent was acknowledged in the end (retries after 429/503)",
-            "0 never acknowledged", f"sent {sent:,}, acknowledged {len(set(acked)):,}", result["lost"] == 0,
-            exercised=sent,
+            "backpressure: every event sent was acknowledged in the end (resent after 429/503)",
+            "0 never acknowledged", f"sent {r['events_sent']:,}, acknowledged {r['events_sent'] - r['lost']:,}",
+            r["lost"] == 0, exercised=r["events_sent"],
         ),
         verdict.target(
             "backpressure: burst end -> answers all 202 again (from the data)", "recorded",
-            verdict.fmt(recovery, "s") if recovery is not None else recovery_note, None,
-            unjudged=recovery_note, headline="backpressure.recovery",
+            verdict.fmt(recovery, "s") if recovery is not None else note, None,
+            unjudged=note, headline="backpressure.recovery",
         ),
     ]  # fmt: skip
-    return result
 
 
 def _rate(points: list[tuple[float, int]], origin: float) -> list[tuple[float, float]]:
@@ -266,25 +324,46 @@ def _rate(points: list[tuple[float, int]], origin: float) -> list[tuple[float, f
 
 
 def render(r: dict) -> str:
-    c, lg = r["config"], r["ledger"]
+    c, lg, w, rs = r["config"], r["ledger"], r["wrk"], r["resend"]
     recovery = (
         f"{r['recovery_all_202_s']:.1f} s" if r["recovery_all_202_s"] is not None else r["recovery_note"]
     )
+    phases = "; ".join(
+        f"{p['phase']}: planned {p['planned_events_per_s']:,.0f}, offered {p['offered_events_per_s']:,.0f}, "
+        f"achieved {p['achieved_events_per_s']:,.0f} events/s, statuses {p['statuses']}"
+        if p["planned_events_per_s"]
+        else f"{p['phase']}: statuses {p['statuses']}"
+        for p in r["phases"]
+    )
+    resend_from = (
+        "nothing to resend"
+        if rs["first_s"] is None
+        else f"the first at {rs['first_s']:.1f} s after the schedule's start (the last refusal's Retry-After "
+        f"ended at {verdict.fmt(rs['not_before_s'], 's')})"
+    )
     return "\n".join(
         [
-            f"key limit {c['rate']:,} events/s (bucket 1 s); batches of {c['batch']}; open loop: "
-            f"{c['steady_s']} s at {c['rate'] // 2:,} events/s, {c['burst_s']} s burst at "
-            f"{c['rate'] * c['burst_x']:,} events/s, {c['after_s']} s at {c['rate'] // 4:,} events/s; "
-            f"client waits Retry-After and resends the same event ids; at most {CONNECTIONS} on the wire",
-            f"generator ceiling (same client and body vs /healthz): {r['ceiling']['rps']:,.0f} req/s = "
-            f"{r['ceiling']['events_per_s']:,.0f} events/s; burst offered on the wire "
+            f"key limit {c['rate']:,} events/s (bucket 1 s); batches of {c['batch']}; wrk ({CONNECTIONS} "
+            f"connections) paced {PACE_MARGIN:.2f}x each plan: {c['steady_s']} s at {c['rate'] // 2:,} events/s, "
+            f"{c['burst_s']} s burst at {c['rate'] * c['burst_x']:,} events/s, {c['after_s']} s at "
+            f"{c['rate'] // 4:,} events/s; then Python resends every unacknowledged body (same event ids) once "
+            f"every refusal's Retry-After has passed, at {rs['rate_events_per_s']:,.0f} events/s, honouring "
+            "Retry-After",
+            f"generator ceiling (wrk, same body, vs /healthz): {r['ceiling']['rps']:,.0f} req/s = "
+            f"{r['ceiling']['events_per_s']:,.0f} events/s; burst offered (written by wrk) "
             f"{r['burst_offered_events_per_s']:,.0f} of {r['burst_planned_events_per_s']:,.0f} events/s planned",
-            f"answers {r['answers']:,} for {r['requests_started']:,} requests: statuses {r['statuses']}; "
-            f"429/503 without Retry-After: {r['retry_after_missing']} of {r['limited']:,}",
+            f"per phase (from the schedule's start): {phases}",
+            f"wrk: {w['written']:,} requests written, {w['requests']:,} answered, errors connect {w['connect_errors']} "
+            f"read {w['read_errors']} write {w['write_errors']} timeout {w['timeouts']}; p50 {w['p50_ms']:.1f} ms, "
+            f"p99 {w['p99_ms']:.1f} ms",
+            f"resent {rs['bodies']:,} bodies, {resend_from}: {rs['answers']:,} "
+            f"answers {rs['statuses']}, p95 {r['resend_latency_p95_ms']:.0f} ms",
+            f"answers {r['answers']:,} (wrk and resends): statuses {r['statuses']}; 429/503 without Retry-After: "
+            f"{r['retry_after_missing']} of {r['limited']:,}",
             f"events sent {r['events_sent']:,}, acknowledged {r['acknowledged']:,} (never acknowledged "
             f"{r['lost']:,}); every acknowledged id: landed {lg['landed']:,}, missing {lg['missing']:,}, "
             f"duplicated {lg['duplicated']:,}, acknowledged twice {lg['acknowledged_twice']:,}",
-            f"burst end -> all answers 202: {recovery}; p95 latency of all answers {r['latency_p95_ms']:.0f} ms",
+            f"burst end -> all answers to wrk's load 202: {recovery}",
         ]
     )
 

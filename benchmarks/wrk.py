@@ -7,6 +7,14 @@ so the ids of a batch are consecutive integers. For a 202 the script writes the 
 written (`sent`), and can pace itself (`rate`, requests/s, from a monotonic clock through LuaJIT's ffi), so
 an offered rate is both chosen and measured: wrk's own figures say whether it was reached.
 
+A `schedule` instead paces phases of different rates from one start time (`origin`, `time.monotonic()`: the
+script reads the same CLOCK_MONOTONIC), and `log` records every request written (time, first event id) and
+every answer (time, status, Retry-After) in that clock, so a caller can count offered and answered load per
+phase and rebuild (`batch_body`) and resend the bodies no 202 acknowledged. A Lua `response()` is not told
+which request it answers, so a refused body cannot be resent from the script itself (benchmarks/backpressure.py
+resends them from Python). wrk calls `request()` once at start to verify the script and never sends that one:
+its logged send comes before `origin`, and `sent` counts it too.
+
 The ceiling of this generator is the same script against `GET /healthz` (same body bytes) in the same run.
 """
 
@@ -19,6 +27,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -48,6 +57,7 @@ local CFG = {
   method = [==[%(method)s]==], path = [==[%(path)s]==], body = [==[%(body)s]==], events = %(events)d,
   rate = %(rate)f, keys = {%(keys)s}, key_header = [==[%(key_header)s]==], run = [==[%(run)s]==], out = [==[%(out)s]==],
   event_fmt = [==[%(event)s]==], users = 5000,
+  origin = %(origin)f, phases = {%(phases)s}, log = [==[%(log)s]==],
 }
 local threads = {}
 
@@ -64,6 +74,8 @@ function init(args)
   if #hdrs == 0 then hdrs[1] = {["Content-Type"] = "application/json"} end
   if CFG.out ~= "" then ack = io.open(CFG.out .. tid, "w") end
   interval = CFG.rate > 0 and 1000 / CFG.rate or 0
+  if CFG.log ~= "" then log = io.open(CFG.log .. tid, "w") end
+  phase = 1
 end
 
 local function event()
@@ -74,6 +86,7 @@ end
 
 function request()
   sent = sent + 1
+  if log then log:write(string.format("S %%.3f %%s%%012x\n", now_ms(), prefix, n)) end
   local body = nil
   if CFG.body == "event" then
     body = event()
@@ -85,7 +98,23 @@ function request()
   return wrk.format(CFG.method, CFG.path, hdrs[(sent %% #hdrs) + 1], body)
 end
 
+-- schedule: {ms between requests of this thread, phase end in ms of CLOCK_MONOTONIC}, from CFG.origin
+local function scheduled()
+  local now = now_ms()
+  if next_at == nil then next_at = CFG.origin end
+  if phase > #CFG.phases then return 3600000 end  -- schedule done: idle until wrk stops
+  local slot = next_at
+  next_at = next_at + CFG.phases[phase][1]
+  if next_at >= CFG.phases[phase][2] then  -- the next phase starts at its boundary, not an interval later
+    next_at = CFG.phases[phase][2]
+    phase = phase + 1
+  end
+  if slot > now then return math.ceil(slot - now) end  -- wrk truncates to whole ms: never send early
+  return 0
+end
+
 function delay()
+  if #CFG.phases > 0 then return scheduled() end
   if interval == 0 then return 0 end
   local now = now_ms()
   if next_at == nil then next_at = now end
@@ -97,6 +126,10 @@ end
 
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
+  if log then
+    local ra = headers["retry-after"] or headers["Retry-After"] or "-"
+    log:write(string.format("A %%.3f %%d %%s\n", now_ms(), status, ra))
+  end
   if status == 429 or status == 503 then
     if headers["retry-after"] == nil and headers["Retry-After"] == nil then retry_missing = retry_missing + 1 end
   elseif (status == 202 or status == 200) and ack then  -- 200: the SDK protocols' success
@@ -144,22 +177,24 @@ def run(
     threads: int = 2,
     collect_acks: bool = True,
     raw: list[str] | None = None,
+    schedule: Sequence[tuple[float, float]] = (),
+    origin: float | None = None,
+    log: bool = False,
 ) -> dict:
     """One wrk run. `body`: "batch" (`events` per request), "event" (one event object), "none", or "posthog" /
     "segment" (a batch of `events` in that SDK protocol, the key sent as that protocol's auth header).
-    `rate`: requests/s in all (0 = as fast as the connections allow).
+    `rate`: requests/s in all (0 = as fast as the connections allow). `schedule`: (requests/s in all, seconds)
+    phases from `origin` (`time.monotonic()`, default now) instead of `rate`; run `seconds` past its end to
+    collect the answers in flight. `log`: also return `sends` [(time, first event id as int)] and `answers`
+    [(time, status, Retry-After or None)], times in `time.monotonic()`'s clock.
 
     Returns wrk's figures plus rps (answered/s), sent_rps (written/s), events_per_request, statuses (int
     keys) and `acked`: (first id as int, accepted) per 202."""
     with tempfile.TemporaryDirectory(prefix="pulseops-wrk-") as tmp:
         out = str(Path(tmp) / "acked-") if collect_acks else ""
+        start_ms, phases = _schedule_lua(schedule, origin, threads)
         run_prefix = secrets.token_hex(6)
-        key_header, key_values = "X-API-Key", list(keys)
-        if body == "posthog":
-            key_header, key_values = "Authorization", [f"Bearer {k}" for k in keys]
-        elif body == "segment":
-            key_header = "Authorization"
-            key_values = ["Basic " + base64.b64encode(f"{k}:".encode()).decode() for k in keys]
+        key_header, key_values = _auth(body, keys)
         script = LUA % {
             "method": method,
             "path": path,
@@ -171,6 +206,9 @@ def run(
             "run": f"{run_prefix[:8]}-{run_prefix[8:]}",
             "out": out,
             "event": SDK_EVENTS.get(body, EVENT),
+            "origin": start_ms,
+            "phases": phases,
+            "log": str(Path(tmp) / "log-") if log else "",
         }
         lua = Path(tmp) / "load.lua"
         lua.write_text(script)
@@ -183,11 +221,9 @@ def run(
         if proc.returncode != 0 or m is None:
             raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
         result = json.loads(m.group(1))
-        acked: list[tuple[int, int]] = []
-        for f in sorted(Path(tmp).glob("acked-*")):
-            for line in f.read_text().splitlines():
-                first, accepted = line.split()
-                acked.append((uuid.UUID(first).int, int(accepted)))
+        acked = _read_acks(Path(tmp))
+        if log:
+            result.update(_read_log(Path(tmp)))
     took = result["duration_us"] / 1e6
     result["statuses"] = {int(k): v for k, v in result["statuses"].items()}
     result.update(
@@ -203,6 +239,61 @@ def run(
         acked=acked,
     )
     return result
+
+
+def _auth(body: str, keys: Sequence[str]) -> tuple[str, list[str]]:
+    """The key header and its values for this body's protocol."""
+    if body == "posthog":
+        return "Authorization", [f"Bearer {k}" for k in keys]
+    if body == "segment":
+        return "Authorization", ["Basic " + base64.b64encode(f"{k}:".encode()).decode() for k in keys]
+    return "X-API-Key", list(keys)
+
+
+def _schedule_lua(
+    schedule: Sequence[tuple[float, float]], origin: float | None, threads: int
+) -> tuple[float, str]:
+    """The schedule's start (ms, CLOCK_MONOTONIC) and its phases as a Lua table body: {ms between one
+    thread's requests, phase end in ms}."""
+    start_ms = (time.monotonic() if origin is None else origin) * 1000
+    phases, end_ms = [], start_ms
+    for phase_rate, phase_s in schedule:
+        end_ms += phase_s * 1000
+        phases.append(f"{{{1000 * threads / phase_rate:f}, {end_ms:f}}}")
+    return start_ms, ", ".join(phases)
+
+
+def _read_acks(tmp: Path) -> list[tuple[int, int]]:
+    acked: list[tuple[int, int]] = []
+    for f in sorted(tmp.glob("acked-*")):
+        for line in f.read_text().splitlines():
+            first, accepted = line.split()
+            acked.append((uuid.UUID(first).int, int(accepted)))
+    return acked
+
+
+def _read_log(tmp: Path) -> dict[str, list]:
+    sends: list[tuple[float, int]] = []
+    answers: list[tuple[float, int, str | None]] = []
+    for f in sorted(tmp.glob("log-*")):
+        for line in f.read_text().splitlines():
+            kind, t, rest = line.split(" ", 2)
+            if kind == "S":
+                sends.append((float(t) / 1000, uuid.UUID(rest).int))
+            else:
+                status, retry_after = rest.split(" ", 1)
+                answers.append((float(t) / 1000, int(status), None if retry_after == "-" else retry_after))
+    return {"sends": sorted(sends), "answers": sorted(answers)}
+
+
+def batch_body(first: int, events: int) -> bytes:
+    """The body "batch" whose first event id is `first` as the script built it (ids consecutive, the user from
+    the id's counter), so that the same events can be resent."""
+    parts = []
+    for k in range(events):
+        counter = (first + k) & 0xFFFF_FFFF_FFFF  # the script's per-thread counter: the id's last 48 bits
+        parts.append(EVENT % ((counter + 1) % 5000, uuid.UUID(int=first + k)))
+    return ('{"batch":[' + ",".join(parts) + "]}").encode()
 
 
 def acked_ids(results: Sequence[dict]) -> Iterator[uuid.UUID]:
