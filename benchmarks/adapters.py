@@ -66,10 +66,7 @@ def queries_render(m: dict) -> str:
 def late_run(size: str) -> dict:
     r = orchestration.run_late(size)
     b = r["burst"]
-    r["targets"] = [
-        {"what": "late data: late event 202 -> aggregate value in GraphQL correct, p95", "target": f"<= {LATE_TARGET_S:.0f} s",
-         "measured": f"{r['p95_s']:.1f} s (p50 {r['p50_s']:.1f} s, {len(r['delays_s'])} samples)",
-         "met": r["p95_s"] <= LATE_TARGET_S},
+    r["targets"] = [*_late_load_targets(r),
         {"what": "late data over 35 days x 3 projects sent at once: every aggregate correct after the last 202",
          "target": "<= 60 s, a few runs",
          "measured": f"{b['seconds_after_last_202']:.1f} s, {b['runs']} runs ({b['events']:,} events)",
@@ -78,13 +75,51 @@ def late_run(size: str) -> dict:
     return r
 
 
+def _late_load_targets(r: dict) -> list[dict]:
+    """Late event -> corrected p95 judged over the samples that ran entirely under the background ingest load,
+    and only when that load reached its rate (offered and accepted) and covered 90 % of the samples."""
+    load, under = r["load"], r["under_load"]
+    rate = r["config"]["load_rate"]
+    unjudged = None
+    if "error" in load or "accepted" not in load:
+        unjudged = f"not measured: background load failed ({load.get('error', 'no result')[:200]})"
+    else:
+        unjudged = verdict.shortfall(rate, min(load["offered"], load["accepted"]))
+    if unjudged is None and under["samples"] < 0.9 * len(r["delays_s"]):
+        unjudged = f"not measured: only {under['samples']} of {len(r['delays_s'])} samples ran under the load"
+    rows = [
+        verdict.target(
+            f"late data: late event 202 -> aggregate value in GraphQL correct, p95, while ingest runs at "
+            f">= {rate:,} events/s",
+            f"<= {LATE_TARGET_S:.0f} s",
+            f"{verdict.fmt(under['p95_s'], 's')} (p50 {verdict.fmt(under['p50_s'], 's')}, {under['samples']} "
+            f"samples under the load; all {len(r['delays_s'])}: p95 {r['p95_s']:.1f} s); load offered "
+            f"{verdict.fmt(load.get('offered'))} / accepted {verdict.fmt(load.get('accepted'))} events/s",
+            under["p95_s"] is not None and under["p95_s"] <= LATE_TARGET_S,
+            unjudged=unjudged,
+        )
+    ]
+    if "ledger" in load:
+        rows.append(
+            verdict.landed_check(
+                "late data: every event the background load acknowledged landed", load["ledger"]
+            )
+        )
+    return rows
+
+
 def late_render(r: dict) -> str:
+    load = r["load"]
     return (
         f"{r['config']['days']} days x {r['config']['per_day']:,} events built; late events over HTTP (broker, "
         f"landing) into random built days, through dagster-daemon and the late-data sensor (every "
         f"{r['sensor_interval_s']} s)\n"
         f"late event 202 -> aggregate value in GraphQL correct ({len(r['delays_s'])} samples): p50 {r['p50_s']:.1f}s, "
         f"p95 {r['p95_s']:.1f}s, max {r['max_s']:.1f}s; all: {', '.join(f'{d:.1f}' for d in r['delays_s'])}\n"
+        f"background ingest (wrk, batches of 100, another tenant, paced at {r['config']['load_rate']:,} events/s): "
+        f"offered {verdict.fmt(load.get('offered'))}, achieved {verdict.fmt(load.get('achieved'))}, accepted "
+        f"{verdict.fmt(load.get('accepted'))} events/s over {verdict.fmt(load.get('seconds'), 's')}, statuses "
+        f"{load.get('statuses', load.get('error'))}; {r['under_load']['samples']} samples ran entirely under it\n"
         f"burst: {r['burst']['events']:,} late events over {r['burst']['days']} days x 3 projects sent at once: "
         f"every aggregate correct {r['burst']['seconds_after_last_202']:.1f}s after the last 202, "
         f"{r['burst']['runs']} Dagster runs"

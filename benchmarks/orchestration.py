@@ -18,6 +18,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -26,8 +27,9 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from benchmarks import wrk
 from benchmarks.harness import ROOT, Services, free_port, machine_notes, scratch_database, services_env, tansu
-from benchmarks.load import tenant, warm_up
+from benchmarks.load import ledger_check, tenant, warm_up
 from benchmarks.report import write_report
 from pulseops import services
 from pulseops.services import dagster_storage_url
@@ -177,13 +179,16 @@ def late_correction(
     samples: int,
     timed: bool = False,
     burst: tuple[list[date], int, dict] | None = None,
+    load: tuple[float, dict] | None = None,
 ) -> list:
     """Late events sent over HTTP (ingest API -> broker -> landing worker), one a second, each into a random
     built (project, day) of all but the last two of `days` that has no late event pending; a sample is the
     time from its 202 until GraphQL answers the day's totalEvents from the aggregate path (dayBuilds says the
     day is no longer stale, so the answer comes from daily_aggregates, not raw events) with the true value.
     `projects` are project names of org "bench"; `timed`: (monotonic time of the 202, seconds) pairs.
-    `burst` (days, events, out): first `late_burst` over those days of every project, its result into `out`."""
+    `burst` (days, events, out): first `late_burst` over those days of every project, its result into `out`.
+    `load` (events/s, out): on-time events of another tenant at that rate through the samples (`_background_load`),
+    its figures and ledger check into `out`."""
     settings = Settings()
     with tansu() as bootstrap:
         svc = Services(services_env(db_url, bootstrap, settings.redis.url, uuid.uuid4().hex[:8]), free_port())
@@ -204,11 +209,53 @@ def late_correction(
                             client, keys, truth, [(p, d) for p in keys for d in burst_days], events, env
                         )
                     )
-                return _late_samples(client, keys, truth, cells, samples, timed)
+                loader = None
+                if load:
+                    seconds = samples * SEND_GAP_S + LOAD_TAIL_S
+                    loader = _background_load(svc.url, db_url, load[0], seconds, load[1])
+                    time.sleep(2)  # the samples start with the load running
+                delays = _late_samples(client, keys, truth, cells, samples, timed)
+                if loader is not None:
+                    loader.join()
+                    _check_background_load(db_url, load[1])
+                return delays
         finally:
             svc.stop()
             daemon.terminate()
             daemon.wait(30)
+
+
+def _background_load(url: str, db_url: str, rate: float, seconds: float, out: dict) -> threading.Thread:
+    """wrk paced at `rate` events/s (batches of 100) for one unlimited tenant, in a thread; figures into `out`."""
+    key, project = tenant(db_url, "bench-load", "load")
+
+    def go() -> None:
+        out["project"], out["rate"], out["start"] = project, rate, time.monotonic()
+        try:
+            out["wrk"] = wrk.run(url, "/v1/batch", seconds, events=100, keys=[key], rate=rate / 100)
+        except RuntimeError as e:  # reported as "not measured" by the adapter, not a crash of the scenario
+            out["error"] = str(e)
+        out["end"] = time.monotonic()
+
+    thread = threading.Thread(target=go, name="late-background-load", daemon=True)
+    thread.start()
+    return thread
+
+
+def _check_background_load(db_url: str, out: dict) -> None:
+    """Offered / achieved / accepted events/s of the background load, and every acknowledged id landed."""
+    r = out.pop("wrk", None)
+    if r is None:
+        return
+    out.update(
+        offered=r["sent_rps"] * r["events_per_request"],
+        achieved=r["rps"] * r["events_per_request"],
+        accepted=wrk.accepted_events(r) / r["seconds"],
+        statuses=r["statuses"],
+        seconds=r["seconds"],
+        ledger=ledger_check(db_url, [out["project"]], wrk.acked_ids([r]), wait_s=120),
+    )
+    out["project"] = str(out["project"])
 
 
 def _start_daemon(env: dict[str, str]) -> subprocess.Popen:
@@ -310,10 +357,14 @@ def dagster_env(db_url: str, tmp: Path) -> dict[str, str]:
 
 BURST_DAYS, BURST_EVENTS = 35, 3_060  # issue 16: late data over 35 days x 3 projects, sent at once
 LATE_SIZES = {
-    "small": {"days": 3, "per_day": 2_000, "samples": 3},
-    "medium": {"days": 7, "per_day": 100_000, "samples": 60},
-    "large": {"days": 30, "per_day": 100_000, "samples": 60},
+    "small": {"days": 3, "per_day": 2_000, "samples": 3, "load_rate": 500},
+    "medium": {"days": 7, "per_day": 100_000, "samples": 60, "load_rate": 5_000},
+    "large": {"days": 30, "per_day": 100_000, "samples": 60, "load_rate": 5_000},
 }
+# Issue 16: late data is corrected "while ingest runs at >= 5,000 events/s": a paced wrk load of on-time
+# events (another tenant) runs through the samples and LOAD_TAIL_S beyond their send window, so that their
+# corrections happen under it too; samples that ended after the load stopped are counted apart.
+LOAD_TAIL_S = 30
 
 
 def run_late(size: str) -> dict:
@@ -326,6 +377,7 @@ def run_late(size: str) -> dict:
     # the burst's days: BURST_DAYS built days before those, with a few events each
     burst_days = [days[0] - timedelta(days=BURST_DAYS - i) for i in range(BURST_DAYS)]
     burst: dict = {}
+    load: dict = {}
     with scratch_database(settings.db.url) as db_url, tempfile.TemporaryDirectory() as tmp:
         env = dagster_env(db_url, Path(tmp))
         with psycopg.connect(db_url, autocommit=True) as conn:
@@ -340,9 +392,10 @@ def run_late(size: str) -> dict:
         # late_correction picks among all but the last two days it is given: here every day is built
         samples = late_correction(
             db_url, env, days + days[-2:], names, cfg["samples"], timed=True,
-            burst=(burst_days, BURST_EVENTS, burst),
+            burst=(burst_days, BURST_EVENTS, burst), load=(cfg["load_rate"], load),
         )  # fmt: skip
     delays = sorted(d for _, d in samples)
+    under = sorted(d for t, d in samples if load.get("start", 0) <= t and t + d <= load.get("end", 0))
     pct = lambda p: delays[min(len(delays) - 1, int(p * len(delays)))]  # noqa: E731
     return {
         "size": size,
@@ -353,8 +406,14 @@ def run_late(size: str) -> dict:
         "p95_s": pct(0.95),
         "max_s": delays[-1],
         "burst": burst,
+        "load": {k: v for k, v in load.items() if k not in ("start", "end")},
+        "under_load": {"samples": len(under), "p50_s": _pct(under, 0.5), "p95_s": _pct(under, 0.95)},
         "series": {"late event -> corrected aggregate (s):sample": [(t - started, d) for t, d in samples]},
     }
+
+
+def _pct(values: list[float], p: float) -> float | None:
+    return values[min(len(values) - 1, int(p * len(values)))] if values else None
 
 
 def _wait_for_late_sensor(storage_url: str, timeout: float) -> None:
