@@ -18,7 +18,6 @@ import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -27,9 +26,9 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from benchmarks import wrk
+from benchmarks import background_load
 from benchmarks.harness import ROOT, Services, free_port, machine_notes, scratch_database, services_env, tansu
-from benchmarks.load import ledger_check, tenant, warm_up
+from benchmarks.load import tenant, warm_up
 from benchmarks.report import write_report
 from pulseops import services
 from pulseops.services import dagster_storage_url
@@ -188,7 +187,7 @@ def late_correction(
     `projects` are project names of org "bench"; `timed`: (monotonic time of the 202, seconds) pairs.
     `burst` (days, events, out): first `late_burst` over those days of every project, its result into `out`.
     `load` (events/s, out): on-time events of another tenant at that rate through the samples (`_background_load`),
-    its figures and ledger check into `out`."""
+    its figures and ledger check into `out` (benchmarks/background_load.py)."""
     settings = Settings()
     with tansu() as bootstrap:
         svc = Services(services_env(db_url, bootstrap, settings.redis.url, uuid.uuid4().hex[:8]), free_port())
@@ -212,50 +211,17 @@ def late_correction(
                 loader = None
                 if load:
                     seconds = samples * SEND_GAP_S + LOAD_TAIL_S
-                    loader = _background_load(svc.url, db_url, load[0], seconds, load[1])
+                    loader = background_load.start(svc.url, db_url, load[0], seconds, load[1])
                     time.sleep(2)  # the samples start with the load running
                 delays = _late_samples(client, keys, truth, cells, samples, timed)
                 if loader is not None:
                     loader.join()
-                    _check_background_load(db_url, load[1])
+                    background_load.check(db_url, load[1])
                 return delays
         finally:
             svc.stop()
             daemon.terminate()
             daemon.wait(30)
-
-
-def _background_load(url: str, db_url: str, rate: float, seconds: float, out: dict) -> threading.Thread:
-    """wrk paced at `rate` events/s (batches of 100) for one unlimited tenant, in a thread; figures into `out`."""
-    key, project = tenant(db_url, "bench-load", "load")
-
-    def go() -> None:
-        out["project"], out["rate"], out["start"] = project, rate, time.monotonic()
-        try:
-            out["wrk"] = wrk.run(url, "/v1/batch", seconds, events=100, keys=[key], rate=rate / 100)
-        except RuntimeError as e:  # reported as "not measured" by the adapter, not a crash of the scenario
-            out["error"] = str(e)
-        out["end"] = time.monotonic()
-
-    thread = threading.Thread(target=go, name="late-background-load", daemon=True)
-    thread.start()
-    return thread
-
-
-def _check_background_load(db_url: str, out: dict) -> None:
-    """Offered / achieved / accepted events/s of the background load, and every acknowledged id landed."""
-    r = out.pop("wrk", None)
-    if r is None:
-        return
-    out.update(
-        offered=r["sent_rps"] * r["events_per_request"],
-        achieved=r["rps"] * r["events_per_request"],
-        accepted=wrk.accepted_events(r) / r["seconds"],
-        statuses=r["statuses"],
-        seconds=r["seconds"],
-        ledger=ledger_check(db_url, [out["project"]], wrk.acked_ids([r]), wait_s=120),
-    )
-    out["project"] = str(out["project"])
 
 
 def _start_daemon(env: dict[str, str]) -> subprocess.Popen:
