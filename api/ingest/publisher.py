@@ -39,7 +39,8 @@ class Delivery:
 
 
 # While the broker is unreachable, how often to look for it again. The embedded broker's keeper restarts it in
-# ~0.1 s to free its memory (pulseops/broker.py): every request until the next look answers 503.
+# about 0.6 s to free its memory (RESTART_GAP_S of a closed port, then Tansu's start: pulseops/broker.py):
+# every request until the next look answers 503.
 PROBE_INTERVAL_S = 0.2
 
 
