@@ -92,6 +92,25 @@ def test_exhausted_key_is_refused_before_its_body_is_read(app_client: tuple, db)
     assert bad.status_code == 422, bad.text
 
 
+def test_a_refused_batch_keeps_its_repeats_cheap_until_it_could_pass(app_client: tuple, db) -> None:
+    """A batch sender over its limit sends the same batch again: each repeat is refused before its body is
+    read until the bucket could pay for the refused batch (not merely for one event), and never longer than
+    the Retry-After it was given."""
+    client, tenant = app_client
+    key = limited_key(db, tenant)
+    assert send(client, key, BURST).status_code == 202
+    refused_at = time.monotonic()
+    retry_after = assert_rate_limited(send(client, key, 5))  # 5 events at 5/s: about 1 s until it could pass
+    time.sleep(0.4)  # two tokens back: a single event would pass, the refused batch would not
+    garbage = {"X-API-Key": key, "Content-Type": "application/json"}
+    assert time.monotonic() - refused_at < 0.9
+    assert_rate_limited(client.post("/v1/batch", content=b"{not json", headers=garbage))  # body never read
+    time.sleep(max(0.0, refused_at + min(retry_after, 1.0) + 0.1 - time.monotonic()))
+    bad = client.post("/v1/batch", content=b"{not json", headers=garbage)
+    assert bad.status_code == 422, bad.text  # read again once the refused batch could pass
+    assert send(client, key, 5).status_code == 202
+
+
 def test_limits_are_per_key(app_client: tuple, db) -> None:
     client, tenant = app_client
     first, second = limited_key(db, tenant), limited_key(db, tenant)
@@ -218,11 +237,13 @@ def test_known_wait_follows_the_last_refusal() -> None:
         assert limiter.known_wait("k") == 0.0  # granted: nothing known to be empty
         wait = await limiter.acquire("k", 2, 10, 2)  # a refused batch of 2 ...
         assert 0.15 < wait <= 0.2
-        # ... but a single event can pass as soon as one token is back: 0.1 s, not the batch's 0.2 s.
-        assert 0.05 < limiter.known_wait("k") <= 0.1
+        # ... is refused cheaply until the bucket could pay for it again: the client sends the same again
+        assert wait - 0.01 < limiter.known_wait("k") <= wait
         assert limiter.known_wait("other") == 0.0
-        await asyncio.sleep(0.11)
+        await asyncio.sleep(0.11)  # one token back: still known too short for the refused batch
+        assert 0 < limiter.known_wait("k") <= wait - 0.1
+        await asyncio.sleep(wait - 0.1)
         assert limiter.known_wait("k") == 0.0
-        assert await limiter.acquire("k", 1, 10, 2) == 0.0
+        assert await limiter.acquire("k", 2, 10, 2) == 0.0
 
     asyncio.run(scenario())
