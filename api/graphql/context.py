@@ -213,9 +213,6 @@ class Context(BaseContext):
 
         return await run_in_threadpool(work)
 
-    async def consumer_lag(self) -> int | None:
-        return await run_in_threadpool(self.services.lag)
-
     async def cached(
         self,
         field_name: str,

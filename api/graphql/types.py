@@ -198,39 +198,6 @@ class MetricSeries:
     points: list[MetricPoint] = strawberry.field(description="One point per bucket and dimension values.")
 
 
-@strawberry.type
-class DeadLetterCount:
-    reason: str = strawberry.field(description="Reason code (see docs/ingest.md).")
-    count: Long = strawberry.field(description="Messages.")
-
-
-@strawberry.type(description="Events of one UTC day and how many of them arrived late.")
-class LateArrivalDay:
-    date: date = strawberry.field(description="UTC date of the events.")
-    events: Long = strawberry.field(description="Events of the day.")
-    late: Long = strawberry.field(
-        description="Of which arrived more than the late threshold after their event time."
-    )
-    share: float = strawberry.field(description="late / events.")
-
-
-@strawberry.type(description="Health of the pipeline for one project.")
-class IngestionHealth:
-    last_landed_at: datetime | None = strawberry.field(description="Last time rows of the project landed.")
-    seconds_since_last_landed: float | None = strawberry.field(description="Seconds since then.")
-    events_today: Long = strawberry.field(description="Events of the current UTC day landed so far.")
-    consumer_lag: Long | None = strawberry.field(
-        description="Messages of all tenants waiting in the broker for the landing workers; null if unknown."
-    )
-    dead_letters_last_24h: list[DeadLetterCount] = strawberry.field(
-        description="Dead-lettered messages of the project by reason."
-    )
-    late_arrivals: list[LateArrivalDay] = strawberry.field(description="Last 7 UTC days.")
-    days_awaiting_rebuild: int = strawberry.field(
-        description="Past days whose aggregates miss late data (answers stay exact meanwhile)."
-    )
-
-
 @strawberry.type(description="Events of the project with event time in one second, as landed so far.")
 class LiveEventCount:
     second: datetime = strawberry.field(description="The second counted (UTC).")

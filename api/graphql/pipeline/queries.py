@@ -1,4 +1,5 @@
-"""Pipeline detail for the health page: dead-letter samples with payloads, and the build of each day."""
+"""Pipeline queries for the health page: project health, dead-letter samples with payloads, and the build of
+each day."""
 
 from __future__ import annotations
 
@@ -6,47 +7,16 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 import strawberry
+from starlette.concurrency import run_in_threadpool
 
 from api.graphql.arguments import Ctx, ProjectId
 from api.graphql.errors import bad_input
 from api.graphql.permissions import CanReadProject
-from api.graphql.types import DeadLetterCount, IngestionHealth, LateArrivalDay, Long
+from api.graphql.pipeline.types import DayBuild, DeadLetter, DeadLetterCount, IngestionHealth, LateArrivalDay
 from warehouse import health, pipeline
 
 MAX_SAMPLES = 50
 MAX_BUILD_DAYS = 400
-
-
-@strawberry.type(description="A message the landing workers could not land, as it was received.")
-class DeadLetter:
-    id: strawberry.ID = strawberry.field(description="The dead letter's id.")
-    dead_at: datetime = strawberry.field(description="When the landing worker gave up on it.")
-    reason: str = strawberry.field(description="Stable snake_case reason code, e.g. invalid_json.")
-    detail: str = strawberry.field(description="What exactly was wrong, if known.")
-    payload: str = strawberry.field(description="The original bytes as text, cut at 4 KiB.")
-    payload_bytes: int = strawberry.field(description="Size of the original payload.")
-    source_topic: str = strawberry.field(description="Kafka topic it was read from.")
-    source_partition: int = strawberry.field(description="Partition of that topic.")
-    source_offset: Long = strawberry.field(description="Offset in that partition.")
-
-
-@strawberry.type(description="A landed UTC day and the aggregate build (Dagster run) that last rebuilt it.")
-class DayBuild:
-    date: date = strawberry.field(description="The UTC day.")
-    events: Long = strawberry.field(description="Events landed for the day.")
-    landed_version: Long = strawberry.field(description="Bumped by every landing transaction of the day.")
-    built_version: Long | None = strawberry.field(description="Null: never built.")
-    built_at: datetime | None = strawberry.field(description="When the last build ran.")
-    run_id: str | None = strawberry.field(description="Dagster run id of the build; null outside Dagster.")
-    stale: bool = strawberry.field(description="Data landed after the build (a rebuild is due).")
-    last_landed_at: datetime = strawberry.field(description="When data of the day last landed.")
-    build_failures: int = strawberry.field(
-        description="Rebuild runs in a row that left this day's data unbuilt (failed or killed); 0 when fine."
-    )
-    build_error: str | None = strawberry.field(description="Why the last of those runs failed.")
-    next_attempt_at: datetime | None = strawberry.field(
-        description="When the rebuild is retried; null with buildFailures > 0: given up until new data lands."
-    )
 
 
 @strawberry.type
@@ -133,7 +103,7 @@ class IngestionHealthQuery:
             last_landed_at=h.last_landed_at,
             seconds_since_last_landed=(now - h.last_landed_at).total_seconds() if h.last_landed_at else None,
             events_today=h.events_today,
-            consumer_lag=await ctx.consumer_lag(),
+            consumer_lag=await run_in_threadpool(ctx.services.lag),  # the broker's lag probe blocks
             dead_letters_last_24h=[
                 DeadLetterCount(reason=r, count=n) for r, n in h.dead_letters_by_reason.items()
             ],
