@@ -40,6 +40,10 @@ BROKER_REPLACED = Counter(
     "pulseops_landing_broker_replaced_total",
     "Times the raw topic's id changed under the worker, which then restarted itself (streams/fence.py).",
 )
+QUIET_FIRST = Counter(
+    "pulseops_landing_quiet_first_total",
+    "Chunks whose quiet projects landed in their own transaction ahead of a busy project's rows (streams/sink.py).",
+)
 DB_RETRIES = Counter("pulseops_landing_db_retries_total", "Batches put back because PostgreSQL failed.")
 SECONDS_BEHIND = Gauge(
     "pulseops_landing_seconds_behind",

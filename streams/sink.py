@@ -62,6 +62,10 @@ RETRYABLE = (psycopg.OperationalError, psycopg.errors.DeadlockDetected, psycopg.
 PIPELINE_ROWS = 20_000
 # Landing transactions in flight per worker, each on its own connection (measured above).
 LANDERS = 2
+# A project with more events than this in one chunk is busy (a hot tenant): the chunk's other projects land
+# first, in their own small transaction on the other landing connection, so a quiet tenant's rows commit
+# without waiting for the COPY of a hot tenant's thousands (issue 17, item 4; tests/streams/test_sink.py).
+BUSY_PROJECT_ROWS = 1_000
 
 
 class OffsetGap(Exception):
@@ -82,10 +86,11 @@ class _DlqUnavailable(Exception):
 class _Checkpoint:
     """The landing work of one Quix checkpoint: the chunk being decoded and the one being landed."""
 
-    __slots__ = ("dead", "error", "events", "inflight", "rows", "window")
+    __slots__ = ("dead", "error", "events", "inflight", "per_project", "rows", "window")
 
     def __init__(self) -> None:
         self.rows: dict[tuple[int, int], LandingRow] = {}
+        self.per_project: dict[int, int] = {}  # project (UUID.int) -> events decoded into `rows`
         self.dead: list[DeadLetter] = []
         self.events = 0
         self.inflight: deque[Future] = deque()
@@ -183,6 +188,9 @@ class PostgresLandingSink(BatchingSink):
         rows = cp.rows
         for row in out.rows:
             rows.setdefault((row[0].int, row[2].int), row)  # int keys hash in C, UUIDs in Python
+        if out.rows:  # counted per message (one request, one project): a split hint, not a row count
+            project = out.rows[0][0].int
+            cp.per_project[project] = cp.per_project.get(project, 0) + len(out.rows)
         for index, payload, rejected in out.rejected:
             detail = rejected.detail[:2000]
             if index is not None:
@@ -243,9 +251,24 @@ class PostgresLandingSink(BatchingSink):
 
     # -- landing --------------------------------------------------------------------------------------------
     def _submit(self, cp: _Checkpoint) -> None:
-        """Start landing the decoded chunk once a lander is free (at most `landers` chunks in flight)."""
+        """Start landing the decoded chunk: the rows of quiet projects first, on their own, when a busy one
+        shares the chunk (BUSY_PROJECT_ROWS); each part once a lander is free."""
         rows, dead, n = list(cp.rows.values()), cp.dead, cp.events
-        cp.rows, cp.dead, cp.events = {}, [], 0
+        busy = {p for p, k in cp.per_project.items() if k > BUSY_PROJECT_ROWS}
+        split = busy and len(busy) < len(cp.per_project)
+        cp.rows, cp.dead, cp.events, cp.per_project = {}, [], 0, {}
+        if split:
+            quiet = [r for r in rows if r[0].int not in busy]
+            rows = [r for r in rows if r[0].int in busy]
+            metrics.QUIET_FIRST.inc()
+            self._start(cp, quiet, [], len(quiet))
+            n -= len(quiet)  # in-chunk repeats stay counted with the busy part (duplicates metric)
+        self._start(cp, rows, dead, n)
+
+    def _start(self, cp: _Checkpoint, rows: list[LandingRow], dead: list[DeadLetter], n: int) -> None:
+        """Hand one transaction's rows to a landing thread once one is free (at most `landers` in flight)."""
+        if cp.error is not None:
+            return
         try:
             while len(cp.inflight) >= self.landers:
                 cp.inflight.popleft().result()

@@ -181,3 +181,37 @@ def test_a_replaced_broker_stops_the_commit_and_restarts_the_worker(
         assert _count(db) == 40  # what was read still lands (idempotent); only the commit is refused
     finally:
         s._drop_connection()
+
+
+def _xids(db: psycopg.Connection, tenant: dict) -> set[str]:
+    """The transactions that landed a project's rows."""
+    rows = db.execute("SELECT DISTINCT xmin::text FROM events WHERE project_id = %s", (tenant["project_id"],))
+    return {r[0] for r in rows}
+
+
+def test_a_quiet_project_lands_in_its_own_transaction_beside_a_busy_one(sink, db, monkeypatch):
+    """A chunk where one project is busy (more than BUSY_PROJECT_ROWS events) lands the other projects'
+    rows in a separate transaction, handed over first, so they commit without waiting for the busy COPY;
+    every event still lands once. A chunk without a busy project stays one transaction."""
+    import streams.sink as sink_module
+
+    monkeypatch.setattr(sink_module, "BUSY_PROJECT_ROWS", 20)
+    quiet, hot = make_tenant(db, "quiet-org", "quiet"), make_tenant(db, "hot-org", "hot")
+    before = sink_module.metrics.QUIET_FIRST._value.get()
+    # quiet 3 events, then hot messages of 10: the chunk closes at 33 events (batch_max_rows 25), 30 hot
+    values = [*_packed(quiet, 3, per=3), *_packed(hot, 60, per=10)]
+    for offset, value in enumerate(values):
+        sink.add(value, None, 0, [], "events-raw-t", 0, offset)
+    sink.flush()
+    assert sink_module.metrics.QUIET_FIRST._value.get() == before + 1
+    assert _count(db) == 63
+    assert db.execute("SELECT count(*) FROM event_ids").fetchone()[0] == 63
+    assert len(_xids(db, quiet)) == 1 and not _xids(db, quiet) & _xids(db, hot)
+
+    # Two projects far below the threshold: one transaction, as before.
+    a, b = make_tenant(db, "a-org", "a"), make_tenant(db, "b-org", "b")
+    for offset, value in enumerate([*_packed(a, 3, per=3), *_packed(b, 3, per=3)], start=len(values)):
+        sink.add(value, None, 0, [], "events-raw-t", 0, offset)
+    sink.flush()
+    assert sink_module.metrics.QUIET_FIRST._value.get() == before + 1
+    assert _xids(db, a) == _xids(db, b) and len(_xids(db, a)) == 1
