@@ -1,52 +1,19 @@
-"""Saved dashboards (the web dashboard's named sets of panels): list, create, update, delete.
-
-Panels are JSON validated in `warehouse.dashboards`; scoped to the key's projects like every read.
-"""
+"""Saved dashboards: create, update, delete. Panels are JSON validated in `warehouse.dashboards`; a
+dashboard outside the key's projects is FORBIDDEN like every read."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 import strawberry
-from strawberry.scalars import JSON
 
 from api.graphql.arguments import Ctx, ProjectId
 from api.graphql.context import Context
+from api.graphql.dashboards.types import DashboardInput, SavedDashboard, saved_dashboard
 from api.graphql.errors import bad_input, forbidden
 from api.graphql.permissions import CanReadProject
 from warehouse import dashboards
-
-
-@strawberry.type(description="A saved dashboard: panels, each a chart with its own date range.")
-class SavedDashboard:
-    id: strawberry.ID = strawberry.field(description="The dashboard's id.")
-    project_id: strawberry.ID = strawberry.field(description="The project it belongs to.")
-    name: str = strawberry.field(description="Unique within the project.")
-    panels: JSON = strawberry.field(
-        description='[{"title", "kind": events|active_users|metric, "granularity", "chart": line|bar, '
-        '"range": {"preset": 24h|7d|30d|90d} or {"from", "to"}, "eventNames"?, "metricId"?, "window"?}]'
-    )
-    created_at: datetime = strawberry.field(description="When it was created.")
-    updated_at: datetime = strawberry.field(description="When it was last saved.")
-
-
-@strawberry.input(description="A dashboard's whole definition.")
-class DashboardInput:
-    name: str = strawberry.field(description="1..200 characters, unique within the project.")
-    panels: JSON = strawberry.field(description="The panel list; see `SavedDashboard.panels`.")
-
-
-def _public(d: dashboards.DashboardRow) -> SavedDashboard:
-    return SavedDashboard(
-        id=strawberry.ID(str(d.id)),
-        project_id=strawberry.ID(str(d.project_id)),
-        name=d.name,
-        panels=d.panels,
-        created_at=d.created_at,
-        updated_at=d.updated_at,
-    )
 
 
 async def _load(ctx: Context, dashboard_id: str) -> dashboards.DashboardRow:
@@ -75,17 +42,6 @@ Definition = Annotated[DashboardInput, strawberry.argument(description="The whol
 
 
 @strawberry.type
-class DashboardQuery:
-    @strawberry.field(
-        description="Saved dashboards of a project, by name.", permission_classes=[CanReadProject]
-    )
-    async def dashboards(self, info: Ctx, project_id: ProjectId) -> list[SavedDashboard]:
-        ctx = info.context
-        project = await ctx.project(project_id)
-        return [_public(d) for d in await ctx.run(lambda conn: dashboards.list_dashboards(conn, project.id))]
-
-
-@strawberry.type
 class DashboardMutation:
     @strawberry.mutation(description="Save a new dashboard.", permission_classes=[CanReadProject])
     async def create_dashboard(self, info: Ctx, project_id: ProjectId, input: Definition) -> SavedDashboard:
@@ -97,7 +53,7 @@ class DashboardMutation:
                 conn, project.org_id, project.id, input.name, input.panels
             ),
         )
-        return _public(created)
+        return saved_dashboard(created)
 
     @strawberry.mutation(description="Replace a dashboard's name and panels.")
     async def update_dashboard(self, info: Ctx, id: DashboardId, input: Definition) -> SavedDashboard:
@@ -108,7 +64,7 @@ class DashboardMutation:
         )
         if updated is None:
             raise forbidden("this dashboard")
-        return _public(updated)
+        return saved_dashboard(updated)
 
     @strawberry.mutation(description="Delete a dashboard. True if it existed.")
     async def delete_dashboard(self, info: Ctx, id: DashboardId) -> bool:
