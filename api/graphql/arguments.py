@@ -12,7 +12,7 @@ from strawberry.types import Info
 from api.graphql.context import Context
 from api.graphql.errors import bad_input
 from api.graphql.inputs import PropertyFilter
-from api.graphql.types import Granularity
+from api.graphql.types import Granularity, UniqueBy
 
 Ctx = Info[Context, None]
 From = Annotated[date, strawberry.argument(name="from", description="First local date (inclusive).")]
@@ -28,6 +28,14 @@ ProjectId = Annotated[
 ]
 Gran = Annotated[Granularity, strawberry.argument(description="Bucket size in the query's zone.")]
 Limit = Annotated[int, strawberry.argument(description="How many rows at most (1..100).")]
+UniqueByArg = Annotated[
+    UniqueBy,
+    strawberry.argument(
+        description="DISTINCT_ID (default): every distinct id is a user. PERSON: ids joined by $identify / "
+        "$create_alias links count once, events from before the link included (every user-day, or raw "
+        "event, is joined to its person: costlier)."
+    ),
+]
 MAX_TOP = 100
 
 

@@ -25,12 +25,13 @@ from api.graphql.arguments import (
     Names,
     ProjectId,
     To,
+    UniqueByArg,
     Zone,
     limit_between,
 )
 from api.graphql.context import normalized
 from api.graphql.errors import bad_input, forbidden
-from api.graphql.people import UniqueBy, UniqueByArg, cache_args, extra_version
+from api.graphql.people import cache_args, extra_version
 from api.graphql.permissions import CanReadProject
 from api.graphql.types import (
     ActiveUsersKind,
@@ -49,6 +50,7 @@ from api.graphql.types import (
     Project,
     Sources,
     TopEvent,
+    UniqueBy,
 )
 from warehouse.reads import explore, series
 from warehouse.reads.plan import ReadPlan

@@ -9,13 +9,13 @@ from typing import Annotated
 import strawberry
 
 from api.graphql import convert
-from api.graphql.arguments import Ctx, From, Gran, ProjectId, To, Zone
+from api.graphql.arguments import Ctx, From, Gran, ProjectId, To, UniqueByArg, Zone
 from api.graphql.context import Context, normalized
 from api.graphql.errors import bad_input, forbidden
 from api.graphql.inputs import MetricInput
-from api.graphql.people import UniqueBy, UniqueByArg, cache_args, extra_version
+from api.graphql.people import cache_args, extra_version
 from api.graphql.permissions import CanReadProject
-from api.graphql.types import Aggregation, Granularity, MetricDefinition, MetricSeries
+from api.graphql.types import Aggregation, Granularity, MetricDefinition, MetricSeries, UniqueBy
 from warehouse import metric_defs
 from warehouse.reads import series
 from warehouse.reads.metrics import metric_series

@@ -43,6 +43,12 @@ class Aggregation(Enum):
     AVG = "avg"
 
 
+@strawberry.enum(description="What a unique user is: a distinct id, or a person (ids joined by links).")
+class UniqueBy(Enum):
+    DISTINCT_ID = "distinct_id"
+    PERSON = "person"
+
+
 @strawberry.type(description="A project the API key may read.")
 class Project:
     id: strawberry.ID = strawberry.field(description="Project id: pass it as `projectId`.")
