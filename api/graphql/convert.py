@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from api.graphql.types import Bucket, DateRange, MetricPoint
-from warehouse.reads import metrics, series
+from api.graphql.types import Bucket, DateRange
+from warehouse.reads import series
 from warehouse.reads.exact import Scope
 
 
@@ -15,29 +15,17 @@ def offset_text(offset: timedelta) -> str:
     return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
-def _start(local_start: datetime, offset: timedelta) -> datetime:
+def bucket_start(local_start: datetime, offset: timedelta) -> datetime:
     return local_start.replace(tzinfo=timezone(offset))
 
 
 def bucket(p: series.Point) -> Bucket:
     return Bucket(
-        start=_start(p.local_start, p.utc_offset),
+        start=bucket_start(p.local_start, p.utc_offset),
         local_date=p.local_start.date(),
         local_time=p.local_start.strftime("%H:%M"),
         utc_offset=offset_text(p.utc_offset),
         value=p.value,
-    )
-
-
-def metric_point(p: metrics.MetricPoint) -> MetricPoint:
-    return MetricPoint(
-        start=_start(p.local_start, p.utc_offset),
-        local_date=p.local_start.date(),
-        local_time=p.local_start.strftime("%H:%M"),
-        utc_offset=offset_text(p.utc_offset),
-        dimensions=p.dimensions,
-        value=p.value,
-        events=p.events,
     )
 
 

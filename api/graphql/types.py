@@ -35,14 +35,6 @@ class ActiveUsersKind(Enum):
     MAU = 30
 
 
-@strawberry.enum(description="How a custom metric aggregates matching events.")
-class Aggregation(Enum):
-    COUNT = "count"
-    UNIQUE_USERS = "unique_users"
-    SUM = "sum"
-    AVG = "avg"
-
-
 @strawberry.enum(description="What a unique user is: a distinct id, or a person (ids joined by links).")
 class UniqueBy(Enum):
     DISTINCT_ID = "distinct_id"
@@ -164,44 +156,6 @@ class PageInfo:
 class EventConnection:
     edges: list[EventEdge] = strawberry.field(description="Events of this page, newest first.")
     page_info: PageInfo = strawberry.field(description="Where the next page starts.")
-
-
-@strawberry.type(description="A user-defined metric.")
-class MetricDefinition:
-    id: strawberry.ID = strawberry.field(description="Metric id: pass it as `metricId`.")
-    project_id: strawberry.ID = strawberry.field(description="The metric's project.")
-    name: str = strawberry.field(description="Unique name in the project.")
-    description: str = strawberry.field(description="Free text.")
-    event_name: str | None = strawberry.field(description="Only events of this name; null for all.")
-    filters: JSON = strawberry.field(description='Property equality filter, e.g. {"plan": "pro"}.')
-    aggregation: Aggregation = strawberry.field(description="How matching events are aggregated.")
-    property: str | None = strawberry.field(description="Numeric property summed or averaged.")
-    dimensions: list[str] = strawberry.field(description="Property keys the metric is grouped by.")
-    created_at: datetime = strawberry.field(description="Creation time.")
-    updated_at: datetime = strawberry.field(
-        description="Last edit (series read raw events for days built before it)."
-    )
-
-
-@strawberry.type(description="A metric's value for one bucket and one combination of dimension values.")
-class MetricPoint:
-    start: datetime = strawberry.field(description="First instant of the bucket, with its local UTC offset.")
-    local_date: date = strawberry.field(description="Local date of the start.")
-    local_time: str = strawberry.field(description="Local wall time of the start, HH:MM.")
-    utc_offset: str = strawberry.field(description="UTC offset at the start.")
-    dimensions: JSON = strawberry.field(
-        description="Values of the metric's dimension properties (absent keys omitted)."
-    )
-    value: float = strawberry.field(description="The aggregated value.")
-    events: Long = strawberry.field(description="Events that contributed to the value.")
-
-
-@strawberry.type
-class MetricSeries:
-    metric_id: strawberry.ID = strawberry.field(description="The metric.")
-    granularity: Granularity = strawberry.field(description="Bucket size.")
-    range: DateRange = strawberry.field(description="The dates and zone covered.")
-    points: list[MetricPoint] = strawberry.field(description="One point per bucket and dimension values.")
 
 
 @strawberry.type(description="Events of the project with event time in one second, as landed so far.")

@@ -1,5 +1,4 @@
-"""Custom metrics: their definitions (query, create, update, delete) and their series. Scoped to the key's
-projects like every read."""
+"""Custom metrics: their definitions and their series. Scoped to the key's projects like every read."""
 
 from __future__ import annotations
 
@@ -12,30 +11,14 @@ from api.graphql import convert
 from api.graphql.arguments import Ctx, From, Gran, ProjectId, To, UniqueByArg, Zone
 from api.graphql.context import Context, normalized
 from api.graphql.errors import bad_input, forbidden
-from api.graphql.inputs import MetricInput
+from api.graphql.metrics.types import MetricDefinition, MetricSeries, metric_definition, metric_point
 from api.graphql.people import cache_args, extra_version
 from api.graphql.permissions import CanReadProject
-from api.graphql.types import Aggregation, Granularity, MetricDefinition, MetricSeries, UniqueBy
+from api.graphql.types import Granularity, UniqueBy
 from warehouse import metric_defs
 from warehouse.reads import series
 from warehouse.reads.metrics import metric_series
 from warehouse.reads.plan import ReadPlan
-
-
-def metric_definition(m: metric_defs.MetricDefinition) -> MetricDefinition:
-    return MetricDefinition(
-        id=strawberry.ID(str(m.id)),
-        project_id=strawberry.ID(str(m.project_id)),
-        name=m.name,
-        description=m.description,
-        event_name=m.event_name,
-        filters=m.filters,
-        aggregation=Aggregation(m.aggregation),
-        property=m.property,
-        dimensions=list(m.dimensions),
-        created_at=m.created_at,
-        updated_at=m.updated_at,
-    )
 
 
 async def load_metric(ctx: Context, metric_id: str) -> metric_defs.MetricDefinition:
@@ -98,7 +81,7 @@ class MetricQuery:
                 metric_id=strawberry.ID(str(metric.id)),
                 granularity=granularity,
                 range=convert.date_range(scope),
-                points=[convert.metric_point(p) for p in points],
+                points=[metric_point(p) for p in points],
             )
 
         args = normalized(
@@ -108,68 +91,3 @@ class MetricQuery:
             "metricSeries", project, scope.utc_days, args, MetricSeries, build,
             extra_version(unique_by, project.id),
         )  # fmt: skip
-
-
-def _spec(data: MetricInput) -> metric_defs.MetricSpec:
-    if data.filters is not None and not isinstance(data.filters, dict):
-        raise bad_input("input.filters", "must be an object of property: value pairs")
-    spec = metric_defs.MetricSpec(
-        name=data.name,
-        aggregation=data.aggregation.value,
-        description=data.description,
-        event_name=data.event_name,
-        filters=data.filters,
-        property=data.property,
-        dimensions=tuple(data.dimensions),
-    )
-    try:
-        spec.validate()
-    except metric_defs.MetricError as exc:
-        raise bad_input(f"input.{exc.field}", exc.reason) from None
-    return spec
-
-
-async def _write(ctx: Context, fn) -> metric_defs.MetricDefinition:
-    def in_transaction(conn):
-        try:
-            return fn(conn)
-        except metric_defs.MetricError as exc:
-            raise bad_input(f"input.{exc.field}", exc.reason) from None
-
-    return await ctx.write(in_transaction)
-
-
-MetricId = Annotated[strawberry.ID, strawberry.argument(description="A metric of the key's projects.")]
-Definition = Annotated[MetricInput, strawberry.argument(description="The whole definition.")]
-
-
-@strawberry.type
-class MetricMutation:
-    @strawberry.mutation(
-        permission_classes=[CanReadProject],
-        description="Define a custom metric; its series is exact at once (raw until rebuilt).",
-    )
-    async def create_metric(self, info: Ctx, project_id: ProjectId, input: Definition) -> MetricDefinition:
-        ctx = info.context
-        project = await ctx.project(project_id)
-        spec = _spec(input)
-        created = await _write(
-            ctx, lambda conn: metric_defs.create_metric(conn, project.org_id, project.id, spec)
-        )
-        return metric_definition(created)
-
-    @strawberry.mutation(description="Replace a metric's definition.")
-    async def update_metric(self, info: Ctx, id: MetricId, input: Definition) -> MetricDefinition:
-        ctx = info.context
-        metric = await load_metric(ctx, id)
-        spec = _spec(input)
-        updated = await _write(ctx, lambda conn: metric_defs.update_metric(conn, metric.id, spec))
-        if updated is None:
-            raise forbidden("this metric")
-        return metric_definition(updated)
-
-    @strawberry.mutation(description="Delete a metric and its built values. True if it existed.")
-    async def delete_metric(self, info: Ctx, id: MetricId) -> bool:
-        ctx = info.context
-        metric = await load_metric(ctx, id)
-        return await ctx.write(lambda conn: metric_defs.delete_metric(conn, metric.id))
