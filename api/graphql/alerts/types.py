@@ -1,25 +1,15 @@
-"""Alert rules and their firings. Rules are evaluated by `python -m alerting` (see
-docs/dashboards.md); the API only stores them and reports state and history.
-
-Webhook secrets are returned once, by the mutation that stores them; queries never return secrets and
-show webhook/Slack URLs only as scheme://host/… (a Slack URL is itself a credential).
-"""
+"""Types of alert rules and their firings. Webhook secrets appear only in a mutation's response; queries show
+webhook/Slack URLs only as scheme://host/… (a Slack URL is itself a credential), see `alert_rule`."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import strawberry
 
-from api.graphql.arguments import Ctx, ProjectId
-from api.graphql.context import Context
-from api.graphql.errors import bad_input, forbidden
-from api.graphql.metrics import load_metric
-from api.graphql.permissions import CanReadProject
 from warehouse import alerts
 
 
@@ -165,7 +155,7 @@ def _channel(c: dict[str, Any], reveal: bool) -> AlertChannel:
     return AlertChannel(id=c["id"], kind=kind, target=target, secret=c.get("secret") if reveal else None)
 
 
-def _public(r: alerts.AlertRuleRow, reveal: bool = False) -> AlertRule:
+def alert_rule(r: alerts.AlertRuleRow, reveal: bool = False) -> AlertRule:
     return AlertRule(
         id=strawberry.ID(str(r.id)),
         project_id=strawberry.ID(str(r.project_id)),
@@ -189,7 +179,7 @@ def _public(r: alerts.AlertRuleRow, reveal: bool = False) -> AlertRule:
     )
 
 
-def _firing(f: alerts.FiringRow) -> AlertFiring:
+def alert_firing(f: alerts.FiringRow) -> AlertFiring:
     return AlertFiring(
         id=strawberry.ID(str(f.id)),
         rule_id=strawberry.ID(str(f.rule_id)),
@@ -211,128 +201,3 @@ def _firing(f: alerts.FiringRow) -> AlertFiring:
             for d in f.deliveries
         ],
     )
-
-
-async def _spec(ctx: Context, data: AlertRuleInput) -> alerts.AlertSpec:
-    metric_id = None
-    if data.metric_id is not None:
-        metric_id = (await load_metric(ctx, data.metric_id)).id
-    spec = alerts.AlertSpec(
-        name=data.name,
-        metric=data.metric.value,
-        comparison=data.comparison.value,
-        threshold=data.threshold,
-        window_s=data.window_seconds,
-        cooldown_s=data.cooldown_seconds,
-        event_name=data.event_name,
-        metric_id=metric_id,
-        channels=tuple(
-            {"kind": c.kind.value, "id": c.id, "url": c.url, "to": c.to, "secret": c.secret}
-            for c in data.channels
-        ),
-        enabled=data.enabled,
-    )
-    try:
-        spec.validate()
-    except alerts.AlertError as exc:
-        raise bad_input(f"input.{exc.field}", exc.reason) from None
-    return spec
-
-
-async def _write(ctx: Context, fn):
-    def in_transaction(conn):
-        try:
-            return fn(conn)
-        except alerts.AlertError as exc:
-            raise bad_input(f"input.{exc.field}", exc.reason) from None
-
-    return await ctx.write(in_transaction)
-
-
-async def _load(ctx: Context, rule_id: str) -> alerts.AlertRuleRow:
-    try:
-        rid = uuid.UUID(str(rule_id))
-    except ValueError:
-        raise bad_input("id", "not an alert rule id (UUID)") from None
-    found = await ctx.run(lambda conn: alerts.get_rule(conn, rid))
-    if found is None or found.project_id not in await ctx.projects():
-        raise forbidden("this alert rule")
-    return found
-
-
-RuleId = Annotated[strawberry.ID, strawberry.argument(description="An alert rule of the key's projects.")]
-RuleDefinition = Annotated[AlertRuleInput, strawberry.argument(description="The whole definition.")]
-
-
-@strawberry.type
-class AlertQuery:
-    @strawberry.field(
-        description="Alert rules of a project with their state; never cached.",
-        permission_classes=[CanReadProject],
-    )
-    async def alert_rules(self, info: Ctx, project_id: ProjectId) -> list[AlertRule]:
-        ctx = info.context
-        project = await ctx.project(project_id)
-        return [_public(r) for r in await ctx.run(lambda conn: alerts.list_rules(conn, project.id))]
-
-    @strawberry.field(description="Firings of a project (or one rule), newest first.")
-    async def alert_firings(
-        self,
-        info: Ctx,
-        project_id: ProjectId,
-        rule_id: Annotated[strawberry.ID | None, strawberry.argument(description="Only this rule.")] = None,
-        limit: Annotated[int, strawberry.argument(description="1..200.")] = 50,
-    ) -> list[AlertFiring]:
-        ctx = info.context
-        if not 1 <= limit <= 200:
-            raise bad_input("limit", "must be between 1 and 200")
-        project = await ctx.project(project_id)
-        rid = None
-        if rule_id is not None:
-            rule = await _load(ctx, rule_id)
-            if rule.project_id != project.id:
-                raise forbidden("this alert rule")
-            rid = rule.id
-        rows = await ctx.run(lambda conn: alerts.list_firings(conn, project.id, rid, limit))
-        return [_firing(f) for f in rows]
-
-
-@strawberry.type
-class AlertMutation:
-    @strawberry.mutation(
-        description="Create a rule; the response carries generated webhook secrets (once).",
-        permission_classes=[CanReadProject],
-    )
-    async def create_alert_rule(self, info: Ctx, project_id: ProjectId, input: RuleDefinition) -> AlertRule:
-        ctx = info.context
-        project = await ctx.project(project_id)
-        spec = await _spec(ctx, input)
-        if spec.metric_id is not None:
-            metric = await load_metric(ctx, str(spec.metric_id))
-            if metric.project_id != project.id:
-                raise bad_input("input.metricId", "not a metric of this project")
-        created = await _write(ctx, lambda conn: alerts.create_rule(conn, project.org_id, project.id, spec))
-        return _public(created, reveal=True)
-
-    @strawberry.mutation(
-        description="Replace a rule's definition (state restarts at PENDING); new webhook secrets are returned."
-    )
-    async def update_alert_rule(self, info: Ctx, id: RuleId, input: RuleDefinition) -> AlertRule:
-        ctx = info.context
-        current = await _load(ctx, id)
-        spec = await _spec(ctx, input)
-        updated = await _write(ctx, lambda conn: alerts.update_rule(conn, current.id, spec))
-        if updated is None:
-            raise forbidden("this alert rule")
-        kept = {c["id"] for c in current.channels}
-        rule = _public(updated, reveal=True)
-        for c in rule.channels:
-            if c.id in kept:
-                c.secret = None  # only secrets created by this mutation are shown
-        return rule
-
-    @strawberry.mutation(description="Delete a rule and its history. True if it existed.")
-    async def delete_alert_rule(self, info: Ctx, id: RuleId) -> bool:
-        ctx = info.context
-        current = await _load(ctx, id)
-        return await ctx.write(lambda conn: alerts.delete_rule(conn, current.id))
