@@ -1,11 +1,10 @@
-"""Warehouse rows to GraphQL types."""
+"""Warehouse values to the shared GraphQL types; each domain's converters live with its types."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from api.graphql.types import Bucket, DateRange
-from warehouse.reads import series
+from api.graphql.types import DateRange
 from warehouse.reads.exact import Scope
 
 
@@ -17,16 +16,6 @@ def offset_text(offset: timedelta) -> str:
 
 def bucket_start(local_start: datetime, offset: timedelta) -> datetime:
     return local_start.replace(tzinfo=timezone(offset))
-
-
-def bucket(p: series.Point) -> Bucket:
-    return Bucket(
-        start=bucket_start(p.local_start, p.utc_offset),
-        local_date=p.local_start.date(),
-        local_time=p.local_start.strftime("%H:%M"),
-        utc_offset=offset_text(p.utc_offset),
-        value=p.value,
-    )
 
 
 def date_range(scope: Scope) -> DateRange:

@@ -12,7 +12,7 @@ import strawberry
 
 from api.graphql.arguments import Ctx, ProjectId
 from api.graphql.errors import ClientError
-from api.graphql.types import LiveEventCount
+from api.graphql.events.types import LiveEventCount
 from warehouse.live import live_counts
 from warehouse.tenants import key_active
 

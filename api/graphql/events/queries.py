@@ -31,9 +31,7 @@ from api.graphql.arguments import (
 )
 from api.graphql.context import normalized
 from api.graphql.errors import bad_input, forbidden
-from api.graphql.people import cache_args, extra_version
-from api.graphql.permissions import CanReadProject
-from api.graphql.types import (
+from api.graphql.events.types import (
     ActiveUsersKind,
     ActiveUsersSeries,
     Breakdown,
@@ -43,15 +41,14 @@ from api.graphql.types import (
     EventConnection,
     EventEdge,
     EventSeries,
-    Granularity,
-    Long,
     Metrics,
-    PageInfo,
-    Project,
     Sources,
     TopEvent,
-    UniqueBy,
+    bucket,
 )
+from api.graphql.people import cache_args, extra_version
+from api.graphql.permissions import CanReadProject
+from api.graphql.types import Granularity, Long, PageInfo, Project, UniqueBy
 from warehouse.reads import explore, series
 from warehouse.reads.plan import ReadPlan
 
@@ -118,7 +115,7 @@ class EventQuery:
                 range=convert.date_range(scope),
                 granularity=granularity,
                 total=sum(p.value for p in points),
-                buckets=[convert.bucket(p) for p in points],
+                buckets=[bucket(p) for p in points],
                 sources=Sources(raw_days=raw, aggregated_days=span - raw),
             )
 
