@@ -1,20 +1,20 @@
 """Per-request context: the authenticated read key, what it may see, and how resolvers reach the warehouse.
 
-Every resolver goes through `scope()` (tenant check + argument validation) and `run()` / `cached()` (one
-pooled connection, one read-only snapshot with a statement timeout, errors mapped to safe GraphQL errors).
+Only request-scoped things live here: the key and its projects (the tenant check behind `CanReadProject`),
+`run()` / `write()` / `cached()` (one pooled connection, one read-only snapshot with a statement timeout and
+its read plan, the result cache, errors mapped to safe GraphQL errors). Validating the shared arguments is
+`api.graphql.arguments.read_scope`; domain helpers live in the domain's package.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar
 
-import msgspec
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 from starlette.concurrency import run_in_threadpool
@@ -22,20 +22,15 @@ from strawberry.fastapi import BaseContext
 
 from api.graphql.cache import QueryCache, VersionMemo, cache_key
 from api.graphql.errors import QUERY_TIMEOUT, UNAVAILABLE, ClientError, bad_input, forbidden
-from api.graphql.inputs import PropertyFilter as PropertyFilterInput
 from api.ratelimit import RateLimiter
 from api.security import KeyCache
 from pulseops.settings import Settings
 from warehouse.db import set_local_statement_timeout
-from warehouse.reads.exact import Scope, data_version, snapshot
-from warehouse.reads.filters import FilterError, FilterOp, PropertyFilter
+from warehouse.reads.exact import data_version, snapshot
 from warehouse.reads.plan import RawDataGone, ReadPlan, plan_reads
 from warehouse.tenants import ApiKeyRow, readable_projects
 
 T = TypeVar("T")
-ZONES = frozenset(zoneinfo.available_timezones())
-MAX_EVENT_NAMES = 50
-EARLIEST, LATEST = date(1970, 1, 1), date(2199, 12, 31)  # far from datetime's limits in any zone and window
 
 
 @dataclass(frozen=True)
@@ -133,41 +128,6 @@ class Context(BaseContext):
             raise forbidden()
         return found
 
-    # --- arguments ---------------------------------------------------------------------------------------
-
-    async def scope(
-        self,
-        project_id: str,
-        start: date,
-        end: date,
-        timezone: str | None = None,
-        event_names: list[str] | None = None,
-        filters: list[PropertyFilterInput] | None = None,
-        raw_only: bool = False,
-    ) -> tuple[ProjectAccess, Scope]:
-        project = await self.project(project_id)
-        tz = timezone if timezone is not None else project.timezone
-        if tz not in ZONES:
-            raise bad_input("timezone", f"unknown IANA time zone {tz[:64]!r}")
-        if end < start:
-            raise bad_input("to", "must not be before from")
-        if start < EARLIEST or end > LATEST:
-            raise bad_input("from" if start < EARLIEST else "to", f"dates must lie in {EARLIEST}..{LATEST}")
-        converted = tuple(_filter(i, f) for i, f in enumerate(filters or ()))
-        raw_only = raw_only or bool(converted)
-        limit = self.settings.max_raw_range_days if raw_only else self.settings.max_range_days
-        if (end - start).days + 1 > limit:
-            why = " for property filters and breakdowns" if raw_only else ""
-            raise bad_input("from", f"the range may span at most {limit} days{why}")
-        # No hot-retention bound: raw days past it are read from the cold tier, and a day in neither
-        # refuses inside the read snapshot (`RawDataGone`).
-        names = None
-        if event_names is not None:
-            if len(event_names) > MAX_EVENT_NAMES or any(not 1 <= len(n) <= 200 for n in event_names):
-                raise bad_input("eventNames", f"at most {MAX_EVENT_NAMES} names of 1..200 characters")
-            names = tuple(sorted(set(event_names)))
-        return project, Scope(project.id, start, end, tz, names, converted)
-
     # --- execution ---------------------------------------------------------------------------------------
 
     async def run(self, fn: Callable[[psycopg.Connection], T], gone_field: str = "from") -> T:
@@ -257,32 +217,3 @@ class Context(BaseContext):
             self.services.versions.put(memo_key, seen, read_at)
         await cache.put(cache_key(project.org_id, project.id, field_name, seen, arguments), result)
         return result
-
-
-def normalized(scope: Scope, **extra: Any) -> dict[str, Any]:
-    """Canonical arguments for cache keys: equal questions share an entry whatever their spelling."""
-    return {
-        "p": str(scope.project_id),
-        "from": scope.start.isoformat(),
-        "to": scope.end.isoformat(),
-        "tz": scope.tz,
-        "names": list(scope.event_names) if scope.event_names is not None else None,
-        "filters": sorted(
-            (f.normalized() for f in scope.filters), key=lambda d: msgspec.json.encode(d, order="sorted")
-        ),
-        **extra,
-    }
-
-
-def _filter(index: int, f: PropertyFilterInput) -> PropertyFilter:
-    where = f"filters[{index}]"
-    op = f.op
-    values = tuple(f.values or ())
-    if op in (FilterOp.IN, FilterOp.NOT_IN) and f.value is not None and not values:
-        values = (f.value,)
-    converted = PropertyFilter(f.property, op, f.value, values)
-    try:
-        converted.validate()
-    except FilterError as exc:
-        raise bad_input(where, str(exc)) from None
-    return converted

@@ -1,5 +1,5 @@
-"""Input types shared by domains; conversion to warehouse values happens in `context.py`, which names the field on
-errors."""
+"""Input types shared by domains; conversion to warehouse values happens in `arguments.py` (`read_scope`),
+which names the field on errors."""
 
 from __future__ import annotations
 

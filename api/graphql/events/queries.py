@@ -28,8 +28,9 @@ from api.graphql.arguments import (
     UniqueByArg,
     Zone,
     limit_between,
+    normalized,
+    read_scope,
 )
-from api.graphql.context import normalized
 from api.graphql.errors import bad_input, forbidden
 from api.graphql.events.types import (
     ActiveUsersKind,
@@ -101,7 +102,7 @@ class EventQuery:
         filters: Filters = None,
     ) -> EventSeries:
         ctx = info.context
-        project, scope = await ctx.scope(project_id, from_, to, timezone, event_names, filters)
+        project, scope = await read_scope(ctx, project_id, from_, to, timezone, event_names, filters)
         g = granularity.value
         if series.bucket_count(scope, g) > ctx.settings.max_buckets:
             raise bad_input("granularity", f"more than {ctx.settings.max_buckets} buckets; use a coarser one")
@@ -143,8 +144,8 @@ class EventQuery:
         ctx = info.context
         # user_activity knows no event names: with names, every day is read raw
         raw_only = event_names is not None
-        project, scope = await ctx.scope(
-            project_id, from_, to, timezone, event_names, filters, raw_only=raw_only
+        project, scope = await read_scope(
+            ctx, project_id, from_, to, timezone, event_names, filters, raw_only=raw_only
         )
         wide = scope.widened(kind.value - 1)
 
@@ -174,7 +175,7 @@ class EventQuery:
         filters: Filters = None,
     ) -> Long:
         ctx = info.context
-        project, scope = await ctx.scope(project_id, from_, to, timezone, event_names, filters)
+        project, scope = await read_scope(ctx, project_id, from_, to, timezone, event_names, filters)
         return await ctx.cached(
             "totalEvents", project, scope.utc_days, normalized(scope), int,
             lambda conn, plan: series.total_events(conn, scope, cold=ctx.cold, plan=plan),
@@ -195,7 +196,7 @@ class EventQuery:
     ) -> list[TopEvent]:
         ctx = info.context
         limit_between(limit, MAX_TOP, "limit")
-        project, scope = await ctx.scope(project_id, from_, to, timezone, None, filters)
+        project, scope = await read_scope(ctx, project_id, from_, to, timezone, None, filters)
 
         def build(conn, plan: ReadPlan) -> list[TopEvent]:
             return [
@@ -222,7 +223,7 @@ class EventQuery:
     ) -> Metrics:
         ctx = info.context
         limit_between(top, MAX_TOP, "top")
-        project, scope = await ctx.scope(project_id, from_, to, timezone)
+        project, scope = await read_scope(ctx, project_id, from_, to, timezone)
 
         def build(conn, plan: ReadPlan) -> Metrics:
             # one plan for the three parts: the days are classified once
@@ -263,7 +264,9 @@ class EventQuery:
         limit_between(limit, MAX_TOP, "limit")
         if not 1 <= len(property) <= 200:
             raise bad_input("property", "must be 1..200 characters")
-        project, scope = await ctx.scope(project_id, from_, to, timezone, event_names, filters, raw_only=True)
+        project, scope = await read_scope(
+            ctx, project_id, from_, to, timezone, event_names, filters, raw_only=True
+        )
 
         def build(conn, plan: ReadPlan) -> Breakdown:
             groups, total = explore.breakdown(
@@ -296,7 +299,7 @@ class EventQuery:
         ctx = info.context
         limit_between(first, ctx.settings.max_page_size, "first")
         today = datetime.now(UTC).date()
-        project, scope = await ctx.scope(project_id, today, today, "UTC", event_names, filters)
+        project, scope = await read_scope(ctx, project_id, today, today, "UTC", event_names, filters)
         position = None
         if after is not None:
             cursor_project, t, eid = _decode_cursor(after)

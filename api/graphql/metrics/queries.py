@@ -8,8 +8,8 @@ from typing import Annotated
 import strawberry
 
 from api.graphql import convert
-from api.graphql.arguments import Ctx, From, Gran, ProjectId, To, UniqueByArg, Zone
-from api.graphql.context import Context, normalized
+from api.graphql.arguments import Ctx, From, Gran, ProjectId, To, UniqueByArg, Zone, normalized, read_scope
+from api.graphql.context import Context
 from api.graphql.errors import bad_input, forbidden
 from api.graphql.metrics.types import MetricDefinition, MetricSeries, metric_definition, metric_point
 from api.graphql.people import cache_args, extra_version
@@ -63,13 +63,13 @@ class MetricQuery:
         metric = await load_metric(ctx, metric_id)
         g = granularity.value
         # Built rows serve only UTC days; anything else reads raw events, so raw limits apply.
-        project, scope = await ctx.scope(str(metric.project_id), from_, to, timezone)
+        project, scope = await read_scope(ctx, str(metric.project_id), from_, to, timezone)
         # persons: built rows hold distinct ids, so a unique-users metric then reads raw events only
         if metric.aggregation != "unique_users":
             unique_by = UniqueBy.DISTINCT_ID
         raw_only = not (scope.tz == "UTC" and g == "day") or unique_by is UniqueBy.PERSON
         if raw_only:
-            project, scope = await ctx.scope(str(metric.project_id), from_, to, timezone, raw_only=True)
+            project, scope = await read_scope(ctx, str(metric.project_id), from_, to, timezone, raw_only=True)
         if series.bucket_count(scope, g) > ctx.settings.max_buckets:
             raise bad_input("granularity", f"more than {ctx.settings.max_buckets} buckets; use a coarser one")
 
