@@ -1,7 +1,7 @@
 """Questions about events and users (series, totals, top events, breakdowns, recent events, active users).
 Each resolver: tenant check (the `CanReadProject` permission where the field declares it, else
-`Context.scope`) and validation (`Context.scope`), then exact warehouse reads over one read plan
-(warehouse/reads/plan.py), cached where the answer is a pure function of the data version."""
+`read_scope`) and validation (`read_scope`, api/graphql/arguments.py), then exact warehouse reads over one
+read plan (warehouse/reads/plan.py), cached where the answer is a pure function of the data version."""
 
 from __future__ import annotations
 
