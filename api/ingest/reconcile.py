@@ -31,7 +31,18 @@ from starlette.concurrency import run_in_threadpool
 from api import metrics
 from api.ingest.publisher import BrokerUnavailable, ProducerQueueFull, Publisher
 from api.ingest.service import pack
-from api.ingest.spool import ACK, SUFFIX, Abort, Ack, Data, Spool, append_record, frame, read_records
+from api.ingest.spool import (
+    ACK,
+    SUFFIX,
+    Abort,
+    Ack,
+    Data,
+    DataHead,
+    Spool,
+    append_record,
+    frame,
+    read_records,
+)
 from pulseops.settings import Settings
 from warehouse.events import split_message
 from warehouse.landing import unlanded
@@ -50,7 +61,7 @@ _decode_ids = msgspec.json.Decoder(_Ids).decode
 
 @dataclass
 class _Record:
-    data: Data
+    data: Data | DataHead
     ack: Ack | None = None
     aborted: bool = False
 
@@ -167,7 +178,9 @@ class Reconciler:
                     pending = True
                 continue
             uncertain.append(rec)
-        if uncertain:
+        if uncertain:  # their events are needed now: read the segment again, messages and all
+            full = await run_in_threadpool(_fold, path, True)
+            uncertain = [full[rec.data.seq] for rec in uncertain]
             since = _segment_time(path) - timedelta(hours=1)
             missing = await run_in_threadpool(self._unlanded, uncertain, since)
             for rec, messages in missing:
@@ -223,11 +236,12 @@ class Reconciler:
         return out
 
 
-def _fold(path: Path) -> dict[int, _Record]:
-    """Records by sequence number, each with its latest ack (a re-publication appends a newer one)."""
+def _fold(path: Path, full: bool = False) -> dict[int, _Record]:
+    """Records by sequence number, each with its latest ack (a re-publication appends a newer one). Without
+    `full`, Data records are DataHead: most passes only need to know every record was acknowledged."""
     out: dict[int, _Record] = {}
-    for r in read_records(path):
-        if isinstance(r, Data):
+    for r in read_records(path, heads=not full):
+        if isinstance(r, Data | DataHead):
             out[r.seq] = _Record(r)
         elif r.seq in out:
             if isinstance(r, Abort):

@@ -37,7 +37,9 @@ DATA, ACK, ABORT = 1, 2, 3
 
 Message = tuple[bytes, bytes]  # (Kafka key, value)
 
-_encode = msgspec.msgpack.Encoder().encode
+_encoder = msgspec.msgpack.Encoder()
+_encode = _encoder.encode
+_KIND_CRC = {kind: zlib.crc32(bytes([kind])) for kind in (1, 2, 3)}  # crc32 of the type byte, to continue
 
 
 class Data(msgspec.Struct, array_like=True):
@@ -56,39 +58,56 @@ class Abort(msgspec.Struct, array_like=True):
     seq: int
 
 
+class DataHead(msgspec.Struct, array_like=True):
+    """A Data record without its messages: what the reconciler needs of a record whose ack settles it
+    (msgspec skips the messages without copying them)."""
+
+    seq: int
+
+
 _DECODERS = {
     DATA: msgspec.msgpack.Decoder(Data),
     ACK: msgspec.msgpack.Decoder(Ack),
     ABORT: msgspec.msgpack.Decoder(Abort),
 }
+_HEAD_DECODERS = {**_DECODERS, DATA: msgspec.msgpack.Decoder(DataHead)}
 
 
 class SpoolUnavailable(Exception):
     """The journal could not take the request (disk full, I/O error, size cap): answer 503, publish nothing."""
 
 
-def frame(kind: int, record: msgspec.Struct) -> bytes:
-    payload = _encode(record)
-    return _HEADER.pack(len(payload), zlib.crc32(bytes([kind]) + payload), kind) + payload
+def frame(kind: int, record: msgspec.Struct) -> bytearray:
+    """Header + msgpack payload, encoded in place behind the header (a Data record carries the request's
+    events: no copy of them is made here)."""
+    buf = bytearray(_HEADER.size)
+    _encoder.encode_into(record, buf, _HEADER.size)
+    payload = memoryview(buf)[_HEADER.size :]
+    _HEADER.pack_into(buf, 0, len(payload), zlib.crc32(payload, _KIND_CRC[kind]), kind)
+    payload.release()
+    return buf
 
 
-def read_records(path: Path) -> Iterator[Data | Ack | Abort]:
-    """Every intact record; stops at the first torn or corrupt frame (a crash mid-write leaves only a tail)."""
+def read_records(path: Path, heads: bool = False) -> Iterator[Data | DataHead | Ack | Abort]:
+    """Every intact record; stops at the first torn or corrupt frame (a crash mid-write leaves only a tail).
+    `heads`: Data records come as DataHead (seq only)."""
+    decoders = _HEAD_DECODERS if heads else _DECODERS
     buf = path.read_bytes()
+    view = memoryview(buf)
     pos, end = 0, len(buf)
     while pos + _HEADER.size <= end:
         length, crc, kind = _HEADER.unpack_from(buf, pos)
         start = pos + _HEADER.size
-        payload = buf[start : start + length]
-        if len(payload) < length or kind not in _DECODERS or zlib.crc32(bytes([kind]) + payload) != crc:
+        payload = view[start : start + length]
+        if len(payload) < length or kind not in decoders or zlib.crc32(payload, _KIND_CRC[kind]) != crc:
             if start + length < end:
                 log.error("spool segment %s is corrupt at byte %d; records after it are not read", path, pos)
             return
-        yield _DECODERS[kind].decode(payload)
+        yield decoders[kind].decode(payload)
         pos = start + length
 
 
-def append_record(fd: int, data: bytes) -> None:
+def append_record(fd: int, data: bytes | bytearray) -> None:
     """Write all of `data` at the end of the file, or restore the file's length and raise OSError."""
     start = os.lseek(fd, 0, os.SEEK_END)
     try:
