@@ -32,8 +32,11 @@ def build_app(settings: Settings) -> Application:
             "heartbeat.interval.ms": max(500, k.session_timeout_ms // 3),
             # librdkafka's 1 s default starves the fetcher between batches (measured: 3x throughput).
             "fetch.queue.backoff.ms": 10,
-            # Bounds how long the broker may hold a fetch: part of the 202 -> visible latency.
-            "fetch.wait.max.ms": 50,
+            # How long the broker may hold an empty fetch. Under load a fetch finds data at once; idle, each
+            # answered fetch costs the embedded broker CPU: 200 ms instead of 50 ms takes about two thirds of
+            # an idle Tansu's CPU for ~10 ms more 202 -> landed of a lone event (benchmarks/system_cpu.py
+            # reports the broker's idle CPU).
+            "fetch.wait.max.ms": settings.streams.fetch_wait_ms,
             # 8 MiB per partition per fetch (librdkafka: 1 MiB, ~28 packed messages of 100 events): Tansu lists
             # every stored batch per fetch, so fewer, larger fetches. Medium catch-up, one worker, separate
             # runs: 56k rows/s = 0.38x COPY with 1 MiB, 63k = 0.43x with 8 MiB (py-spy: the main thread then
