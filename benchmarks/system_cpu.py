@@ -42,6 +42,7 @@ from pulseops import runtime
 from pulseops.settings import Settings
 
 SAMPLE_S = 0.5
+TOP = 8  # the busiest processes of each window, listed in the report
 
 
 def service_of(p: psutil.Process, supervised: dict[int, str]) -> str:
@@ -80,6 +81,7 @@ def watch(state: Path, seconds: float) -> dict:
     """CPU seconds per group of this system's processes and the machine's busy share over `seconds`."""
     first: dict[int, float] = {}
     last: dict[int, tuple[str, float]] = {}
+    names: dict[int, str] = {}
     busy0, total0 = machine_busy()
     t0 = time.monotonic()
     while True:
@@ -92,6 +94,8 @@ def watch(state: Path, seconds: float) -> dict:
                     # born inside the window: all of its CPU counts; present at the start: only the window's
                     first[p.pid] = cpu if time.monotonic() - t0 < SAMPLE_S / 2 else 0.0
                 last[p.pid] = (service_of(p, supervised), cpu)
+                if p.pid not in names:
+                    names[p.pid] = " ".join(p.cmdline())[-100:]
         if time.monotonic() - t0 >= seconds:
             break
         time.sleep(SAMPLE_S)
@@ -108,6 +112,10 @@ def watch(state: Path, seconds: float) -> dict:
         "groups_cpu_s": groups,
         "groups_pct": {g: 100 * s / took / cores for g, s in groups.items()},
         "processes": len(last),
+        "top": sorted(
+            ((cpu - first.get(pid, 0.0), group, names.get(pid, "?")) for pid, (group, cpu) in last.items()),
+            reverse=True,
+        )[:TOP],
     }
 
 
@@ -214,6 +222,7 @@ def render(r: dict) -> str:
             for g, s in sorted(window["groups_cpu_s"].items())
         ]
         lines.append(f"- {name} ({window['processes']} processes seen): " + ", ".join(parts))
+        lines += [f"  - {cpu:.2f} CPU-s  {group}: `{cmd}`" for cpu, group, cmd in window["top"]]
     return "\n".join(lines)
 
 
