@@ -1,6 +1,6 @@
 """Index on events (project_id, event_name, event_time, event_id) for recentEvents filtered by event name.
 
-Why: `recentEvents(eventNames: [...])` (api/graphql/events.py -> `explore.recent_events`) had only the primary key
+Why: `recentEvents(eventNames: [...])` (api/graphql/events/queries.py -> `warehouse.reads.explore.recent_events`) had only the primary key
 (project_id, event_time, event_id) to serve it, so it read the day's rows newest-first (or all of them) and
 dropped every other name: with 1.2 million rows of another name in today's partition one page of a rare name
 read the whole partition (~0.3-0.5 s a query), and the 202 -> visible p95 of benchmarks/freshness.py grew with
