@@ -6,8 +6,7 @@ import dagster as dg
 
 from orchestration.checks import checks, great_expectations_suite
 from orchestration.partitions import daily_partitions
-from orchestration.resources import WarehouseResource
-from pulseops.settings import get_settings
+from orchestration.resources import SettingsResource, WarehouseResource
 from warehouse.aggregates import delete_aggregates_before
 from warehouse.cold import drop_exported_partitions_before
 from warehouse.partitions import ensure_window
@@ -46,8 +45,10 @@ cold_export_job = dg.define_asset_job(
 
 
 @dg.op(description="Create the events partitions of the coming days (landing also creates missing ones).")
-def create_future_partitions(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> None:
-    ahead = get_settings().warehouse.partitions_ahead_days
+def create_future_partitions(
+    context: dg.OpExecutionContext, warehouse: WarehouseResource, pulseops: SettingsResource
+) -> None:
+    ahead = pulseops.warehouse().partitions_ahead_days
     with warehouse.connection() as conn:
         created = ensure_window(conn, datetime.now(UTC).date(), back_days=0, ahead_days=ahead)
     context.log.info(f"created {len(created)} partitions: {[str(d) for d in created]}")
@@ -58,8 +59,10 @@ def create_future_partitions(context: dg.OpExecutionContext, warehouse: Warehous
     "has a cold-tier export that passed its parity check for the current data (others stay, with the reason "
     "in the log); delete aggregates older than aggregates_retention_days (their Parquet copy stays)."
 )
-def apply_retention(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> None:
-    s = get_settings()
+def apply_retention(
+    context: dg.OpExecutionContext, warehouse: WarehouseResource, pulseops: SettingsResource
+) -> None:
+    s = pulseops.all()
     today = datetime.now(UTC).date()
     with warehouse.connection() as conn:
         raw = drop_exported_partitions_before(

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import dagster as dg
 import psycopg
 
-from pulseops.settings import ColdSettings, OrchestrationSettings, WarehouseSettings, get_settings
+from pulseops.settings import ColdSettings, OrchestrationSettings, Settings, WarehouseSettings, get_settings
 from warehouse.db import connect
 
 
@@ -43,6 +43,9 @@ def warehouse_resource() -> WarehouseResource:
 class SettingsResource(dg.ConfigurableResource):
     """PulseOps settings as a resource: read from the environment when a run, check or sensor evaluation
     starts (pulseops/settings.py), not when the code location is imported, and replaceable in tests."""
+
+    def all(self) -> Settings:
+        return get_settings()
 
     def orchestration(self) -> OrchestrationSettings:
         return get_settings().orchestration

@@ -7,8 +7,7 @@ version: a reader never sees rollups of one build next to user counts of another
 import dagster as dg
 
 from orchestration.partitions import daily_partitions, run_days
-from orchestration.resources import WarehouseResource
-from pulseops.settings import get_settings
+from orchestration.resources import SettingsResource, WarehouseResource
 from warehouse.aggregates import rebuild_day
 from warehouse.cold_rebuild import cold_projects, rebuild_day_from_cold
 from warehouse.partitions import is_attached
@@ -80,9 +79,9 @@ DAILY_AGGREGATES = dg.AssetSpec(
     # correction of many days (late_data_sensor: a range run whose `pulseops/days` tag lists the stale days).
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
-def aggregates(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+def aggregates(context: dg.AssetExecutionContext, warehouse: WarehouseResource, pulseops: SettingsResource):
     days = run_days(context)
-    cold = get_settings().cold  # read when the run starts
+    cold = pulseops.cold()  # read when the run starts
     totals = {"raw": 0, "rollups": 0, "users": 0, "aggregates": 0}
     with warehouse.connection() as conn:
         for day in days:

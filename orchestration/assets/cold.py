@@ -8,8 +8,7 @@ import dagster as dg
 
 from orchestration.assets.aggregates import DAILY_AGGREGATES, EVENT_ROLLUPS
 from orchestration.partitions import daily_partitions, run_days
-from orchestration.resources import WarehouseResource
-from pulseops.settings import get_settings
+from orchestration.resources import SettingsResource, WarehouseResource
 from warehouse.cold import AGGREGATES, EVENTS, ROLLUPS, ExportedFile, export_day
 
 COLD_EVENTS = dg.AssetSpec(
@@ -36,8 +35,8 @@ COLD_AGGREGATES = dg.AssetSpec(
     backfill_policy=dg.BackfillPolicy.single_run(),
     can_subset=True,
 )
-def cold_export(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    settings = get_settings().cold  # read when the run starts
+def cold_export(context: dg.AssetExecutionContext, warehouse: WarehouseResource, pulseops: SettingsResource):
+    settings = pulseops.cold()  # read when the run starts
     selected = {k.to_user_string() for k in context.selected_asset_keys}
     datasets = ([EVENTS] if "cold_events" in selected else []) + (
         [ROLLUPS, AGGREGATES] if "cold_aggregates" in selected else []

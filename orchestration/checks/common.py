@@ -24,8 +24,8 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 
 from orchestration.partitions import daily_partitions, run_days
-from orchestration.resources import WarehouseResource
-from pulseops.settings import Settings, get_settings
+from orchestration.resources import SettingsResource, WarehouseResource
+from pulseops.settings import Settings
 
 SAMPLES = 10
 
@@ -71,9 +71,11 @@ def day_check(
             blocking=blocking,
             description=description,
         )
-        def check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+        def check(
+            context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, pulseops: SettingsResource
+        ):
             days = run_days(context)
-            settings = get_settings()  # read when the check runs, not when the code location loads
+            settings = pulseops.all()  # read when the check runs, not when the code location loads
             with warehouse.connection() as conn:
                 results = measure(conn, days, settings)
             yield from emit(context, severity, results)

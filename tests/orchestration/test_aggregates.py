@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks.generator import GeneratorConfig, TenantSpec, generate
 from orchestration.assets.aggregates import aggregates
-from orchestration.resources import WarehouseResource
+from orchestration.resources import SettingsResource, WarehouseResource
 from tests.utils.events import ZoneTruth, land_rows, landing_rows
 from tests.utils.tenants import make_tenant
 from warehouse.aggregates import rebuild_day
@@ -29,7 +29,7 @@ def materialize_range(database_url: str, first: date, last: date) -> dg.ExecuteI
     """One run over a partition range, as a single-run backfill does."""
     return dg.materialize(
         [aggregates],
-        resources={"warehouse": WarehouseResource(database_url=database_url)},
+        resources={"warehouse": WarehouseResource(database_url=database_url), "pulseops": SettingsResource()},
         instance=dg.DagsterInstance.ephemeral(),
         tags={
             "dagster/asset_partition_range_start": str(first),
@@ -261,7 +261,10 @@ def test_custom_metrics_match_raw_events_and_odd_properties_do_not_break_a_run(d
 def test_a_misconfigured_database_fails_the_run_once_with_a_clear_error():
     result = dg.materialize(
         [aggregates],
-        resources={"warehouse": WarehouseResource(database_url="postgresql://nobody@127.0.0.1:1/nowhere")},
+        resources={
+            "warehouse": WarehouseResource(database_url="postgresql://nobody@127.0.0.1:1/nowhere"),
+            "pulseops": SettingsResource(),
+        },
         instance=dg.DagsterInstance.ephemeral(),
         partition_key="2026-01-05",
         raise_on_error=False,

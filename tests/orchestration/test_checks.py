@@ -15,7 +15,7 @@ import pytest
 from orchestration.assets.aggregates import aggregates
 from orchestration.checks import checks
 from orchestration.checks.expectations import validate
-from orchestration.resources import WarehouseResource
+from orchestration.resources import SettingsResource, WarehouseResource
 from pulseops.settings import get_settings
 from tests.utils.tenants import make_tenant
 from warehouse.aggregates import rebuild_day
@@ -79,7 +79,7 @@ def run(
 ) -> dg.ExecuteInProcessResult:
     """Materialise the aggregates of `day` (or of a range, in one run) with every check, as the rebuild job
     does; `only_checks` runs the checks alone on the day's current tables."""
-    resources = {"warehouse": WarehouseResource(database_url=database_url)}
+    resources = {"warehouse": WarehouseResource(database_url=database_url), "pulseops": SettingsResource()}
     partition_key = day.isoformat() if day else None
     tags = {}
     if range_:  # what a single-run backfill puts on its run

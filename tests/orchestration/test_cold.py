@@ -54,7 +54,7 @@ def landed(db, cold_url):
 def _run(database_url: str, first: date, last: date, *defs, instance=None) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         list(defs),
-        resources={"warehouse": WarehouseResource(database_url=database_url)},
+        resources={"warehouse": WarehouseResource(database_url=database_url), "pulseops": SettingsResource()},
         instance=instance or dg.DagsterInstance.ephemeral(),
         tags={
             "dagster/asset_partition_range_start": str(first),
@@ -70,7 +70,7 @@ def _check_only(database_url: str, day: date, check) -> dg.ExecuteInProcessResul
         [cold_export, check],
         selection=dg.AssetSelection.checks(check),
         tags={"dagster/partition": day.isoformat()},
-        resources={"warehouse": WarehouseResource(database_url=database_url)},
+        resources={"warehouse": WarehouseResource(database_url=database_url), "pulseops": SettingsResource()},
         instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
@@ -118,7 +118,8 @@ def test_a_corrupted_file_fails_the_check_and_retention_keeps_that_day(db, datab
 
     instance = dg.DagsterInstance.ephemeral()
     result = partition_maintenance_job.execute_in_process(
-        resources={"warehouse": WarehouseResource(database_url=database_url)}, instance=instance
+        resources={"warehouse": WarehouseResource(database_url=database_url), "pulseops": SettingsResource()},
+        instance=instance,
     )
     assert result.success
     remaining = existing_partition_days(db)
