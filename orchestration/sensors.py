@@ -1,9 +1,9 @@
 """late_data_sensor: rebuild the closed days whose aggregates miss data, many days per run.
 
 Each tick reads what is due (`days_to_build`: late data, never-built days, days built before a custom-metric
-definition changed), leaves out days an active run will bring up to date (`_in_flight`), days still open
-(today, until close_grace_s after midnight UTC: their answers come from raw events anyway,
-warehouse/reads/exact.py) and days backing off after a failure, and requests ONE run for up to max_days_per_run of them: a single-run range
+definition changed), leaves out days a run is already working on, days still open (today, until
+close_grace_s after midnight UTC: their answers come from raw events anyway, warehouse/reads/exact.py) and days
+backing off after a failure, and requests ONE run for up to max_days_per_run of them: a single-run range
 (the aggregates' BackfillPolicy.single_run) whose `pulseops/days` tag lists the days to rebuild. The run key
 is a digest of {day: data key} (landed versions, definitions stamp), so it names exactly the data the run
 covers; whatever lands meanwhile is the next tick's run.
@@ -67,25 +67,6 @@ def _busy_days(instance: dg.DagsterInstance, jobs: list[str]) -> set[date]:
         for rec in instance.get_run_records(dg.RunsFilter(job_name=job, statuses=ACTIVE), limit=1000):
             busy |= _covered_days(rec.dagster_run)
     return busy
-
-
-def _in_flight(instance: dg.DagsterInstance, jobs: list[str]) -> dict[date, set[str | None]]:
-    """Per day in an active run: the data keys those runs bring it up to, None where any key counts.
-
-    A run that has not started its steps yet reads the day's data when it does, so it covers whatever lands
-    meanwhile (None), and so does a run without covers (a backfill). A started run may have read the day
-    already: data landed since (another key) gets a run of its own at once instead of waiting for this one to
-    end and the next tick; the day's advisory lock (warehouse.aggregates.day_build) orders the two rebuilds.
-    """
-    keys: dict[date, set[str | None]] = {}
-    for job in jobs:
-        for rec in instance.get_run_records(dg.RunsFilter(job_name=job, statuses=ACTIVE), limit=1000):
-            run = rec.dagster_run
-            covers = json.loads(run.tags.get(COVERS_TAG, "{}"))
-            for day in _covered_days(run):
-                started = run.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
-                keys.setdefault(day, set()).add(covers.get(day.isoformat()) if started else None)
-    return keys
 
 
 def _failure_message(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
@@ -187,15 +168,8 @@ def late_data_sensor(
         ledger = {f.day: f for f in run_failures(conn, REBUILD)}
     context.update_cursor(cursor)
     # backfills (UI, `pulseops backfill`) run as Dagster's implicit asset job
-    flight = _in_flight(
-        context.instance, [refresh_aggregates_job.name, rebuild_aggregates_job.name, ASSET_JOB]
-    )
-    ready = [
-        d
-        for d in due
-        if not flight.get(d.day, set()) & {None, d.data_key}
-        and not _waiting(ledger.get(d.day), d.data_key, now)
-    ]
+    busy = _busy_days(context.instance, [refresh_aggregates_job.name, rebuild_aggregates_job.name, ASSET_JOB])
+    ready = [d for d in due if d.day not in busy and not _waiting(ledger.get(d.day), d.data_key, now)]
     if not ready:
         waiting = len(due) - len(ready)
         return dg.SkipReason(

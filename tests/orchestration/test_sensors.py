@@ -80,7 +80,7 @@ def test_late_data_over_35_days_and_3_projects_is_one_run_that_fixes_them_all(db
     # what the sensor requested, run as the daemon would run it: every day is correct afterwards
     result = dg.materialize(
         [aggregates, *checks],
-        resources={"warehouse": WarehouseResource(database_url=database_url), "pulseops": SettingsResource()},
+        resources={"warehouse": WarehouseResource(database_url=database_url)},
         instance=instance,
         tags=dict(tick(database_url, instance)[0].tags),
         raise_on_error=False,
@@ -168,28 +168,3 @@ def test_finished_runs_that_left_their_days_stale_are_failures(db, database_url,
     assert {f.day.isoformat() for f in failures} == set(_days(request))
     assert {f.last_run_id for f in failures} == {run.run_id}
     assert isinstance(result, dg.SkipReason)  # backing off
-
-
-def test_data_landing_while_a_run_rebuilds_its_day_gets_a_run_at_once(db, database_url):
-    tenant = make_tenant(db)
-    _land(db, [tenant], _midnight(3), 2, 100, seed=14)
-    instance = dg.DagsterInstance.ephemeral()
-    request, _ = tick(database_url, instance)
-    run = dg.DagsterRun(
-        job_name="refresh_aggregates_job", status=dg.DagsterRunStatus.NOT_STARTED, tags=dict(request.tags)
-    )
-    instance.add_run(run)
-    assert isinstance(tick(database_url, instance)[0], dg.SkipReason)  # the run to come covers its days
-    _land(db, [tenant], _midnight(3), 1, 5, seed=15)  # more data for the first day
-    # not started yet: its rebuild reads the day when it runs, the new data included
-    assert isinstance(tick(database_url, instance)[0], dg.SkipReason)
-    instance.handle_run_event(
-        run.run_id,
-        dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name="refresh_aggregates_job"),
-    )
-    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
-    # started: it may have read the day already, so the new data gets its own run, for that day only
-    again, _ = tick(database_url, instance)
-    assert isinstance(again, dg.RunRequest)
-    assert _days(again) == [(_midnight(3) - timedelta(days=1)).date().isoformat()]
-    assert again.run_key != request.run_key
