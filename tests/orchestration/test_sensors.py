@@ -80,7 +80,7 @@ def test_late_data_over_35_days_and_3_projects_is_one_run_that_fixes_them_all(db
     # what the sensor requested, run as the daemon would run it: every day is correct afterwards
     result = dg.materialize(
         [aggregates, *checks],
-        resources={"warehouse": WarehouseResource(database_url=database_url)},
+        resources={"warehouse": WarehouseResource(database_url=database_url), "pulseops": SettingsResource()},
         instance=instance,
         tags=dict(tick(database_url, instance)[0].tags),
         raise_on_error=False,
