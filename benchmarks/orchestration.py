@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from contextlib import suppress
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -220,17 +222,30 @@ def late_correction(
                 return delays
         finally:
             svc.stop()
-            daemon.terminate()
-            daemon.wait(30)
+            _stop_daemon(daemon)
 
 
 def _start_daemon(env: dict[str, str]) -> subprocess.Popen:
-    """dagster-daemon on the scratch instance (runs the late-data sensor), logging to a file in /tmp."""
+    """dagster-daemon on the scratch instance (runs the late-data sensor), logging to a file in /tmp; in a
+    session of its own, so that `_stop_daemon` also stops the code servers it spawned (left alone they
+    outlived the benchmark)."""
     log = open(Path(tempfile.gettempdir()) / "pulseops-bench-daemon.log", "ab")  # noqa: SIM115
     return subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        env=env, cwd=ROOT, stdout=log, stderr=log,
+        env=env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True,
     )  # fmt: skip
+
+
+def _stop_daemon(daemon: subprocess.Popen) -> None:
+    """SIGTERM to the daemon's process group (its code servers included), SIGKILL after 30 s."""
+    with suppress(ProcessLookupError):
+        os.killpg(daemon.pid, signal.SIGTERM)
+    try:
+        daemon.wait(30)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(daemon.pid, signal.SIGKILL)
+        daemon.wait(10)
 
 
 def _late_keys(db_url: str, projects: list[str]) -> dict:
