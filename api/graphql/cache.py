@@ -14,6 +14,8 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, TypeVar
 
 import msgspec
@@ -110,9 +112,37 @@ class QueryCache:
         except (RedisError, OSError) as exc:
             self._trip(exc)
 
+    async def get_raw(self, key: str) -> bytes | None:
+        """Redis only, no local copy and no counting: the whole-answer cache (api/graphql/response_cache.py)
+        keeps its own. None on a miss or an error; after an error `available` is False."""
+        try:
+            return await self._redis.get(key)
+        except (RedisError, OSError) as exc:
+            self._trip(exc)
+            return None
+
+    async def set_raw(self, key: str, raw: bytes) -> None:
+        try:
+            await self._redis.set(key, raw, ex=self._ttl)
+        except (RedisError, OSError) as exc:
+            self._trip(exc)
+
     def _trip(self, exc: Exception) -> None:
         log.warning("query cache: Redis unavailable (%s); answering uncached for %.0f s", exc, RETRY_AFTER_S)
         self._down_until = time.monotonic() + RETRY_AFTER_S
+
+
+@dataclass
+class Recording:
+    """What the resolvers of one request read through `Context.cached()`, so that the whole answer may be
+    stored (api/graphql/response_cache.py): (project, UTC days, data version seen, field) per cached field.
+    Anything read another way (`Context.run()`/`write()`, a version without a memo key) sets `uncacheable`."""
+
+    reads: list[tuple[Any, tuple[date, date], str, str]] = field(default_factory=list)
+    uncacheable: bool = False
+    results: int = 0  # executions: a batch or a stream is never stored
+    query: str | None = None
+    operation_name: str | None = None
 
 
 class VersionMemo:

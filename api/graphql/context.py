@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from strawberry.fastapi import BaseContext
 
-from api.graphql.cache import QueryCache, VersionMemo, cache_key
+from api.graphql.cache import QueryCache, Recording, VersionMemo, cache_key
 from api.graphql.errors import QUERY_TIMEOUT, UNAVAILABLE, ClientError, bad_input, forbidden
 from api.ratelimit import RateLimiter
 from api.security import KeyCache
@@ -90,6 +90,12 @@ class Context(BaseContext):
         self.settings = services.settings.query
         self.cold = services.settings.cold  # raw days gone from PostgreSQL are read from here
         self._key = key
+        self.recording: Recording | None = None  # set by the /graphql route when the answer may be stored
+
+    @property
+    def read_key(self) -> ApiKeyRow | None:
+        """The key authenticated from the request's headers (None over WebSocket until `key()`, and on GET)."""
+        return self._key
 
     # --- tenant ------------------------------------------------------------------------------------------
 
@@ -131,8 +137,14 @@ class Context(BaseContext):
     # --- execution ---------------------------------------------------------------------------------------
 
     async def run(self, fn: Callable[[psycopg.Connection], T], gone_field: str = "from") -> T:
-        """`fn(conn)` in a worker thread inside one read-only snapshot; database errors become safe errors."""
+        """`fn(conn)` in a worker thread inside one read-only snapshot; database errors become safe errors.
+        Its answer is not tracked by a data version: the whole answer is then never stored."""
+        self._uncacheable()
         return await run_in_threadpool(self._run, fn, gone_field)
+
+    def _uncacheable(self) -> None:
+        if self.recording is not None:
+            self.recording.uncacheable = True
 
     def _run(self, fn: Callable[[psycopg.Connection], T], gone_field: str = "from") -> T:
         try:
@@ -162,6 +174,7 @@ class Context(BaseContext):
 
     async def write(self, fn: Callable[[psycopg.Connection], T]) -> T:
         """`fn(conn)` in one read-write transaction (metric definitions)."""
+        self._uncacheable()
 
         def work() -> T:
             try:
@@ -193,6 +206,8 @@ class Context(BaseContext):
 
         cache = self.services.cache
         memo_key = (project.id, days) if extra_version is None else None
+        if memo_key is None:
+            self._uncacheable()  # the whole-answer cache checks memo versions only
         if cache.available:
             current = self.services.versions.get(memo_key) if memo_key else None
             if current is None:
@@ -204,6 +219,7 @@ class Context(BaseContext):
                 cache_key(project.org_id, project.id, field_name, current, arguments), field_name, result_type
             )
             if hit is not None:
+                self._record(field_name, project, days, current)
                 return hit
 
         def compute(conn: psycopg.Connection) -> tuple[str, T]:
@@ -212,8 +228,13 @@ class Context(BaseContext):
             return seen, build(conn, plan)  # the version of the snapshot the answer comes from
 
         read_at = time.monotonic()
-        seen, result = await self.run(compute)
+        seen, result = await run_in_threadpool(self._run, compute, "from")
         if memo_key:
             self.services.versions.put(memo_key, seen, read_at)
         await cache.put(cache_key(project.org_id, project.id, field_name, seen, arguments), result)
+        self._record(field_name, project, days, seen)
         return result
+
+    def _record(self, field_name: str, project: ProjectAccess, days: tuple[date, date], version: str) -> None:
+        if self.recording is not None:
+            self.recording.reads.append((project, days, version, field_name))

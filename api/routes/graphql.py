@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from typing import Any
 
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
+from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 from strawberry.fastapi import GraphQLRouter
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET
 
 from api.deps import authenticate
 from api.errors import ApiError
+from api.graphql.cache import Recording
 from api.graphql.context import Context, ReadServices
+from api.graphql.response_cache import RESPONSES, ResponseCache
 from api.graphql.schema import build_schema
 from api.metrics import WS_DISCONNECTS
 from api.ratelimit import retry_after_header
@@ -65,6 +72,44 @@ class _TransportWS(BaseGraphQLTransportWSHandler):
 class _Router(GraphQLRouter):
     graphql_transport_ws_handler_class = _TransportWS
 
+    def __init__(self, *args: Any, responses: ResponseCache, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.responses = responses
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        """A POST with a read key is answered from the whole-answer cache when a stored answer is still exact
+        (api/graphql/response_cache.py); `get_context` has already checked the key, the rate limit and the
+        body size. Otherwise it is executed, and its answer stored when every part of it may be."""
+        if not isinstance(request, Request) or not isinstance(context, Context) or request.method != "POST":
+            return await super().run(request, context, root_value)
+        read_key, services = context.read_key, context.services
+        if read_key is None:
+            return await super().run(request, context, root_value)
+        if not services.cache.available:
+            RESPONSES.labels("bypass").inc()
+            return await super().run(request, context, root_value)
+        key = self.responses.key(read_key.id, request, await request.body())
+        stored = await self.responses.get(key, services, read_key)
+        if stored is not None:
+            return Response(stored, media_type="application/json")  # what `create_response` sends
+        context.recording = Recording()
+        response = await super().run(request, context, root_value)
+        if response.status_code == 200 and not isinstance(response, StreamingResponse):
+            await self.responses.put(key, context.recording, bytes(response.body), services)
+        return response
+
+    async def execute_single(self, **kwargs: Any) -> ExecutionResult:
+        """Notes, for the whole-answer cache, which operation ran and whether it answered cleanly."""
+        result = await super().execute_single(**kwargs)
+        recording = getattr(kwargs["context"], "recording", None)
+        if recording is not None:
+            recording.results += 1
+            recording.query = kwargs["request_data"].query
+            recording.operation_name = kwargs["request_data"].operation_name
+            if result.errors or result.data is None or result.extensions:
+                recording.uncacheable = True
+        return result
+
     def decode_json(self, data: str | bytes) -> object:
         """JSON nested thousands deep made `json.loads` raise RecursionError: a 500. Now a 400 like any
         other unreadable body."""
@@ -103,8 +148,10 @@ async def get_context(connection: HTTPConnection) -> Context:
 
 
 def graphql_router(settings: QuerySettings) -> GraphQLRouter:
+    schema = build_schema(settings)
+    schema_id = hashlib.sha256(str(schema).encode()).hexdigest()  # a changed schema never serves old answers
     return _Router(
-        build_schema(settings),
+        schema,
         path="/graphql",
         graphql_ide="graphiql" if settings.graphiql else None,
         allow_queries_via_get=False,
@@ -113,4 +160,5 @@ def graphql_router(settings: QuerySettings) -> GraphQLRouter:
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL],
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         include_in_schema=False,
+        responses=ResponseCache(schema_id, settings.cache_ttl_s, settings.local_cache_entries),
     )
