@@ -85,11 +85,14 @@ def root_field_count(query: str | None, operation_name: str | None) -> int | Non
     return len(selections)
 
 
-def storable(recording: Recording) -> bool:
-    """One execution without errors, every root field answered through `Context.cached()`, nothing else read."""
-    if recording.uncacheable or recording.results != 1 or not recording.reads:
-        return False
-    return root_field_count(recording.query, recording.operation_name) == len(recording.reads)
+class _Body(msgspec.Struct):
+    """The parts of a GraphQL POST body that decide whether its answer may be stored (others are skipped)."""
+
+    query: str | None = None
+    operationName: str | None = None  # the GraphQL-over-HTTP name
+
+
+_body_decoder = msgspec.json.Decoder(_Body)
 
 
 class ResponseCache:
@@ -104,6 +107,35 @@ class ResponseCache:
         self._local_entries = local_entries
         self._local: OrderedDict[str, tuple[float, int, Entry]] = OrderedDict()
         self._bytes = 0
+        self._shapes: dict[tuple[str | None, str | None], int | None] = {}
+
+    def root_fields(self, query: str | None, operation_name: str | None) -> int | None:
+        """`root_field_count`, remembered per document (most clients send a few fixed documents)."""
+        shape = (query, operation_name)
+        if shape in self._shapes:
+            return self._shapes[shape]
+        count = root_field_count(query, operation_name)
+        if query is not None and len(query) <= 8192:
+            if len(self._shapes) >= 1000:
+                self._shapes.clear()
+            self._shapes[shape] = count
+        return count
+
+    def may_store(self, body: bytes) -> bool:
+        """Whether the body's operation could ever be stored: if not, it costs no lookup (no Redis round trip
+        for mutations, `recentEvents`, ...)."""
+        try:
+            request = _body_decoder.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False  # a batch, or a body Strawberry refuses
+        return self.root_fields(request.query, request.operationName) is not None
+
+    def storable(self, recording: Recording) -> bool:
+        """One execution without errors, every root field answered through `Context.cached()`, nothing else
+        read."""
+        if recording.uncacheable or recording.results != 1 or not recording.reads:
+            return False
+        return self.root_fields(recording.query, recording.operation_name) == len(recording.reads)
 
     def key(self, key_id: uuid.UUID, request: Request, body: bytes) -> str:
         headers = request.headers
@@ -142,7 +174,7 @@ class ResponseCache:
         return _counted(entry, "hit")
 
     async def put(self, key: str, recording: Recording, body: bytes, services: ReadServices) -> None:
-        if not storable(recording) or not services.cache.available:
+        if not self.storable(recording) or not services.cache.available:
             return
         projects = {p.id: p for p, _days, _version, _field in recording.reads}
         reads = sorted({(p.id, days[0], days[1], v) for p, days, v, _f in recording.reads})

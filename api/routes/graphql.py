@@ -88,7 +88,10 @@ class _Router(GraphQLRouter):
         if not services.cache.available:
             RESPONSES.labels("bypass").inc()
             return await super().run(request, context, root_value)
-        key = self.responses.key(read_key.id, request, await request.body())
+        body = await request.body()
+        if not self.responses.may_store(body):
+            return await super().run(request, context, root_value)
+        key = self.responses.key(read_key.id, request, body)
         stored = await self.responses.get(key, services, read_key)
         if stored is not None:
             return Response(stored, media_type="application/json")  # what `create_response` sends

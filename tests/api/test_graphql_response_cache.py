@@ -165,11 +165,13 @@ def test_a_mutation_is_never_cached(api):
         "p": api.vars()["p"],
         "i": {"name": "views", "aggregation": "COUNT", "eventName": "page_view"},
     }
+    lookups = _count("miss") + _count("local_hit") + _count("hit")
     first = api.post(create, variables)
     assert "errors" not in first.json(), first.text
     second = api.post(create, variables)  # executed again: the name is taken now
     assert second.json()["errors"][0]["extensions"]["field"] == "input.name"
     assert api.stored() == 0
+    assert _count("miss") + _count("local_hit") + _count("hit") == lookups  # not even looked up
 
 
 @pytest.mark.parametrize(
