@@ -26,6 +26,7 @@ import httpx
 import psycopg
 from psycopg import sql
 
+from pulseops.services import EMBEDDED_SESSION_TIMEOUT_MS
 from pulseops.settings import Settings
 from warehouse.db import with_database
 from warehouse.migrate import upgrade
@@ -184,6 +185,8 @@ def services_env(
             "PULSEOPS_KAFKA__TOPIC_RAW": f"events-raw-{suffix}",
             "PULSEOPS_KAFKA__TOPIC_DLQ": f"events-dlq-{suffix}",
             "PULSEOPS_KAFKA__CONSUMER_GROUP": f"pulseops-landing-{suffix}",
+            # the benchmarks' broker is the embedded Tansu, as in `pulseops up` (pulseops/services.py)
+            "PULSEOPS_KAFKA__SESSION_TIMEOUT_MS": str(EMBEDDED_SESSION_TIMEOUT_MS),
             "PULSEOPS_KAFKA__RETENTION_MS": str(3600_000),
             "PULSEOPS_REDIS__URL": redis_url,
             "PULSEOPS_STREAMS__METRICS_PORT": str(metrics_port),

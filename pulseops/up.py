@@ -127,6 +127,7 @@ def _backends(settings: Settings, detach: bool) -> _Backends:
     if settings.kafka.bootstrap is None:
         b.programs.append(services.tansu_program(settings))
         b.ports["kafka"] = settings.kafka.embedded_port
+        b.env.update(services.embedded_kafka_env())
     b.env["PULSEOPS_KAFKA__BOOTSTRAP"] = settings.kafka.servers
     return b
 
