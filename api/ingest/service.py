@@ -203,7 +203,7 @@ async def accept_batch(svc: IngestServices, key: ApiKeyRow, body: bytes) -> byte
     if typed is not None:
         n = len(typed.batch)
         if 0 < n <= svc.settings.ingest.max_batch_events:
-            return await _accept_valid(svc, key, typed.batch, typed.sent_at)
+            return await _accept_valid(svc, key, typed.batch, typed.sent_at, b"\\u0000" not in body)
     return await _accept_items(svc, key, body)
 
 
@@ -217,12 +217,18 @@ def _check_size(n: int, settings: Settings) -> None:
 
 
 async def _accept_valid(
-    svc: IngestServices, key: ApiKeyRow, events: list[IngestEvent], sent_at: datetime | None
+    svc: IngestServices,
+    key: ApiKeyRow,
+    events: list[IngestEvent],
+    sent_at: datetime | None,
+    nul_free: bool = False,
 ) -> bytes:
     """A batch whose items all passed the schema: checked one by one, then encoded as one packed array by
-    a single msgspec call (the common case, and the cheapest)."""
+    a single msgspec call (the common case, and the cheapest). `nul_free`: the body has no `\\u0000`
+    escape, so no event can hold a NUL (EventBuilder.nul_free)."""
     await rate_limit(svc, key, len(events))
     builder = _builder(key, svc.settings, sent_at, len(events))
+    builder.nul_free = nul_free
     raws: list[RawEvent] = []
     rejected: list[Rejection] = []
     for index, ev in enumerate(events):

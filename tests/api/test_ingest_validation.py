@@ -511,6 +511,29 @@ def test_batch_with_only_invalid_events_is_422_listing_each(ingest: Ingest) -> N
     ingest.assert_published_once(ingest.accept_one())
 
 
+def test_batch_rejects_events_with_nul_by_index_and_accepts_the_rest(ingest: Ingest) -> None:
+    """A valid-schema batch skips the per-event NUL searches only when the body has no \\u0000 escape: one
+    that has one still names each bad item (and literal backslash-u0000 text is not a NUL)."""
+    valid = [new_event(distinct_id="a"), new_event(properties={"snippet": "printf('\\u0000')"})]
+    batch = [
+        valid[0],
+        new_event(event="page\x00view"),
+        new_event(distinct_id="user\x00-1"),
+        new_event(properties={"path": "/a\x00b"}),
+        valid[1],
+    ]
+    resp = ingest.post("/v1/batch", {"batch": batch})
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    assert body["event_ids"] == [e["event_id"] for e in valid]
+    assert [(r["index"], r["field"]) for r in body["rejected"]] == [
+        (1, "event"),
+        (2, "distinct_id"),
+        (3, "properties"),
+    ]
+    ingest.assert_published_once(*(uuid.UUID(e["event_id"]) for e in valid))
+
+
 # -- clock skew and event ids ------------------------------------------------------------------------------
 
 
