@@ -270,9 +270,23 @@ def write_dagster_instance(settings: Settings, storage_url: str) -> Path:
                 "  enabled: false",
                 "nux:",
                 "  enabled: false",
-                "storage:",
-                "  postgres:",
-                f"    postgres_url: {json.dumps(url)}",
+                # dagster-postgres's storages with pooled connections (orchestration/instance_storage.py):
+                # its own open a connection per call, several a second on an idle system.
+                *(
+                    line
+                    for key, cls in (
+                        ("run_storage", "PooledPostgresRunStorage"),
+                        ("event_log_storage", "PooledPostgresEventLogStorage"),
+                        ("schedule_storage", "PooledPostgresScheduleStorage"),
+                    )
+                    for line in (
+                        f"{key}:",
+                        "  module: orchestration.instance_storage",
+                        f"  class: {cls}",
+                        "  config:",
+                        f"    postgres_url: {json.dumps(url)}",
+                    )
+                ),
                 "run_coordinator:",
                 "  module: dagster.core.run_coordinator",
                 "  class: QueuedRunCoordinator",
