@@ -66,6 +66,13 @@ _PR_SET_PDEATHSIG = 1
 # Seconds the port stays closed between an old broker and its replacement (see above). The landing worker's
 # watch reacts to the closed connection in milliseconds; ingest answers 503 meanwhile and clients retry.
 RESTART_GAP_S = 0.5
+# An idle system's broker neither grows nor stores more: a full pass (landing_state: metadata, the group's
+# offsets and a fresh consumer's fetch, every second) then only costs the keeper and Tansu CPU. While passes
+# find a small broker whose stored count did not move, the wait between full passes doubles up to
+# QUIET_MAX_S; every second the keeper still looks at the child's liveness and resident size (/proc, free),
+# and a death or a resident size moved by RSS_WAKE_BYTES (ingest resumed) ends the wait at once.
+QUIET_MAX_S = 30.0
+RSS_WAKE_BYTES = 4 * 1024**2
 # Resolved once here: the child only calls it between fork and exec (no dlopen while other threads may hold
 # the loader's lock; the keeper's Kafka clients run threads).
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -251,6 +258,7 @@ class Keeper:
         self.pressed = 0  # passes that found the broker over its limit with too much unlanded
         self._admin: AdminClient | None = None
         self._stop = threading.Event()
+        self.stored: int | None = None  # records stored at the last full pass (None: not known)
 
     def _kafka(self) -> Settings:
         """Settings whose bootstrap is this broker (the keeper may serve a port other than the default)."""
@@ -305,7 +313,9 @@ class Keeper:
             state = landing_state(self.admin(), self.broker.bootstrap, k.topic_raw, k.consumer_group)
         except Exception as exc:  # no pressure on a guess: an earlier lease runs out by itself
             log.info("broker at %d MiB but landing state unknown (%s): kept", rss >> 20, exc)
+            self.stored = None
             return "kept"
+        self.stored = state.stored
         if not over_rss and not 0 < self.max_records <= state.stored:
             self._unpress()
             return "small"
@@ -330,6 +340,7 @@ class Keeper:
         return "recycled"
 
     def _restart(self) -> None:
+        self.stored = None  # the new broker's count is not the old one's
         self.broker.stop()
         self._admin = None  # its connection and metadata belong to the old broker
         time.sleep(RESTART_GAP_S)  # every client of the old broker sees it gone before a new one answers
@@ -348,13 +359,32 @@ class Keeper:
     def run(self) -> None:
         interval = self.settings.kafka.embedded_check_interval_s
         wait = interval
-        while not self._stop.wait(wait):
+        while self._wait(wait, interval):
+            before = self.stored
             try:
-                # Over its limit but not landed: look again soon, to catch the moment the group caught up.
-                wait = interval / 5 if self.check() == "kept" else interval
+                result = self.check()
             except Exception:
                 log.exception("broker keeper pass failed")
                 wait = interval
+                continue
+            if result == "kept":  # over its limit but not landed: look again soon, for the group caught up
+                wait = interval / 5
+            elif result == "small" and self.stored is not None and self.stored == before:
+                wait = min(2 * wait, max(interval, QUIET_MAX_S))  # quiet: back off (QUIET_MAX_S above)
+            else:
+                wait = interval
+
+    def _wait(self, seconds: float, interval: float) -> bool:
+        """Sleep until the next full pass (False: stopping); a dead child or a resident size moved by
+        RSS_WAKE_BYTES ends a long wait early."""
+        due = time.monotonic() + seconds
+        rss = self.broker.rss_bytes()
+        while (left := due - time.monotonic()) > 0:
+            if self._stop.wait(min(interval, left)):
+                return False
+            if not self.broker.alive() or abs(self.broker.rss_bytes() - rss) >= RSS_WAKE_BYTES:
+                break
+        return not self._stop.is_set()
 
     def stop(self) -> None:
         self._stop.set()
