@@ -32,6 +32,7 @@ import msgspec
 log = logging.getLogger(__name__)
 
 SUFFIX = ".seg"
+OWNERS = "owners"  # <dir>/owners/<pid>-<token>.lock: flock'ed for as long as that writer lives
 _HEADER = struct.Struct("<IIB")  # payload length, crc32 of type byte + payload, record type
 DATA, ACK, ABORT = 1, 2, 3
 
@@ -162,10 +163,18 @@ class Spool:
     _open: dict[Path, Segment] = field(default_factory=dict)
     _seq: int = 0
     _others_bytes: int = 0  # what the last reconcile pass found on disk, outside this process's open files
+    owner: str = ""  # `<pid>-<token>`, in the name of every segment this Spool writes
+    _owner_fd: int | None = None
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "stuck").mkdir(exist_ok=True)
+        self.owner, self._owner_fd = _claim_owner(self.directory / OWNERS)
+
+    def owner_alive(self, owner: str) -> bool:
+        """Whether another live Spool writes `owner`'s segments: its own reconciler settles them, so this
+        process leaves them alone (both API processes used to read every segment, each once)."""
+        return owner != self.owner and _held(self.directory / OWNERS / f"{owner}.lock")
 
     # -- writing ------------------------------------------------------------------------------------------
     async def append(self, messages: list[Message]) -> Entry:
@@ -249,7 +258,7 @@ class Spool:
             self._seal(seg)
             seg = None
         if seg is None:
-            name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+            name = f"{time.time_ns():020d}-{self.owner}{SUFFIX}"
             path = self.directory / name
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -294,6 +303,51 @@ class Spool:
         for seg in list(self._open.values()):
             self._release(seg)
         self._active = None
+        if self._owner_fd is not None:  # sealed segments left behind are now any reconciler's
+            (self.directory / OWNERS / f"{self.owner}.lock").unlink(missing_ok=True)
+            os.close(self._owner_fd)
+            self._owner_fd = None
+
+
+def segment_owner(path: Path) -> str:
+    """`<pid>-<token>` of a segment named `<time_ns>-<pid>-<token>.seg` (the writer's `Spool.owner`)."""
+    return path.name.removesuffix(SUFFIX).partition("-")[2]
+
+
+def _claim_owner(owners: Path) -> tuple[str, int]:
+    """This writer's owner id and the flock'ed `<owners>/<id>.lock` that says it is alive (the kernel drops the
+    lock when the process dies). Locked before it gets its name, so a visible lock file is never unlocked
+    while its writer lives."""
+    owners.mkdir(exist_ok=True)
+    owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = owners / f".{owner}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    tmp.rename(owners / f"{owner}.lock")
+    return owner, fd
+
+
+def _held(lock: Path) -> bool:
+    """Someone holds `lock`'s flock. A missing file (a segment of an older spool or a closed writer) is not."""
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def prune_owner_locks(owners: Path, keep: set[str]) -> None:
+    """Delete the lock files of dead writers (killed, so `close` did not) that own no segment any more."""
+    for lock in owners.glob("*.lock"):
+        owner = lock.name.removesuffix(".lock")
+        if owner not in keep and not _held(lock):
+            lock.unlink(missing_ok=True)
 
 
 def _start_sync(segment: Segment) -> asyncio.Future:

@@ -234,3 +234,31 @@ def test_a_stalled_segment_is_read_once_and_pruned_once_committed(db, reconciler
         group.close()
     assert asyncio.run(rec.run_once()).pruned == 1
     assert not path.exists() and len(reads) == 1
+
+
+def test_a_live_peers_segments_are_left_to_it_and_taken_over_once_it_is_gone(
+    db, reconciler_for, tmp_path: Path, monkeypatch
+) -> None:
+    """Each API process reconciles its own sealed segments: the other live process's are neither read nor
+    pruned here (that was a second read of every journaled byte), until its owner lock is released."""
+    import api.ingest.reconcile as reconcile
+
+    tenant = make_tenant(db)
+    rec = reconciler_for()
+    peer = Spool(rec.spool.directory)  # another API process's writer, alive
+    entry = peer.write([_message(tenant)])
+    peer.abort(entry)  # answered 503: prunable as soon as a reconciler reads it
+    peer._seal(entry.segment)
+    path = entry.segment.path
+    reads = []
+    real_fold = reconcile._fold
+    monkeypatch.setattr(reconcile, "_fold", lambda p, *a: reads.append(p) or real_fold(p, *a))
+    result = asyncio.run(rec.run_once())
+    assert reads == [] and path.exists() and result.pruned == 0
+    assert result.bytes_left >= path.stat().st_size  # still counted against the spool's size cap
+    lock = rec.spool.directory / "owners" / f"{peer.owner}.lock"
+    os.close(peer._owner_fd)  # the peer is killed: the kernel drops its flock, the file stays
+    peer._owner_fd = None
+    result = asyncio.run(rec.run_once())
+    assert reads == [path] and result.pruned == 1 and not path.exists()
+    assert not lock.exists()  # a dead writer's lock file goes once none of its segments is left
