@@ -1,7 +1,8 @@
 """bytes from `events-raw` -> landing rows and dead-letter reasons. Pure: testable without Kafka.
 
-`decode` takes one format-1 value (one RawEvent); `decode_message` takes any `events-raw` value, format 1 or
-format 2 ("packed", a JSON array of RawEvents; see warehouse/events.py), and answers per event: a bad event
+`decode` takes one format-1 value (one RawEvent); `decode_message` takes any `events-raw` value, format 1,
+format 2 ("packed", a JSON array of RawEvents) or format 3 ("forwarded", the client's validated batch in an
+envelope; see warehouse/events.py), and answers per event: a bad event
 inside a packed message is rejected alone, with its own bytes and its index in the message, and only a value
 that is not a JSON array at all is rejected whole.
 
@@ -23,11 +24,17 @@ import msgspec
 
 from warehouse.events import (
     SCHEMA_VERSION,
+    ForwardedItem,
     Name,
     RawEvent,
     UtcTime,
+    decode_forwarded,
+    decode_forwarded_raw,
     decode_raw_event,
+    encode_raw_event,
+    forwarded_event,
     has_nul_escape,
+    is_forwarded,
     is_packed,
     unpack_raw_events,
 )
@@ -91,6 +98,8 @@ class Decoded(msgspec.Struct, gc=False):
 
 def decode_message(value: bytes | None, window: Window) -> Decoded:
     """Any `events-raw` value -> Decoded. Never raises."""
+    if value is not None and is_forwarded(value):
+        return _decode_forwarded(value, window)
     if value is None or not is_packed(value):
         out = decode(value, window)
         if type(out) is tuple:
@@ -137,6 +146,56 @@ def _decode_elements(value: bytes, window: Window) -> Decoded:
         else:
             rejected.append((i, element, out))  # type: ignore[arg-type]
     return Decoded(len(raws), rows, rejected)
+
+
+def _decode_forwarded(value: bytes, window: Window) -> Decoded:
+    """Format 3: the envelope's fields once, each client item checked like a RawEvent; a bad item is
+    dead-lettered alone, as the format-1 value it stands for (or its own bytes if it cannot be decoded)."""
+    try:
+        env = decode_forwarded(value)
+    except Exception:  # some item (or the envelope) is bad: find out which, below
+        return _forwarded_elements(value, window)
+    rows: list[LandingRow] = []
+    rejected: list[tuple[int | None, bytes, Rejected]] = []
+    org, project, received = env.org_id, env.project_id, env.received_at
+    for i, item in enumerate(env.events):
+        ts = received if item.timestamp is None else item.timestamp
+        ev = _Event(org, project, item.event_id, item.event, item.distinct_id, ts, received, item.properties)
+        try:
+            out = _check(ev, window)
+        except Exception as exc:
+            out = _unexpected(exc)
+        if type(out) is tuple:
+            rows.append(out)
+        else:
+            rejected.append((i, encode_raw_event(ev), out))  # type: ignore[arg-type]
+    return Decoded(len(env.events), rows, rejected)
+
+
+_decode_item = msgspec.json.Decoder(ForwardedItem).decode
+
+
+def _forwarded_elements(value: bytes, window: Window) -> Decoded:
+    """Slow path of format 3: the envelope with its items undecoded, then each item on its own."""
+    try:
+        env = decode_forwarded_raw(value)
+    except Exception as exc:  # the envelope itself is bad: the message cannot be split into events
+        return Decoded(1, [], [(None, value, Rejected(Reason.INVALID_JSON, f"bad forwarded message: {exc}"))])
+    rows: list[LandingRow] = []
+    rejected: list[tuple[int | None, bytes, Rejected]] = []
+    for i, raw in enumerate(env.events):
+        element = bytes(raw)
+        try:
+            ev = forwarded_event(env, _decode_item(element))
+        except Exception as exc:
+            rejected.append((i, element, Rejected(Reason.SCHEMA_VIOLATION, str(exc))))
+            continue
+        out = decode(encode_raw_event(ev), window)
+        if type(out) is tuple:
+            rows.append(out)
+        else:
+            rejected.append((i, encode_raw_event(ev), out))  # type: ignore[arg-type]
+    return Decoded(len(env.events), rows, rejected)
 
 
 def _unexpected(exc: Exception) -> Rejected:

@@ -10,7 +10,15 @@ Two value formats share the topic, told apart by their first byte:
   accepted request travel in one message, so the broker and Quix Streams' per-message cost is paid once per
   request instead of once per event (Snowplow's collector does the same with its payloads). Each element is
   byte for byte a format-1 value, so a dead letter still carries exactly the one bad event.
-A topic holding both (a rolling upgrade) lands both.
+- `{"f":3,...}`: "forwarded", the request's batch as the client sent it, after the API validated every item,
+  inside an envelope with the fields the server decides once per request (org, project, received_at):
+  `{"f":3,"org_id":..,"project_id":..,"received_at":..,"events":[<client items>]}`. The API sends it only
+  when no item needed normalising (all accepted, each with its own event_id, no sent_at skew, properties
+  as sent), so the item's bytes are exactly what a RawEvent would carry; an item without `timestamp` happened
+  at `received_at`. It saves the API the re-encoding of every event and halves the bytes journaled, produced
+  and stored (about 140 instead of 330 bytes an event). `split_message` turns it into format-1 values.
+A topic holding several (a rolling upgrade) lands them all; landing workers must be upgraded before the API
+processes that send a newer format.
 """
 
 from __future__ import annotations
@@ -85,7 +93,75 @@ def split_message(value: bytes) -> list[bytes]:
     """Any `events-raw` value -> the format-1 values it carries (one for format 1)."""
     if is_packed(value):
         return [bytes(v) for v in unpack_raw_events(value)]
+    if is_forwarded(value):
+        env = decode_forwarded(value)
+        return [encode_raw_event(forwarded_event(env, item)) for item in env.events]
     return [value]
+
+
+FORWARDED_PREFIX = b'{"f":3,'
+
+
+class ForwardedItem(msgspec.Struct, frozen=True, gc=False):
+    """One client item of a forwarded (format 3) message: IngestEvent's fields the API let through as sent."""
+
+    event: Name
+    distinct_id: Name
+    event_id: uuid.UUID
+    timestamp: UtcTime | None = None
+    properties: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+class Forwarded(msgspec.Struct, frozen=True):
+    f: int
+    org_id: uuid.UUID
+    project_id: uuid.UUID
+    received_at: UtcTime
+    events: list[ForwardedItem]
+
+
+class ForwardedRaw(msgspec.Struct, frozen=True):
+    """A forwarded message with its items undecoded: to find which of them is bad."""
+
+    f: int
+    org_id: uuid.UUID
+    project_id: uuid.UUID
+    received_at: UtcTime
+    events: list[msgspec.Raw]
+
+
+decode_forwarded = msgspec.json.Decoder(Forwarded).decode
+decode_forwarded_raw = msgspec.json.Decoder(ForwardedRaw).decode
+_encode_json = msgspec.json.encode
+
+
+def is_forwarded(value: bytes) -> bool:
+    return value[:7] == FORWARDED_PREFIX
+
+
+def encode_forwarded(org_id: uuid.UUID, project_id: uuid.UUID, received_at: datetime, batch: bytes) -> bytes:
+    """A format-3 value around `batch`, the JSON array of validated client items as the client sent it."""
+    head = b'%s"org_id":"%s","project_id":"%s","received_at":%s,"events":' % (
+        FORWARDED_PREFIX,
+        str(org_id).encode(),
+        str(project_id).encode(),
+        _encode_json(received_at),
+    )
+    return head + batch + b"}"
+
+
+def forwarded_event(env: Forwarded | ForwardedRaw, item: ForwardedItem) -> RawEvent:
+    """The RawEvent a forwarded item stands for (what format 1 and 2 would have carried)."""
+    return RawEvent(
+        env.org_id,
+        env.project_id,
+        item.event_id,
+        item.event,
+        item.distinct_id,
+        env.received_at if item.timestamp is None else item.timestamp,
+        env.received_at,
+        item.properties,
+    )
 
 
 # A JSON \u0000 escape is a backslash-u preceded by an even number of other backslashes; "\\u0000" is the

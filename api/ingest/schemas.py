@@ -73,6 +73,13 @@ class TypedBatch(msgspec.Struct, forbid_unknown_fields=True):
     sent_at: datetime | None = None
 
 
+class BatchSlice(msgspec.Struct):
+    """A batch body's `batch` array as the client's bytes: forwarded as is once every item was validated
+    (warehouse/events.py, format 3)."""
+
+    batch: msgspec.Raw
+
+
 class Rejection(msgspec.Struct):
     index: int
     field: str

@@ -23,6 +23,7 @@ from api.ingest.hot import HotProjects
 from api.ingest.publisher import BrokerUnavailable, ProducerQueueFull, Publisher
 from api.ingest.schemas import (
     AcceptedResponse,
+    BatchSlice,
     EventBuilder,
     EventRejected,
     IngestBatch,
@@ -38,6 +39,7 @@ from pulseops.settings import Settings
 from warehouse.events import (
     MAX_PACKED_BYTES,
     RawEvent,
+    encode_forwarded,
     encode_raw_event,
     message_key,
     pack_raw_events,
@@ -46,6 +48,7 @@ from warehouse.tenants import ApiKeyRow
 
 _decode_batch = msgspec.json.Decoder(IngestBatch).decode
 _decode_typed = msgspec.json.Decoder(TypedBatch).decode
+_decode_slice = msgspec.json.Decoder(BatchSlice).decode
 encode = msgspec.json.encode
 
 
@@ -203,7 +206,7 @@ async def accept_batch(svc: IngestServices, key: ApiKeyRow, body: bytes) -> byte
     if typed is not None:
         n = len(typed.batch)
         if 0 < n <= svc.settings.ingest.max_batch_events:
-            return await _accept_valid(svc, key, typed.batch, typed.sent_at, b"\\u0000" not in body)
+            return await _accept_valid(svc, key, typed.batch, typed.sent_at, body)
     return await _accept_items(svc, key, body)
 
 
@@ -221,14 +224,15 @@ async def _accept_valid(
     key: ApiKeyRow,
     events: list[IngestEvent],
     sent_at: datetime | None,
-    nul_free: bool = False,
+    body: bytes | None = None,
 ) -> bytes:
-    """A batch whose items all passed the schema: checked one by one, then encoded as one packed array by
-    a single msgspec call (the common case, and the cheapest). `nul_free`: the body has no `\\u0000`
-    escape, so no event can hold a NUL (EventBuilder.nul_free)."""
+    """A batch whose items all passed the schema: checked one by one, then published as the client sent it
+    (format 3, `_forwardable`) or encoded as one packed array by a single msgspec call. `body`: the request
+    body the events were decoded from; without a `\\u0000` escape in it no event can hold a NUL
+    (EventBuilder.nul_free)."""
     await rate_limit(svc, key, len(events))
     builder = _builder(key, svc.settings, sent_at, len(events))
-    builder.nul_free = nul_free
+    builder.nul_free = body is not None and b"\\u0000" not in body
     raws: list[RawEvent] = []
     rejected: list[Rejection] = []
     for index, ev in enumerate(events):
@@ -239,15 +243,33 @@ async def _accept_valid(
             rejected.append(Rejection(index=index, field=exc.field, reason=exc.reason))
     if not raws:
         raise ApiError(422, "validation_error", [(f"batch[{r.index}].{r.field}", r.reason) for r in rejected])
-    packed = encode_raw_event(raws)
-    if len(packed) <= MAX_PACKED_BYTES:
-        messages = [(message_key(key.project_id, raws[0].distinct_id), packed)]
+    value = None
+    if body is not None and not rejected and _forwardable(builder, events, raws):
+        batch = bytes(_decode_slice(body).batch)
+        value = encode_forwarded(key.org_id, key.project_id, builder.received_at, batch)
+    if value is None or len(value) > MAX_PACKED_BYTES:
+        value = encode_raw_event(raws)
+    if len(value) <= MAX_PACKED_BYTES:
+        messages = [(message_key(key.project_id, raws[0].distinct_id), value)]
     else:
         values = [encode_raw_event(r) for r in raws]
         messages = pack(key.project_id, [r.distinct_id for r in raws], values)
     await publish(svc, key.project_id, messages, len(raws))
     event_ids = [r.event_id for r in raws]
     return encode(AcceptedResponse(accepted=len(raws), event_ids=event_ids, rejected=rejected))
+
+
+def _forwardable(builder: EventBuilder, events: list[IngestEvent], raws: list[RawEvent]) -> bool:
+    """Whether the client's items are byte for byte what the RawEvents carry besides the envelope's fields
+    (warehouse/events.py, format 3): each has its own event_id, no clock skew moves a timestamp, and the
+    properties are the client's text unchanged. Forwarding them saves re-encoding every event (~1 us each)
+    and journals, produces and stores about 140 instead of 330 bytes an event."""
+    if builder.skew:
+        return False
+    for ev, raw in zip(events, raws, strict=True):
+        if ev.event_id is None or ev.sent_at is not None or raw.properties is not ev.properties:
+            return False
+    return True
 
 
 async def _accept_items(svc: IngestServices, key: ApiKeyRow, body: bytes) -> bytes:

@@ -13,7 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import psycopg
@@ -25,15 +25,17 @@ from api.main import create_app
 from pulseops.settings import Settings
 from tests.fixtures.system import make_settings, wait_until
 from tests.utils.tenants import make_tenant, new_event
-from warehouse.events import RawEvent, decode_raw_event, split_message
+from warehouse.events import RawEvent, decode_raw_event, is_forwarded, split_message
 from warehouse.tenants import ensure_org, ensure_project, revoke_api_key
 
 MIB = 1024 * 1024
 END_MARKER = "__test_end_marker__"
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 15.0) -> list[RawEvent]:
-    """Every event on `topic`, read from the beginning, decoded.
+def read_topic(
+    bootstrap: str, topic: str, timeout: float = 15.0, values: list[bytes] | None = None
+) -> list[RawEvent]:
+    """Every event on `topic`, read from the beginning, decoded (and each message's value into `values`).
 
     Tansu's high watermarks are not exact, so the end is found with markers: one is produced to each
     partition, after everything acknowledged before; reading stops once every partition's marker is seen.
@@ -68,6 +70,8 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 15.0) -> list[RawEve
                 waiting.discard(msg.partition())
             elif not msg.value().startswith(END_MARKER.encode()):
                 out.extend(decode_raw_event(v) for v in split_message(msg.value()))
+                if values is not None:
+                    values.append(msg.value())
         assert not waiting, f"end markers of partitions {waiting} not read in {timeout}s"
         return out
     finally:
@@ -532,6 +536,29 @@ def test_batch_rejects_events_with_nul_by_index_and_accepts_the_rest(ingest: Ing
         (3, "properties"),
     ]
     ingest.assert_published_once(*(uuid.UUID(e["event_id"]) for e in valid))
+
+
+def test_a_valid_batch_with_client_ids_is_forwarded_as_sent_and_others_are_packed(ingest: Ingest) -> None:
+    """Format 3 (warehouse/events.py) carries the client's items unchanged when nothing needed normalising;
+    a server-assigned id or a rewritten timestamp needs format 2. Both stand for the same RawEvents."""
+    an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).astimezone(timezone(timedelta(hours=1)))
+    sent = [new_event(distinct_id="a"), new_event(timestamp=an_hour_ago.isoformat(), properties={})]
+    assert ingest.post("/v1/batch", {"batch": sent}).status_code == 202
+    assigned = new_event(distinct_id="b")
+    del assigned["event_id"]
+    resp = ingest.post("/v1/batch", {"batch": [assigned]})
+    assert resp.status_code == 202, resp.text
+    values: list[bytes] = []
+    events = read_topic(ingest.settings.kafka.servers, ingest.settings.kafka.topic_raw, values=values)
+    assert sorted(v[:7] for v in values) == [b'[{"org_', b'{"f":3,']
+    forwarded = next(v for v in values if is_forwarded(v))
+    assert b'"events":' + json.dumps(sent).encode() in forwarded  # the client's bytes, as sent
+    by_id = {e.event_id: e for e in events}
+    first, second = (by_id[uuid.UUID(ev["event_id"])] for ev in sent)
+    for got in (first, second):
+        assert (got.org_id, got.project_id) == (ingest.tenant["org_id"], ingest.tenant["project_id"])
+    assert first.timestamp == first.received_at and second.timestamp == an_hour_ago
+    assert by_id[uuid.UUID(resp.json()["event_ids"][0])].distinct_id == "b"
 
 
 # -- clock skew and event ids ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from streams.decode import MAX_PROPERTIES_BYTES, Reason, Rejected, Window, _Event, decode, decode_message
-from warehouse.events import RawEvent, encode_raw_event, pack_raw_events
+from warehouse.events import RawEvent, encode_forwarded, encode_raw_event, pack_raw_events, split_message
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 WINDOW = Window(retention_days=90, max_future_s=24 * 3600, now=NOW)
@@ -265,3 +265,71 @@ def test_the_landing_struct_mirrors_raw_event() -> None:
     mirror = [(f.name, f.type, f.default) for f in msgspec.structs.fields(_Event)]
     contract = [(f.name, f.type, f.default) for f in msgspec.structs.fields(RawEvent)]
     assert mirror == contract
+
+
+# -- format 3: the client's validated batch forwarded in an envelope (warehouse/events.py) -------------------
+
+RECEIVED = datetime(2026, 11, 25, 11, 0, 1, tzinfo=UTC)
+
+
+def item(**overrides) -> bytes:
+    """A client item as the API forwards it; `...` drops a field."""
+    body: dict = {"event": "page_view", "distinct_id": "user-1", "properties": {"path": "/"},
+                  "event_id": str(uuid.uuid4())}  # fmt: skip
+    body.update(overrides)
+    return json.dumps({k: v for k, v in body.items() if v is not ...}).encode()
+
+
+def forwarded(*items: bytes) -> bytes:
+    return encode_forwarded(ORG, PROJECT, RECEIVED, b"[" + b", ".join(items) + b"]")
+
+
+def as_format_1(value: bytes) -> bytes:
+    """The format-1 value a forwarded item stands for, built from the item's JSON."""
+    body = json.loads(value)
+    return message(event_id=body["event_id"], event=body["event"], distinct_id=body["distinct_id"],
+                   timestamp=body.get("timestamp", "2026-11-25T11:00:01Z"),
+                   properties=body.get("properties", {}))  # fmt: skip
+
+
+def test_a_forwarded_message_lands_like_the_raw_events_it_stands_for() -> None:
+    items = [item(event=f"e{i}") for i in range(4)]
+    items += [item(timestamp="2026-11-25T12:30:00+01:00"), item(properties=...)]
+    value = forwarded(*items)
+    out = decode_message(value, WINDOW)
+    assert out.events == 6 and out.rejected == []
+    assert out.rows == [decode(as_format_1(i), WINDOW) for i in items]
+    assert out.rows[4][1] == datetime(2026, 11, 25, 11, 30, tzinfo=UTC)  # normalised to UTC on landing
+    assert out.rows[5][1] == RECEIVED and out.rows[5][-1] == "{}"  # no timestamp: received_at
+    # re-publication (api/ingest/reconcile.py) and tests read it as format-1 values
+    assert [decode(v, WINDOW) for v in split_message(value)] == out.rows
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (item(event_id="not-a-uuid"), Reason.SCHEMA_VIOLATION),  # the one-call decode refuses the envelope
+        (item(timestamp="2020-01-01T00:00:00Z"), Reason.TIMESTAMP_TOO_OLD),  # refused per event afterwards
+        (b"42", Reason.SCHEMA_VIOLATION),
+    ],
+    ids=["bad-uuid", "too-old", "number"],
+)
+def test_a_bad_item_in_a_forwarded_message_is_rejected_alone(bad: bytes, reason: Reason) -> None:
+    good = [item() for _ in range(3)]
+    out = decode_message(forwarded(good[0], bad, good[1], good[2]), WINDOW)
+    assert out.events == 4
+    assert out.rows == [decode(as_format_1(v), WINDOW) for v in good]
+    [(index, payload, rejected_)] = out.rejected
+    assert (index, rejected_.reason) == (1, reason)
+    if reason == Reason.TIMESTAMP_TOO_OLD:  # decodable: dead-lettered as the format-1 value it stands for
+        assert decode(payload, WINDOW).reason == reason
+    else:
+        assert payload == bad
+
+
+def test_a_corrupt_forwarded_envelope_is_rejected_whole() -> None:
+    value = forwarded(item())[:-2]
+    out = decode_message(value, WINDOW)
+    assert out.rows == []
+    [(index, payload, rejected_)] = out.rejected
+    assert (index, payload, rejected_.reason) == (None, value, Reason.INVALID_JSON)

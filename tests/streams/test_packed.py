@@ -23,7 +23,7 @@ from benchmarks.harness import free_port
 from pulseops.topics import ensure_topics
 from tests.fixtures.system import System, landed_count, wait_until
 from tests.utils.tenants import make_tenant
-from warehouse.events import message_key, pack_raw_events
+from warehouse.events import encode_forwarded, message_key, pack_raw_events
 
 pytestmark = pytest.mark.slow
 
@@ -188,3 +188,43 @@ def test_bad_events_inside_packed_messages_are_dead_lettered_alone(system_factor
     assert _metric(port, "pulseops_landing_dead_letters_total") == 3
     assert _metric(port, "pulseops_landing_duplicates_total") == 0
     assert _metric(port, "pulseops_landing_messages_total") == 3
+
+
+def _item(n: int, event_id: uuid.UUID | str, **overrides) -> bytes:
+    """A client item as the API forwards it in format 3 (no org, project or received_at of its own)."""
+    body = {"event": "page_view", "distinct_id": f"u-{n % 7}", "event_id": str(event_id),
+            "properties": {"path": f"/p/{n}"}, **overrides}  # fmt: skip
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _forward(tenant: dict, items: list[bytes]) -> bytes:
+    batch = b"[" + b",".join(items) + b"]"
+    return encode_forwarded(tenant["org_id"], tenant["project_id"], datetime.now(UTC), batch)
+
+
+def test_forwarded_messages_land_once_beside_packed_ones_and_a_bad_item_alone(
+    system_factory, db, database_url
+):
+    tenant = make_tenant(db)
+    ids = [uuid.uuid4() for _ in range(300)]
+    forwarded = [_forward(tenant, [_item(i, ids[i]) for i in range(s, s + 100)]) for s in (0, 100)]
+    packed = _pack([_event(tenant, i, ids[i]) for i in range(150, 300)])  # 150-199 again, as format 2
+    too_old = _item(0, uuid.uuid4(), timestamp="2000-01-01T00:00:00Z")
+    mixed = _forward(tenant, [too_old, _item(0, ids[0])])  # a bad item and a duplicate of event 0
+    system = system_factory()
+    _produce(system, [*forwarded, packed, mixed])
+    port = _start_worker_with_metrics(system)
+    wait_until(lambda: _metric(port, "pulseops_landing_messages_total") >= 4, 60, "all consumed")
+    wait_until(lambda: landed_count(database_url) >= 300, 30, "all landed")
+    time.sleep(1)
+    assert sorted(_landed_ids(database_url, tenant["project_id"])) == sorted(ids)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM event_ids").fetchone()[0] == 300
+        [(reason, detail, payload)] = conn.execute(
+            "SELECT reason, detail, payload FROM dead_letters"
+        ).fetchall()
+    assert reason == "timestamp_too_old" and "event 0 of" in detail
+    dead = json.loads(bytes(payload))  # the format-1 value the item stands for
+    assert dead["project_id"] == str(tenant["project_id"]) and dead["timestamp"].startswith("2000-01-01")
+    assert _metric(port, "pulseops_landing_rows_total") == 300
+    assert _metric(port, "pulseops_landing_duplicates_total") == 51
