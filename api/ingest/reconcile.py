@@ -113,24 +113,34 @@ class Reconciler:
     async def run_once(self) -> PassResult:
         result = PassResult()
         self.spool.seal_idle()
-        try:
-            topic_id, committed = await run_in_threadpool(
-                self.publisher.committed_view, self.settings.kafka.consumer_group
-            )
-        except Exception as exc:
-            log.debug("broker not answering, spool kept as is: %s", exc)
-            topic_id, committed = None, {}
         paths = sorted(self.spool.directory.glob(f"*{SUFFIX}"))
         for gone in self._summaries.keys() - set(paths):
             del self._summaries[gone]
         alive: dict[str, bool] = {}
+        ours: list[Path] = []
         for path in paths:
             if self.spool.owns(path):  # counted by spool.open_bytes()
                 continue
             owner = segment_owner(path)
             if owner not in alive:
                 alive[owner] = self.spool.owner_alive(owner)
-            if topic_id is None or alive[owner]:  # a live writer's segments: its own reconciler's
+            if alive[owner]:  # a live writer's segments: its own reconciler's
+                result.bytes_left += _size(path)
+            else:
+                ours.append(path)
+        topic_id: str | None = None
+        committed: dict[int, int] = {}
+        if ours:
+            # The broker is asked only when a segment needs settling: idle, each pass of each API process cost
+            # three admin requests to the broker every second for nothing (issue 16).
+            try:
+                topic_id, committed = await run_in_threadpool(
+                    self.publisher.committed_view, self.settings.kafka.consumer_group
+                )
+            except Exception as exc:
+                log.debug("broker not answering, spool kept as is: %s", exc)
+        for path in ours:
+            if topic_id is None:
                 result.bytes_left += _size(path)
                 continue
             try:
