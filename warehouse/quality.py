@@ -53,7 +53,7 @@ class DuplicateReport:
 
 # Every statement over several days starts from the days as rows (`d.day`, `d.start`) and scans `events`
 # through a LATERAL per day, so run-time partition pruning reads exactly the days' partitions, however sparse.
-_DUPLICATE_COUNTS = """
+_LEDGER_COUNTS = """
 WITH d AS (SELECT day, (day::timestamp AT TIME ZONE 'UTC') AS start FROM unnest(%(days)s::date[]) AS day),
 e AS (
     SELECT d.day, x.project_id, x.event_id, x.event_time
@@ -61,19 +61,25 @@ e AS (
         SELECT project_id, event_id, event_time FROM events
         WHERE event_time >= d.start AND event_time < d.start + interval '1 day'
     ) x
-), k AS (
-    SELECT day, count(*) AS n FROM e GROUP BY day, project_id, event_id
-), kd AS (
-    SELECT day, sum(n)::bigint AS events, count(*) FILTER (WHERE n > 1) AS dup_keys,
-           coalesce(sum(n - 1) FILTER (WHERE n > 1), 0)::bigint AS extra
-    FROM k GROUP BY day
-), ledger AS (
-    SELECT e.day, count(*) FILTER (WHERE i.project_id IS NULL) AS missing,
-           count(*) FILTER (WHERE i.event_time <> e.event_time) AS mismatch
-    FROM e LEFT JOIN event_ids i USING (project_id, event_id) GROUP BY e.day
 )
-SELECT kd.day, kd.events, kd.dup_keys, kd.extra, ledger.missing, ledger.mismatch
-FROM kd JOIN ledger USING (day)
+SELECT e.day, count(*) AS events, count(*) FILTER (WHERE i.project_id IS NULL) AS missing,
+       count(*) FILTER (WHERE i.event_time <> e.event_time) AS mismatch
+FROM e LEFT JOIN event_ids i USING (project_id, event_id) GROUP BY e.day
+"""
+
+# The ledger comparison alone decides the check (`DuplicateReport.count` counts every extra copy of a pair), so
+# the pairs, which groups every row by event id, are counted only for the days the ledger flags.
+_DUPLICATE_COUNTS = """
+WITH d AS (SELECT day, (day::timestamp AT TIME ZONE 'UTC') AS start FROM unnest(%(days)s::date[]) AS day),
+k AS (
+    SELECT d.day, count(*) AS n FROM d CROSS JOIN LATERAL (
+        SELECT project_id, event_id FROM events
+        WHERE event_time >= d.start AND event_time < d.start + interval '1 day'
+    ) x
+    GROUP BY d.day, x.project_id, x.event_id
+)
+SELECT day, count(*) FILTER (WHERE n > 1), coalesce(sum(n - 1) FILTER (WHERE n > 1), 0)::bigint
+FROM k GROUP BY day
 """
 
 _DUPLICATE_SAMPLES = """
@@ -97,11 +103,18 @@ LIMIT %(limit)s
 def duplicate_event_ids_days(conn: psycopg.Connection, days: list[date]) -> dict[date, DuplicateReport]:
     """Exactly-once violations per day among the days' raw events: duplicated (project_id, event_id) pairs,
     and rows the `event_ids` ledger does not account for (no ledger row, or one with another event time).
-    One statement for all the days; samples are read only for the days that fail."""
-    counts = {r[0]: r[1:] for r in conn.execute(_DUPLICATE_COUNTS, {"days": list(days)}).fetchall()}
+    One statement for all the days, a second for the days the ledger flags; samples only for failing days."""
+    ledger = {r[0]: r[1:] for r in conn.execute(_LEDGER_COUNTS, {"days": list(days)}).fetchall()}
+    suspect = [day for day, (_, missing, mismatch) in ledger.items() if missing or mismatch]
+    dups = (
+        {r[0]: r[1:] for r in conn.execute(_DUPLICATE_COUNTS, {"days": suspect}).fetchall()}
+        if suspect
+        else {}
+    )
     out = {}
     for day in days:
-        events, dup_keys, extra, missing, mismatch = counts.get(day, (0, 0, 0, 0, 0))
+        events, missing, mismatch = ledger.get(day, (0, 0, 0))
+        dup_keys, extra = dups.get(day, (0, 0))
         samples: list[dict[str, Any]] = []
         params = _params(day, limit=SAMPLES)
         if dup_keys:
@@ -301,11 +314,6 @@ def late_arrivals_days(conn: psycopg.Connection, days: list[date], lag_s: float)
     return {day: LateArrivals(day, lag_s, events, late) for day, events, late in rows}
 
 
-def late_arrivals(conn: psycopg.Connection, day: date, lag_s: float) -> LateArrivals:
-    """`late_arrivals_days` for one day."""
-    return late_arrivals_days(conn, [day], lag_s)[day]
-
-
 # --- dead letters ----------------------------------------------------------------------------------------
 
 
@@ -360,11 +368,6 @@ def dead_letter_rate_days(conn: psycopg.Connection, days: list[date]) -> dict[da
         by_reason = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
         out[day] = DeadLetterRate(day, sum(by_reason.values()), landed, by_reason)
     return out
-
-
-def dead_letter_rate(conn: psycopg.Connection, day: date) -> DeadLetterRate:
-    """`dead_letter_rate_days` for one day."""
-    return dead_letter_rate_days(conn, [day])[day]
 
 
 # --- inputs of the Great Expectations suite -------------------------------------------------------------
