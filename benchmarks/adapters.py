@@ -35,10 +35,18 @@ def queries_run(size: str) -> dict:
     utc_built = [n for n in p95 if "built days" in n and "," not in n.split("built days", 1)[1]]
     worst_utc = max(utc_built, key=lambda n: p95[n]["uncached"])
 
+    floor = pct(m["floor"], 0.95)
+
     def row(what: str, target: str, name: str, mode: str, limit: float, digits: int = 1) -> dict:
         ms = p95[name][mode]
+        # a hit is bounded by the client's own round trip; a computed answer by the SQL behind it
+        ceiling = (
+            f"same client GET /healthz p95 {floor:.2f} ms"
+            if mode in ("cached", "redis")
+            else f"same SQL direct p95 {p95[name]['sql']:.1f} ms"
+        )
         return {"what": what, "target": target, "measured": f"{ms:.{digits}f} ms ({name})",
-                "ceiling": f"same SQL direct p95 {p95[name]['sql']:.1f} ms", "met": ms <= limit}  # fmt: skip
+                "ceiling": ceiling, "met": ms <= limit}  # fmt: skip
 
     m["targets"] = [
         row("queries: in-process cache hit p95 (worst query)", f"<= {LOCAL_HIT_P95_MS} ms", local[0], "cached",
