@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy
-from dagster._serdes import ConfigurableClassData
 from dagster_postgres.event_log import PostgresEventLogStorage
 from dagster_postgres.run_storage import PostgresRunStorage
 from dagster_postgres.schedule_storage import PostgresScheduleStorage
@@ -83,7 +82,7 @@ class _Pooled:
         self,
         postgres_url: str,
         should_autocreate_tables: bool = True,
-        inst_data: ConfigurableClassData | None = None,
+        inst_data: Any = None,  # Dagster's ConfigurableClassData (a private module): passed through
     ) -> None:
         ready = (postgres_url, type(self).__name__)
         super().__init__(  # type: ignore[call-arg]
@@ -95,9 +94,7 @@ class _Pooled:
         self._engine = shared_engine(postgres_url)
 
     @classmethod
-    def from_config_value(
-        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
-    ) -> Any:
+    def from_config_value(cls, inst_data: Any, config_value: Mapping[str, Any]) -> Any:
         return cls(
             pg_url_from_config(config_value),  # type: ignore[arg-type]
             config_value.get("should_autocreate_tables", True),
