@@ -21,6 +21,12 @@ from warehouse.partitions import is_attached
 SAMPLES = 10
 
 
+def disable_jit(conn: psycopg.Connection) -> None:
+    """JIT off for the session: compiling the plan of a statement over a range of day partitions (one LATERAL
+    per day) costs more than running it (90 days: reconciliation 4.0 s -> 0.4 s, dead letters 5.1 -> 0.02 s)."""
+    conn.execute("SELECT set_config('jit', 'off', false)")
+
+
 def _params(day: date, **extra: Any) -> dict[str, Any]:
     start, end = day_bounds(day)
     return {"day": day, "start": start, "end": end, **extra}
@@ -55,7 +61,7 @@ class DuplicateReport:
 # through a LATERAL per day, so run-time partition pruning reads exactly the days' partitions, however sparse.
 _LEDGER_COUNTS = """
 WITH d AS (SELECT day, (day::timestamp AT TIME ZONE 'UTC') AS start FROM unnest(%(days)s::date[]) AS day),
-e AS (
+e AS MATERIALIZED (
     SELECT d.day, x.project_id, x.event_id, x.event_time
     FROM d CROSS JOIN LATERAL (
         SELECT project_id, event_id, event_time FROM events

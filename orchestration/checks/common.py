@@ -26,6 +26,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from orchestration.partitions import daily_partitions, run_days
 from orchestration.resources import SettingsResource, WarehouseResource
 from pulseops.settings import Settings
+from warehouse.quality import disable_jit
 
 SAMPLES = 10
 
@@ -77,6 +78,7 @@ def day_check(
             days = run_days(context)
             settings = pulseops.all()  # read when the check runs, not when the code location loads
             with warehouse.connection() as conn:
+                disable_jit(conn)
                 results = measure(conn, days, settings)
             yield from emit(context, severity, results)
 

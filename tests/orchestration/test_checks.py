@@ -345,3 +345,22 @@ def test_copy_on_another_day_is_caught_by_the_ledger(db: psycopg.Connection, ten
     assert (report.duplicate_keys, report.missing_from_ledger, report.ledger_time_mismatch) == (0, 0, 1)
     assert not report.ok
     assert report.samples[0]["kind"] == "ledger_time_mismatch"
+
+
+def test_checks_run_without_jit(
+    db: psycopg.Connection, tenant: dict, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JIT compilation of a range statement cost more than running it (warehouse/quality.py disable_jit)."""
+    import orchestration.checks.integrity as integrity
+
+    seen = []
+    measure = integrity.late_arrivals_days
+
+    def spy(conn: psycopg.Connection, days: list[date], lag_s: float):
+        seen.append(conn.execute("SHOW jit").fetchone()[0])
+        return measure(conn, days, lag_s)
+
+    monkeypatch.setattr(integrity, "late_arrivals_days", spy)
+    land_batch(db, rows(tenant, D1, 4))
+    assert run(database_url, D1).success
+    assert seen == ["off"]
