@@ -126,8 +126,8 @@ class ResponseCache:
         for mutations, `recentEvents`, ...)."""
         try:
             request = _body_decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return False  # a batch, or a body Strawberry refuses
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            return False  # a batch, or a body Strawberry refuses (JSON nested too deep: its clean 400)
         return self.root_fields(request.query, request.operationName) is not None
 
     def storable(self, recording: Recording) -> bool:
