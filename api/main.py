@@ -146,6 +146,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     _offline_docs(app)
     install_error_handlers(app)
+    _include_routers(app, settings)
+    _add_schema_components(app)
+    return app
+
+
+def _include_routers(app: FastAPI, settings: Settings) -> None:
     # Matched in this order, first match wins, and paths do not overlap: the SDK router's ~50 routes cost
     # ~0.3 ms to *not* match a path (FastAPI's included routers), so /healthz and /graphql (whose cache hits
     # take ~2 ms in all) are tried before it. POST /v1/* ingest is answered by api/ingest/asgi.py before this.
@@ -154,8 +160,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     known = {route.path for router in routers for route in router.routes}
     app.add_middleware(RequestMetricsMiddleware, known_paths=known)
-    _add_schema_components(app)
-    return app
 
 
 def _pool(settings: Settings) -> ConnectionPool:
