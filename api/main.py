@@ -25,6 +25,7 @@ from api.errors import install_error_handlers
 from api.graphql.cache import QueryCache, VersionMemo
 from api.graphql.context import ProjectsCache, ReadServices
 from api.graphql.lag import ConsumerLag
+from api.graphql.response_cache import ResponseCache
 from api.ingest import asgi as ingest_asgi
 from api.ingest.hot import HotProjects
 from api.ingest.publisher import Publisher
@@ -33,7 +34,7 @@ from api.ingest.service import IngestServices
 from api.ingest.spool import Spool
 from api.metrics import RequestMetricsMiddleware
 from api.ratelimit import RateLimiter
-from api.routes import compat, graphql, health, ingest
+from api.routes import compat, graphql, graphql_asgi, health, ingest
 from api.security import KeyCache
 from pulseops.pressure import PressureGauge, pressure_path
 from pulseops.settings import Settings, get_settings
@@ -52,14 +53,24 @@ network error are safe. Errors are JSON: `{"error": code, "detail": [{"field", "
 
 class PulseOpsAPI(FastAPI):
     """FastAPI, with `POST /v1/events`, `/v1/batch` and the PostHog/Segment SDK paths answered by the plain
-    ASGI handler of api/ingest/asgi.py before the framework's middleware and routing (why: its docstring)."""
+    ASGI handler of api/ingest/asgi.py before the framework's middleware and routing (why: its docstring),
+    and `POST /graphql` whole-answer cache hits by api/routes/graphql_asgi.py (None: every request goes
+    through the framework)."""
 
     def __init__(self, *, fast_ingest: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fast_ingest = fast_ingest
+        self.graphql_responses: ResponseCache | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.fast_ingest and scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == graphql_asgi.PATH:
+            responses = self.graphql_responses
+            if responses is not None:
+                forward = await graphql_asgi.serve_hit(self.state, responses, scope, receive, send)
+                if forward is None:
+                    return
+                receive = forward
+        elif self.fast_ingest and scope["type"] == "http" and scope["method"] == "POST":
             accept = ingest_asgi.ROUTES.get(scope["path"])
             if accept is not None:
                 state = self.state
@@ -155,11 +166,14 @@ def _include_routers(app: FastAPI, settings: Settings) -> None:
     # Matched in this order, first match wins, and paths do not overlap: the SDK router's ~50 routes cost
     # ~0.3 ms to *not* match a path (FastAPI's included routers), so /healthz and /graphql (whose cache hits
     # take ~2 ms in all) are tried before it. POST /v1/* ingest is answered by api/ingest/asgi.py before this.
-    routers = (health.router, graphql.graphql_router(settings.query), ingest.router, compat.router)
+    gql = graphql.graphql_router(settings.query)
+    routers = (health.router, gql, ingest.router, compat.router)
     for router in routers:
         app.include_router(router)
     known = {route.path for router in routers for route in router.routes}
     app.add_middleware(RequestMetricsMiddleware, known_paths=known)
+    if isinstance(app, PulseOpsAPI):
+        app.graphql_responses = gql.responses  # its hits are answered before all of the above
 
 
 def _pool(settings: Settings) -> ConnectionPool:

@@ -33,7 +33,6 @@ from graphql.utilities import get_operation_ast
 from prometheus_client import Counter
 from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
 
 from api.graphql.cache import LOOKUPS, Recording
 from api.graphql.context import ProjectAccess
@@ -137,15 +136,12 @@ class ResponseCache:
             return False
         return self.root_fields(recording.query, recording.operation_name) == len(recording.reads)
 
-    def key(self, key_id: uuid.UUID, request: Request, body: bytes) -> str:
-        headers = request.headers
+    def key(self, key_id: uuid.UUID, content_type: str, accept: str, body: bytes) -> str:
+        """The entry's name: the read key, the schema, the request's first Content-Type and Accept values (as
+        Starlette's `Headers.get` returns them) and the exact body. api/routes/graphql_asgi.py computes it
+        from the raw ASGI headers, api/routes/graphql.py from the Request: both must name the same entry."""
         h = hashlib.sha256(self._schema_id)
-        for part in (
-            key_id.bytes,
-            headers.get("content-type", "").encode(),
-            headers.get("accept", "").encode(),
-            body,
-        ):
+        for part in (key_id.bytes, content_type.encode(), accept.encode(), body):
             h.update(len(part).to_bytes(8, "big") + part)  # length-prefixed: no two splits hash alike
         return f"{PREFIX}{key_id}:{h.hexdigest()}"
 

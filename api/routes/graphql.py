@@ -32,6 +32,12 @@ from pulseops.settings import QuerySettings
 # dashboard relay.
 MAX_BODY_BYTES = 256 * 1024
 
+# Left in the ASGI scope by the cache-hit front (api/routes/graphql_asgi.py) when it hands a request on, so
+# that the request is charged once, parsed for the cache once and looked up once: (read key id, the rate
+# limiter's wait), and the entry name it looked up and missed, or None for a body that may not be stored.
+FRONT_RATE = "pulseops.graphql.rate"
+FRONT_LOOKUP = "pulseops.graphql.lookup"
+
 
 async def _read_capped(request: Request, limit: int = MAX_BODY_BYTES) -> None:
     """Read the body now, refusing more than `limit` bytes (413, plain JSON) without buffering the rest; the
@@ -89,10 +95,14 @@ class _Router(GraphQLRouter):
             RESPONSES.labels("bypass").inc()
             return await super().run(request, context, root_value)
         body = await request.body()
-        if not self.responses.may_store(body):
+        front = request.scope.pop(FRONT_LOOKUP, False)  # False: the front did not get that far
+        if front is None or (front is False and not self.responses.may_store(body)):
             return await super().run(request, context, root_value)
-        key = self.responses.key(read_key.id, request, body)
-        stored = await self.responses.get(key, services, read_key)
+        headers = request.headers
+        key = self.responses.key(
+            read_key.id, headers.get("content-type", ""), headers.get("accept", ""), body
+        )
+        stored = None if front == key else await self.responses.get(key, services, read_key)
         if stored is not None:
             return Response(stored, media_type="application/json")  # what `create_response` sends
         context.recording = Recording()
@@ -134,10 +144,14 @@ async def get_context(connection: HTTPConnection) -> Context:
     if key.kind != "read":
         raise ApiError(403, "forbidden", [("X-API-Key", "ingest keys cannot read; use a read key")])
     if connection.scope["type"] == "http":
-        q = services.settings.query
-        wait = await services.limiter.acquire(
-            f"read:{key.id}", 1, key.rate_per_s or q.rate_per_s, key.burst or q.burst
-        )
+        charged = connection.scope.pop(FRONT_RATE, None)
+        if charged is not None and charged[0] == key.id:
+            wait = charged[1]  # the front already charged this request (api/routes/graphql_asgi.py)
+        else:
+            q = services.settings.query
+            wait = await services.limiter.acquire(
+                f"read:{key.id}", 1, key.rate_per_s or q.rate_per_s, key.burst or q.burst
+            )
         if wait > 0:
             raise ApiError(
                 429,
@@ -150,7 +164,7 @@ async def get_context(connection: HTTPConnection) -> Context:
     return Context(services, key)
 
 
-def graphql_router(settings: QuerySettings) -> GraphQLRouter:
+def graphql_router(settings: QuerySettings) -> _Router:
     schema = build_schema(settings)
     schema_id = hashlib.sha256(str(schema).encode()).hexdigest()  # a changed schema never serves old answers
     return _Router(
