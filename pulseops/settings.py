@@ -46,7 +46,12 @@ class KafkaSettings(BaseModel):
         "`pulseops up` sets 2,000 for the embedded Tansu, which answers a JoinGroup only after half of it.",
     )
     delivery_timeout_ms: int = Field(5000, description="How long ingest waits for broker acks before 503.")
-    linger_ms: int = 5
+    linger_ms: int = Field(
+        1,
+        description="librdkafka linger.ms of ingest's producer: every 202 waits for it. A quiet tenant's 10-event "
+        "request spent 6.0 of 7.7 ms of its publish path in it at 5 ms (2.0 at 1 ms); under load batches form "
+        "anyway while the previous produce request is in flight.",
+    )
     hot_partitions: int = Field(
         1,
         description="Partitions of the raw topic reserved for hot projects (ingest.hot_project_events_per_s); "
