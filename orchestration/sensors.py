@@ -31,7 +31,7 @@ from orchestration.jobs import cold_export_job, rebuild_aggregates_job, refresh_
 from orchestration.partitions import DAYS_TAG, daily_partitions
 from orchestration.resources import SettingsResource, WarehouseResource
 from pulseops.settings import get_settings
-from warehouse.aggregates import days_to_build
+from warehouse.aggregates import days_built_by, days_to_build
 from warehouse.cold import days_to_export
 from warehouse.runs import COLD_EXPORT, REBUILD, RunFailure, clear_failures, record_failure, run_failures
 
@@ -61,11 +61,20 @@ def _covered_days(run: dg.DagsterRun) -> set[date]:
     return set()
 
 
-def _busy_days(instance: dg.DagsterInstance, jobs: list[str]) -> set[date]:
-    busy: set[date] = set()
+def _busy_days(
+    instance: dg.DagsterInstance, jobs: list[str], conn: psycopg.Connection | None = None
+) -> set[date]:
+    """Days an active run of `jobs` covers. With `conn`, less the days such a run has already rebuilt: it is
+    past them (its asset checks run after the rebuild), so new data of those days need not wait for its end.
+    Two runs rebuilding one day take turns on the day's advisory lock (warehouse/aggregates.py day_build)."""
+    covered: dict[str, set[date]] = {}
     for job in jobs:
         for rec in instance.get_run_records(dg.RunsFilter(job_name=job, statuses=ACTIVE), limit=1000):
-            busy |= _covered_days(rec.dagster_run)
+            covered[rec.dagster_run.run_id] = _covered_days(rec.dagster_run)
+    done = days_built_by(conn, list(covered)) if conn is not None else {}
+    busy: set[date] = set()
+    for run_id, days in covered.items():
+        busy |= days - done.get(run_id, set())
     return busy
 
 
@@ -162,6 +171,12 @@ def late_data_sensor(
         records, cursor = finished_since(
             context.instance, refresh_aggregates_job.name, "late_data_sensor", context.cursor
         )
+        # backfills (UI, `pulseops backfill`) run as Dagster's implicit asset job
+        busy = _busy_days(
+            context.instance, [refresh_aggregates_job.name, rebuild_aggregates_job.name, ASSET_JOB], conn
+        )
+        # read again after the runs: a day that a running run rebuilt meanwhile is neither busy nor due
+        due = [d for d in days_to_build(conn, since, before) if d.day >= start]
         settle_finished_runs(
             context,
             conn,
@@ -173,8 +188,6 @@ def late_data_sensor(
         )
         ledger = {f.day: f for f in run_failures(conn, REBUILD)}
     context.update_cursor(cursor)
-    # backfills (UI, `pulseops backfill`) run as Dagster's implicit asset job
-    busy = _busy_days(context.instance, [refresh_aggregates_job.name, rebuild_aggregates_job.name, ASSET_JOB])
     ready = [d for d in due if d.day not in busy and not _waiting(ledger.get(d.day), d.data_key, now)]
     if not ready:
         waiting = len(due) - len(ready)

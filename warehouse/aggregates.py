@@ -166,6 +166,19 @@ def record_build(conn: psycopg.Connection, day: date, run_id: str | None) -> int
     return conn.execute(_RECORD_BUILD, {"day": day, "run_id": run_id}).rowcount
 
 
+def days_built_by(conn: psycopg.Connection, run_ids: list[str]) -> dict[str, set[date]]:
+    """Days each of `run_ids` has rebuilt and that no later build has stamped since (`record_build` stamps
+    every project of a day with its run): a run still running its checks is done with these days."""
+    if not run_ids:
+        return {}
+    built: dict[str, set[date]] = {}
+    for run_id, day in conn.execute(
+        "SELECT DISTINCT run_id, day FROM aggregate_builds WHERE run_id = ANY(%s)", (run_ids,)
+    ):
+        built.setdefault(run_id, set()).add(day)
+    return built
+
+
 def rebuild_day(conn: psycopg.Connection, day: date, run_id: str | None = None) -> DayBuild:
     """Replace every aggregate row of `day` from raw events in one transaction; safe to repeat.
 

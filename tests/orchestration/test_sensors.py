@@ -168,3 +168,24 @@ def test_finished_runs_that_left_their_days_stale_are_failures(db, database_url,
     assert {f.day.isoformat() for f in failures} == set(_days(request))
     assert {f.last_run_id for f in failures} == {run.run_id}
     assert isinstance(result, dg.SkipReason)  # backing off
+
+
+def test_a_running_run_holds_only_the_days_it_has_not_rebuilt_yet(db, database_url):
+    tenant = make_tenant(db)
+    rows = _land(db, [tenant], _midnight(3), 2, 100, seed=14)
+    first, second = sorted({r[1].date() for r in rows})
+    instance = dg.DagsterInstance.ephemeral()
+    request, _ = tick(database_url, instance)
+    run = dg.DagsterRun(
+        job_name="refresh_aggregates_job", status=dg.DagsterRunStatus.STARTED, tags=dict(request.tags)
+    )
+    instance.add_run(run)
+    assert isinstance(tick(database_url, instance)[0], dg.SkipReason)  # both days are the run's
+    rebuild_day(db, first, run_id=run.run_id)  # the run is past its first day (its checks come last)
+    # late data into both days: the rebuilt one gets a run at once, the other still waits for the run
+    for day, seed in ((first, 15), (second, 16)):
+        late = _land(db, [tenant], datetime.combine(day, datetime.max.time(), UTC), 1, 20, seed=seed)
+        assert {r[1].date() for r in late} == {day}
+    again, _ = tick(database_url, instance)
+    assert isinstance(again, dg.RunRequest)
+    assert _days(again) == [first.isoformat()]
