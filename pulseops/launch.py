@@ -1,4 +1,5 @@
-"""`python -m pulseops.launch CMD...`: exec CMD so that it gets SIGTERM when its parent (supervisord) dies.
+"""`python -m pulseops.launch [--nice N] -- CMD...`: exec CMD (niced by N) so that it gets SIGTERM when its
+parent (supervisord) dies.
 
 Why: `pulseops up` runs supervisord, which runs the services. If supervisord itself is killed (SIGKILL, OOM),
 its children would be re-parented to init and keep holding their ports. Linux's PR_SET_PDEATHSIG asks the
@@ -27,10 +28,14 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if len(args) >= 2 and args[0] == "--nice":
+        # Background services (Dagster) below the ingest API on the CPU; niceness survives exec.
+        os.nice(int(args[1]))
+        args = args[2:]
     if args and args[0] == "--":
         args = args[1:]
     if not args:
-        sys.exit("usage: python -m pulseops.launch CMD [ARGS...]")
+        sys.exit("usage: python -m pulseops.launch [--nice N] [--] CMD [ARGS...]")
     parent = os.getppid()
     die_with_parent()
     if os.getppid() != parent:  # the parent died before prctl: the signal will never come

@@ -31,6 +31,7 @@ class Program:
     directory: str | None = None
     stopwaitsecs: int = 5  # SIGKILL after this: a stopped system is gone within seconds (issue 15)
     stop_last: bool = False  # stopped with the backing services, after everything that uses it
+    nice: int = 0  # niceness (pulseops.launch --nice): background work yields the CPU to the ingest API
 
     @property
     def process_names(self) -> list[str]:
@@ -133,6 +134,10 @@ def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
+def _nice(p: Program) -> list[str]:
+    return ["--nice", str(p.nice)] if p.nice else []
+
+
 def supervisord_conf(programs: list[Program], state_dir: Path, env: dict[str, str]) -> str:
     """supervisord: restarts a crashed service instead of taking the whole system down with it."""
     secret = secrets.token_urlsafe(16)  # supervisorctl auth for the socket; regenerated at every start
@@ -168,7 +173,7 @@ def supervisord_conf(programs: list[Program], state_dir: Path, env: dict[str, st
         lines += [
             f"[program:{p.name}]",
             # pulseops.launch: the service gets SIGTERM if supervisord dies (PR_SET_PDEATHSIG), never an orphan
-            f"command={shlex.join(python_module('pulseops.launch', '--', *p.command))}",
+            f"command={shlex.join(python_module('pulseops.launch', *_nice(p), '--', *p.command))}",
             f"priority={p.priority}",
             f"numprocs={p.numprocs}",
             "process_name=%(program_name)s-%(process_num)d"

@@ -223,6 +223,13 @@ class OrchestrationSettings(BaseModel):
     dagster_home: str | None = Field(
         None, description="Dagster instance folder; default <state_dir>/dagster."
     )
+    nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Niceness of Dagster's code server, daemon and webserver under `pulseops up`: a run's "
+        "materialisation is batch work, the ingest API's answers are latency. 0: unchanged.",
+    )
     webserver_host: str = "127.0.0.1"
     webserver_port: int = 3000
     sensor_interval_s: int = Field(5, description="How often the late-data sensor looks for stale days.")

@@ -147,6 +147,7 @@ def _service_programs(
 
     log_config.write_text(json.dumps(dict_config("ingest", settings.log)))
     o = settings.orchestration
+    background = o.nice  # Dagster below the ingest API and the landing workers on the CPU
     uvicorn = ("--host", settings.ingest.host, "--port", str(settings.ingest.port),
                "--workers", str(settings.ingest.workers), "--no-access-log", "--log-level", "warning",
                "--log-config", str(log_config))  # fmt: skip
@@ -166,7 +167,13 @@ def _service_programs(
         ),
         # one code server for the daemon and the webserver (pulseops/services.py dagster_code_server)
         services.Program(
-            "dagster-code-server", code_server, priority=25, env=dagster, directory=str(ROOT), stop_last=True
+            "dagster-code-server",
+            code_server,
+            priority=25,
+            env=dagster,
+            directory=str(ROOT),
+            stop_last=True,
+            nice=background,
         ),
         services.Program(
             "dagster-webserver",
@@ -174,6 +181,7 @@ def _service_programs(
             priority=30,
             env=dagster,
             directory=str(ROOT),
+            nice=background,
         ),
         services.Program(
             "dagster-daemon",
@@ -181,6 +189,7 @@ def _service_programs(
             priority=30,
             env=dagster,
             directory=str(ROOT),
+            nice=background,
         ),
         services.Program("dashboard", services.python_module("dashboards"), priority=40),
         services.Program("alerts", services.python_module("alerting"), priority=40),
