@@ -4,13 +4,21 @@ One multi-asset, because the three tables of a day are replaced together and sta
 version: a reader never sees rollups of one build next to user counts of another.
 """
 
+import queue
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import ExitStack
+from datetime import date
 
 import dagster as dg
+import psycopg
 
 from orchestration.partitions import daily_partitions, run_days
 from orchestration.resources import SettingsResource, WarehouseResource
-from warehouse.aggregates import rebuild_day
+from pulseops.settings import ColdSettings
+from warehouse.aggregates import DayBuild, rebuild_day
 from warehouse.cold_rebuild import cold_projects, rebuild_day_from_cold
 from warehouse.partitions import is_attached
 
@@ -100,36 +108,81 @@ class _DayLog:
         self.flush()
 
 
+# Days rebuilt at once in a range run, each on its own connection and still in its own transaction: a day's
+# rebuild is one backend's work, so a second connection uses PostgreSQL's second core (the machines have two).
+REBUILD_CONNECTIONS = 2
+
+
+def _rebuild(conn: psycopg.Connection, day: date, cold: ColdSettings, run_id: str) -> tuple[DayBuild, str]:
+    """One day's rebuild from PostgreSQL, or from the cold tier when only that holds its raw data."""
+    if not is_attached(conn, day) and cold_projects(conn, day):
+        # Raw data of the day lives only in the cold tier now: DuckDB rebuilds from its Parquet.
+        build = rebuild_day_from_cold(conn, day, cold, run_id=run_id)
+        return build, " (rebuilt from the cold tier: Parquet, DuckDB)"
+    return rebuild_day(conn, day, run_id=run_id), ""
+
+
+def _rebuild_days(
+    warehouse: WarehouseResource, days: list[date], cold: ColdSettings, run_id: str
+) -> Iterator[tuple[DayBuild, str]]:
+    """The days' builds, in order of completion, on up to REBUILD_CONNECTIONS connections. A failed day
+    raises here and the days not started yet are not built (the ones done are committed, as before)."""
+    with ExitStack() as stack:
+        idle: queue.SimpleQueue[psycopg.Connection] = queue.SimpleQueue()
+        for _ in range(min(REBUILD_CONNECTIONS, len(days))):
+            idle.put(stack.enter_context(warehouse.connection()))
+
+        def one(day: date) -> tuple[DayBuild, str]:
+            conn = idle.get()
+            try:
+                return _rebuild(conn, day, cold, run_id)
+            finally:
+                idle.put(conn)
+
+        pool = stack.enter_context(ThreadPoolExecutor(max(1, min(REBUILD_CONNECTIONS, len(days)))))
+        futures = [pool.submit(one, day) for day in days]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def _import_expectations_meanwhile(context: dg.AssetExecutionContext) -> None:
+    """When the run goes on to the Great Expectations check (same process, in_process_executor), import
+    great_expectations in a thread while the days rebuild: the import takes seconds of this process's CPU, and
+    the rebuild mostly waits for PostgreSQL."""
+    if any(name.endswith("great_expectations_suite") for name in context.job_def.graph.node_dict):
+        from orchestration.checks.expectations import import_gx
+
+        threading.Thread(target=import_gx, name="import-great-expectations", daemon=True).start()
+
+
 @dg.multi_asset(
     specs=[EVENT_ROLLUPS, USER_ACTIVITY, DAILY_AGGREGATES],
     partitions_def=daily_partitions,
-    # A backfill of many days runs as one run (one process, one connection), day by day; so does a late-data
-    # correction of many days (late_data_sensor: a range run whose `pulseops/days` tag lists the stale days).
+    # A backfill of many days runs as one run (one process, REBUILD_CONNECTIONS connections, a transaction per
+    # day); so does a late-data correction of many days (late_data_sensor: a range run whose `pulseops/days`
+    # tag lists the stale days).
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def aggregates(context: dg.AssetExecutionContext, warehouse: WarehouseResource, pulseops: SettingsResource):
     days = run_days(context)
+    _import_expectations_meanwhile(context)
     cold = pulseops.cold()  # read when the run starts
     totals = {"raw": 0, "rollups": 0, "users": 0, "aggregates": 0}
-    progress = _DayLog(context)
-    with warehouse.connection() as conn, progress:
-        for day in days:
-            source = ""
-            if not is_attached(conn, day) and cold_projects(conn, day):
-                # Raw data of the day lives only in the cold tier now: DuckDB rebuilds from its Parquet.
-                build = rebuild_day_from_cold(conn, day, cold, run_id=context.run.run_id)
-                source = " (rebuilt from the cold tier: Parquet, DuckDB)"
-            else:
-                build = rebuild_day(conn, day, run_id=context.run.run_id)
+    with _DayLog(context) as progress:
+        for build, source in _rebuild_days(warehouse, days, cold, context.run.run_id):
             if build.skipped:
-                context.log.warning(f"{day}: not rebuilt: {build.skipped}")
+                context.log.warning(f"{build.day}: not rebuilt: {build.skipped}")
                 continue
             totals["raw"] += build.raw_events
             totals["rollups"] += build.rollup_rows
             totals["users"] += build.user_rows
             totals["aggregates"] += build.aggregate_rows
             progress.add(
-                f"{day}: {build.raw_events} raw events -> {build.rollup_rows} rollups, {build.user_rows} "
+                f"{build.day}: {build.raw_events} raw events -> {build.rollup_rows} rollups, {build.user_rows} "
                 f"user rows, {build.aggregate_rows} aggregates in {build.seconds:.2f}s{source}"
             )
     common = {"days": len(days), "raw_events": totals["raw"]}

@@ -51,7 +51,8 @@ SAMPLE_COLUMN = {"event_names": "event_name", "day_volume": "events"}
 DAY_COLUMN = {"daily_aggregates": "date"}
 
 
-def _import_gx():
+def import_gx():
+    """great_expectations, imported with usage statistics off (orchestration/assets/aggregates.py imports it early)."""
     os.environ["GX_ANALYTICS_ENABLED"] = "false"  # before the first import: no usage statistics sent
     import great_expectations as gx
     import great_expectations.expectations as gxe
@@ -107,7 +108,7 @@ def _utc(day: date) -> datetime:
 
 def validate(inputs: ExpectationInputs) -> dict[date, dict[str, Any]]:
     """Run the suites once over all the days' inputs; returns a JSON-safe summary per day with `success`."""
-    gx, gxe, progress_bars = _import_gx()
+    gx, gxe, progress_bars = import_gx()
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = progress_bars(globally=False)
     source = context.data_sources.add_pandas("pulseops")

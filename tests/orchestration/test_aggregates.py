@@ -274,3 +274,45 @@ def test_a_misconfigured_database_fails_the_run_once_with_a_clear_error():
     assert len(failures) == 1
     message = str(failures[0].event_specific_data.error)
     assert "Cannot connect to the warehouse database" in message
+
+
+def test_a_range_run_rebuilds_days_on_two_connections_and_a_failed_day_fails_it(
+    db, database_url, landed, monkeypatch
+):
+    """Range runs rebuild REBUILD_CONNECTIONS days at once (orchestration/assets/aggregates.py), each day still
+    in its own transaction; a day that fails fails the run, and the days done stay committed."""
+    import orchestration.assets.aggregates as asset_module
+
+    _rows, _projects, days = landed
+    first, last = days[1], days[8]
+    backends, lock = set(), threading.Lock()
+    real = asset_module.rebuild_day
+
+    def spy(conn, day, run_id=None):
+        with lock:
+            backends.add(conn.info.backend_pid)
+        if day == days[5]:
+            raise RuntimeError("boom")
+        return real(conn, day, run_id=run_id)
+
+    monkeypatch.setattr(asset_module, "rebuild_day", spy)
+    db.execute("DELETE FROM aggregate_builds")
+    result = dg.materialize(
+        [aggregates],
+        resources={"warehouse": WarehouseResource(database_url=database_url), "pulseops": SettingsResource()},
+        instance=dg.DagsterInstance.ephemeral(),
+        tags={
+            "dagster/asset_partition_range_start": str(first),
+            "dagster/asset_partition_range_end": str(last),
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert len(backends) == asset_module.REBUILD_CONNECTIONS == 2
+    built = {r[0] for r in db.execute("SELECT DISTINCT day FROM aggregate_builds").fetchall()}
+    assert days[5] not in built and built <= set(days[1:9]) and built
+
+    monkeypatch.setattr(asset_module, "rebuild_day", real)
+    assert materialize_range(database_url, first, last).success
+    built = {r[0] for r in db.execute("SELECT DISTINCT day FROM aggregate_builds").fetchall()}
+    assert built == set(days[1:9])
