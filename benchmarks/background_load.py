@@ -10,15 +10,23 @@ import time
 from benchmarks import wrk
 from benchmarks.load import ledger_check, tenant
 
+# wrk is paced a little above the required rate, as in benchmarks/freshness.py: its timer rounding and the
+# ramp at start and stop otherwise leave the measured offer a hair under it (late medium runs: 4,997-4,999 of
+# 5,000 events/s accepted), which cannot judge a ">= 5,000 events/s" target.
+PACE_MARGIN = 1.03
+
 
 def start(url: str, db_url: str, rate: float, seconds: float, out: dict) -> threading.Thread:
-    """wrk paced at `rate` events/s (batches of 100) for one unlimited tenant, in a thread; figures into `out`."""
+    """wrk paced at `rate` x PACE_MARGIN events/s (batches of 100) for one unlimited tenant, in a thread;
+    figures into `out` (`rate`: the required rate the figures are judged against)."""
     key, project = tenant(db_url, "bench-load", "load")
 
     def go() -> None:
         out["project"], out["rate"], out["start"] = project, rate, time.monotonic()
         try:
-            out["wrk"] = wrk.run(url, "/v1/batch", seconds, events=100, keys=[key], rate=rate / 100)
+            out["wrk"] = wrk.run(
+                url, "/v1/batch", seconds, events=100, keys=[key], rate=rate * PACE_MARGIN / 100
+            )
         except RuntimeError as e:  # reported as "not measured" by the adapter, not a crash of the scenario
             out["error"] = str(e)
         out["end"] = time.monotonic()
