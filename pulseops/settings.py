@@ -224,11 +224,14 @@ class OrchestrationSettings(BaseModel):
         None, description="Dagster instance folder; default <state_dir>/dagster."
     )
     nice: int = Field(
-        10,
+        0,
         ge=0,
         le=19,
-        description="Niceness of Dagster's code server, daemon and webserver under `pulseops up`: a run's "
-        "materialisation is batch work, the ingest API's answers are latency. 0: unchanged.",
+        description="Niceness of Dagster's code server, daemon and webserver (and so of its runs) under "
+        "`pulseops up`, for hosts where batch work must yield the CPU to the ingest API. 0 (default): on this "
+        "2-core machine kind Dagster took 1.5 % of the machine while ingest ran at its maximum "
+        "(docs/benchmarks/2026-12-06-system-cpu-medium-b.md), while a late-data correction under ingest load "
+        "waits 2-6 s on starting its run worker, which a niced run would stretch.",
     )
     webserver_host: str = "127.0.0.1"
     webserver_port: int = 3000

@@ -147,7 +147,7 @@ def _service_programs(
 
     log_config.write_text(json.dumps(dict_config("ingest", settings.log)))
     o = settings.orchestration
-    background = o.nice  # Dagster below the ingest API and the landing workers on the CPU
+    background = o.nice  # > 0: Dagster below the ingest API and the landing workers on the CPU
     uvicorn = ("--host", settings.ingest.host, "--port", str(settings.ingest.port),
                "--workers", str(settings.ingest.workers), "--no-access-log", "--log-level", "warning",
                "--log-config", str(log_config))  # fmt: skip
