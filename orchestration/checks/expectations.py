@@ -233,6 +233,7 @@ def _judged(frame, day_col: str, day: date, column: str | None, name: str, days_
 @day_check(
     DAILY_AGGREGATES,
     severity=dg.AssetCheckSeverity.ERROR,
+    split=False,  # one batch for the run: one sample cap, names and volumes of the whole range
     description="Great Expectations suite on the run's days of raw events and daily aggregates, validated as "
     "one batch per table: keys not null, event times inside the days, aggregate values >= 0, each day's "
     "volume at most 10x its recent mean, and only event names seen in the 30 days before.",

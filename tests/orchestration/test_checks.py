@@ -364,3 +364,36 @@ def test_checks_run_without_jit(
     land_batch(db, rows(tenant, D1, 4))
     assert run(database_url, D1).success
     assert seen == ["off"]
+
+
+def test_range_checks_measure_their_days_in_parts_on_two_connections(
+    db: psycopg.Connection, tenant: dict, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A range run's day-by-day checks measure contiguous parts of its days at once, one connection each
+    (orchestration/checks/common.py CHECK_CONNECTIONS); the GE suite validates the whole range as one batch."""
+    import orchestration.checks.expectations as expectations
+    import orchestration.checks.integrity as integrity
+
+    calls, inputs = [], []
+    late, gx_inputs = integrity.late_arrivals_days, expectations.expectation_inputs
+
+    def spy_late(conn: psycopg.Connection, days: list[date], lag_s: float):
+        calls.append((conn.info.backend_pid, tuple(days)))
+        return late(conn, days, lag_s)
+
+    def spy_inputs(conn: psycopg.Connection, days: list[date], **kwargs):
+        inputs.append(tuple(days))
+        return gx_inputs(conn, days, **kwargs)
+
+    monkeypatch.setattr(integrity, "late_arrivals_days", spy_late)
+    monkeypatch.setattr(expectations, "expectation_inputs", spy_inputs)
+    d0 = D1 - timedelta(days=1)
+    for day in (d0, D1, D2):
+        land_batch(db, rows(tenant, day, 4))
+    result = run(database_url, range_=(d0, D2))
+    assert result.success
+    assert sorted(days for _, days in calls) == [(d0, D1), (D2,)]
+    assert len({pid for pid, _ in calls}) == 2
+    assert inputs == [(d0, D1, D2)]
+    late_days = [e.partition for e in result.get_asset_check_evaluations() if e.check_name.startswith("late")]
+    assert late_days == [d.isoformat() for d in (d0, D1, D2)]
