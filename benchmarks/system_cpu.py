@@ -77,12 +77,41 @@ def machine_busy() -> tuple[float, float]:
     return total - fields[3] - fields[4], total
 
 
+def every_process() -> dict[int, tuple[str, float]]:
+    """pid -> (process name, utime + stime) of every process on the machine."""
+    out: dict[int, tuple[str, float]] = {}
+    for p in psutil.process_iter(["name", "cpu_times"]):
+        t = p.info["cpu_times"]
+        if t is not None:
+            # kernel threads by kind: "kworker/1:2-events" -> "kworker"
+            out[p.pid] = ((p.info["name"] or "?").split("/")[0], t.user + t.system)
+    return out
+
+
+def others_by_name(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], ours: set[int]
+) -> dict[str, float]:
+    """CPU seconds per process name of the processes that are not this system's (PostgreSQL, Redis, the
+    benchmark itself, the machine's other services): what the whole-machine figure holds besides ours. A
+    process that exited inside the window is missed; one born inside it counts whole."""
+    out: dict[str, float] = {}
+    for pid, (name, cpu) in after.items():
+        if pid in ours:
+            continue
+        start = before.get(pid)
+        used = cpu - start[1] if start is not None and start[0] == name else cpu
+        out[name] = out.get(name, 0.0) + used
+    return out
+
+
 def watch(state: Path, seconds: float) -> dict:
-    """CPU seconds per group of this system's processes and the machine's busy share over `seconds`."""
+    """CPU seconds per group of this system's processes and the machine's busy share over `seconds`, and
+    per process name of everything else on the machine."""
     first: dict[int, float] = {}
     last: dict[int, tuple[str, float]] = {}
     names: dict[int, str] = {}
     busy0, total0 = machine_busy()
+    everything0 = every_process()
     t0 = time.monotonic()
     while True:
         supervised = {s.pid: s.name for s in runtime.services(state) if s.pid}
@@ -101,6 +130,7 @@ def watch(state: Path, seconds: float) -> dict:
         time.sleep(SAMPLE_S)
     took = time.monotonic() - t0
     busy1, total1 = machine_busy()
+    others = others_by_name(everything0, every_process(), set(last))
     groups: dict[str, float] = {}
     for pid, (group, cpu) in last.items():
         groups[group] = groups.get(group, 0.0) + cpu - first.get(pid, 0.0)
@@ -112,6 +142,7 @@ def watch(state: Path, seconds: float) -> dict:
         "groups_cpu_s": groups,
         "groups_pct": {g: 100 * s / took / cores for g, s in groups.items()},
         "processes": len(last),
+        "others_pct": {n: 100 * c / took / (os.cpu_count() or 1) for n, c in others.items()},
         "top": sorted(
             ((cpu - first.get(pid, 0.0), group, names.get(pid, "?")) for pid, (group, cpu) in last.items()),
             reverse=True,
@@ -223,6 +254,10 @@ def render(r: dict) -> str:
         ]
         lines.append(f"- {name} ({window['processes']} processes seen): " + ", ".join(parts))
         lines += [f"  - {cpu:.2f} CPU-s  {group}: `{cmd}`" for cpu, group, cmd in window["top"]]
+    lines += ["", "The rest of the machine, per process name (share of the machine; the busiest first):"]
+    for name, window in (("idle", idle), ("ingest", busy)):
+        rest = sorted(window.get("others_pct", {}).items(), key=lambda kv: -kv[1])[:TOP]
+        lines.append(f"- {name}: " + ", ".join(f"{n} {pct:.2f} %" for n, pct in rest))
     return "\n".join(lines)
 
 

@@ -26,4 +26,7 @@ def test_system_cpu_measures_each_service_idle_and_under_ingest():
         assert {"dagster", "ingest", "streams", "broker"} <= set(window["groups_cpu_s"]), window
     assert r["ingest"]["groups_cpu_s"]["ingest"] > 0
     assert r["wrk"]["statuses"].get(202, 0) > 0
+    # the rest of the machine is attributed too: the landing writes into PostgreSQL during the ingest window
+    assert r["ingest"]["others_pct"].get("postgres", 0) > 0, r["ingest"]["others_pct"]
     assert "idle, no traffic" in system_cpu.render(r)
+    assert "The rest of the machine, per process name" in system_cpu.render(r)
