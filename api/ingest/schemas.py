@@ -57,10 +57,12 @@ class IngestBatch(msgspec.Struct, forbid_unknown_fields=True):
     sent_at: datetime | None = None
 
 
-class FastEvent(IngestEvent, forbid_unknown_fields=True):
+class FastEvent(IngestEvent, forbid_unknown_fields=True, gc=False):
     """IngestEvent with `properties` kept as the client's JSON text: building a dict per event only to encode
     it again was the largest per-event cost of a valid batch. msgspec still checks the text is valid JSON
-    (escapes, control characters) while skipping it; `EventBuilder.check` checks the rest."""
+    (escapes, control characters) while skipping it; `EventBuilder.check` checks the rest. gc=False: its
+    fields (str, datetime, UUID, Raw) cannot form a reference cycle, and a 1,000-event batch of tracked
+    structs set off the cyclic collector during every decode."""
 
     properties: msgspec.Raw = msgspec.Raw(b"{}")
 
@@ -258,6 +260,35 @@ class EventBuilder:
         if event_time > self.newest:
             raise EventRejected("timestamp", "too far in the future")
         return event_time
+
+    def forward(self, events: list[IngestEvent]) -> list[uuid.UUID] | None:
+        """The event ids of a batch whose items can be forwarded as sent (warehouse/events.py, format 3), or
+        None: then some item needs `check` one by one (rejected, normalised, no event_id, clock skew). The
+        same checks as `check` for such items, without a RawEvent per event: about half of a valid batch's
+        per-event Python, on the path a client that sends its own event ids takes."""
+        if not self.nul_free or self.skew or not self._now_in_range:
+            return None
+        cap, limit, raw_type = self.max_properties_bytes, self.max_properties_depth, _Raw
+        ids = []
+        for ev in events:
+            event_id, value = ev.event_id, ev.properties
+            if event_id is None or ev.sent_at is not None or type(value) is not raw_type:
+                return None
+            if ev.timestamp is not None:
+                try:
+                    self._event_time(ev)
+                except EventRejected:
+                    return None
+            props = bytes(value)
+            if props[:1] != b"{" or len(props) > cap:
+                return None
+            if (
+                props.count(b"{") + props.count(b"[") > limit
+                and _depth(_decode_any(props), limit + 1) > limit
+            ):
+                return None
+            ids.append(event_id)
+        return ids
 
     def check(self, ev: IngestEvent) -> RawEvent:
         """Validate what the schema cannot express; returns the RawEvent to publish. Runs once per event of

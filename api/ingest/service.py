@@ -233,6 +233,16 @@ async def _accept_valid(
     await rate_limit(svc, key, len(events))
     builder = _builder(key, svc.settings, sent_at, len(events))
     builder.nul_free = body is not None and b"\\u0000" not in body
+    ids = builder.forward(events) if body is not None else None
+    if ids is not None:  # every item valid and forwardable as sent: no RawEvent per event
+        value = encode_forwarded(
+            key.org_id, key.project_id, builder.received_at, bytes(_decode_slice(body).batch)
+        )
+        if len(value) <= MAX_PACKED_BYTES:
+            await publish(
+                svc, key.project_id, [(message_key(key.project_id, events[0].distinct_id), value)], len(ids)
+            )
+            return encode(AcceptedResponse(accepted=len(ids), event_ids=ids))
     raws: list[RawEvent] = []
     rejected: list[Rejection] = []
     for index, ev in enumerate(events):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import msgspec
@@ -109,3 +109,49 @@ def test_a_corrupt_payload_stops_the_heads_read_too(tmp_path: Path) -> None:
     second[-1] ^= 0xFF
     path.write_bytes(bytes(first + second + frame(ACK, Ack(1, "t", {0: 1}))))
     assert list(read_records(path, heads=True)) == [DataHead(1)]
+
+
+def _forwardable_by_check(builder: EventBuilder, ev: FastEvent) -> bool:
+    """What the per-event path decides: accepted, and carried as sent (api/ingest/service.py _forwardable)."""
+    try:
+        raw = builder.check(ev)
+    except EventRejected:
+        return False
+    return ev.event_id is not None and ev.sent_at is None and raw.properties is ev.properties
+
+
+_NOW = datetime.now(UTC)
+ITEMS = [
+    {},
+    {"event_id": None},
+    {"timestamp": (_NOW - timedelta(days=2)).isoformat()},
+    {"timestamp": (_NOW - timedelta(days=60)).isoformat()},  # older than retention
+    {"timestamp": (_NOW + timedelta(days=1)).isoformat()},  # too far ahead
+    {"timestamp": "2026-11-25T10:00:00"},  # no UTC offset
+    {"timestamp": (_NOW - timedelta(hours=1)).astimezone(timezone(timedelta(hours=5))).isoformat()},
+    {"sent_at": _NOW.isoformat()},
+]
+
+
+@pytest.mark.parametrize("item", ITEMS, ids=range(len(ITEMS)))
+@pytest.mark.parametrize("properties", PROPERTIES, ids=range(len(PROPERTIES)))
+def test_forward_decides_like_check(properties: bytes, item: dict) -> None:
+    """`EventBuilder.forward` (a whole valid batch as sent, no RawEvent per event) says yes exactly when
+    `check` accepts every item unchanged; otherwise None, and the per-event path decides and names the field."""
+    fields = {"event": "e", "distinct_id": "u", "event_id": str(uuid.uuid4()), **item}
+    body = json.dumps(fields)[:-1].encode() + b', "properties": ' + properties + b"}"
+    try:
+        ev = msgspec.json.decode(body, type=FastEvent)
+    except msgspec.ValidationError:
+        return  # the schema refuses it: the per-item path reports it
+    builder = _builder()
+    builder.nul_free = b"\\u0000" not in body
+    # a body with a \u0000 escape (even literal backslash text) takes the per-event path, which still forwards it
+    expected = builder.nul_free and _forwardable_by_check(builder, ev)
+    assert builder.forward([ev]) == ([ev.event_id] if expected else None)
+    good = msgspec.json.decode(
+        b'{"event": "e", "distinct_id": "u", "event_id": "%s"}' % uuid.uuid4().hex.encode(), type=FastEvent
+    )
+    assert builder.forward([good, ev, good]) == (
+        [good.event_id, ev.event_id, good.event_id] if expected else None
+    )
