@@ -54,7 +54,8 @@ decode_raw_event = msgspec.json.Decoder(RawEvent).decode
 
 
 def message_key(project_id: uuid.UUID, distinct_id: str) -> bytes:
-    """Kafka key: project + user, so a hot tenant spreads over partitions and one user's events stay ordered.
+    """Kafka key: project + user. It picks the partition only with `kafka.partition_window_ms` 0 (ingest
+    otherwise writes one partition per window: api/ingest/publisher.py); landing needs no order either way.
     A packed message takes the key of its first event."""
     return project_id.bytes + distinct_id.encode()
 
