@@ -65,6 +65,14 @@ class KafkaSettings(BaseModel):
         "0: every project hashes over all partitions.",
     )
     queue_max_messages: int = 200_000
+    compression: str = Field(
+        "lz4",
+        description="librdkafka compression.type of ingest's producer. The embedded broker's CPU and memory go with "
+        "the bytes it stores and serves. Batch ingest in the shipped configuration, alternating runs, CPU per "
+        "accepted event with lz4 vs none: Tansu 0.25-0.26 vs 0.84 us and the landing worker 0.70-0.87 vs 1.36 "
+        "us at 1,000 events/request, 0.90-1.32 vs 2.13 and 1.17-1.28 vs 1.71 us at 100; the API processes the "
+        "same within the noise. 'none' turns it off.",
+    )
     dlq_retention_ms: int = Field(
         7 * 24 * 3600 * 1000,
         description="Dead letters are also in PostgreSQL (dead_letters); a week to replay.",

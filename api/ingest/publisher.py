@@ -70,6 +70,7 @@ class Publisher:
                 "bootstrap.servers": settings.servers,
                 "acks": "all",
                 "linger.ms": settings.linger_ms,
+                "compression.type": settings.compression,
                 "message.timeout.ms": settings.delivery_timeout_ms,
                 "queue.buffering.max.messages": settings.queue_max_messages,
                 "queue.buffering.max.kbytes": 512 * 1024,
