@@ -41,6 +41,7 @@ MAX_ID_LENGTH = 200
 
 encode = msgspec.json.encode
 _decode_any = msgspec.json.decode
+_convert = msgspec.convert
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +165,10 @@ def event_id_for(value: Any, project_id: uuid.UUID, field_name: str) -> uuid.UUI
     if text is None:
         return None
     try:
+        return _convert(text, uuid.UUID)  # canonical or plain hex: ~3x faster than uuid.UUID(text)
+    except msgspec.ValidationError:
+        pass
+    try:  # the forms msgspec refuses and uuid accepts: {...}, urn:uuid:..., odd hyphens
         return uuid.UUID(text)
     except ValueError:
         return uuid.uuid5(ID_NAMESPACE, f"{project_id}/{text}")
