@@ -177,7 +177,8 @@ def _service_programs(
         ),
         services.Program(
             "dagster-webserver",
-            services.python_module("dagster_webserver", *webserver),
+            # orchestration/dagster_process.py: Dagster's webserver and daemon, their code-server watch paced
+            services.python_module("orchestration.dagster_process", "webserver", *webserver),
             priority=30,
             env=dagster,
             directory=str(ROOT),
@@ -185,7 +186,7 @@ def _service_programs(
         ),
         services.Program(
             "dagster-daemon",
-            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
+            services.python_module("orchestration.dagster_process", "daemon", "run", "-w", str(workspace)),
             priority=30,
             env=dagster,
             directory=str(ROOT),
