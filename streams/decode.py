@@ -34,6 +34,7 @@ from warehouse.events import (
     encode_raw_event,
     forwarded_event,
     has_nul_escape,
+    has_unstorable_number,
     is_forwarded,
     is_packed,
     unpack_raw_events,
@@ -231,6 +232,7 @@ def _plain(props: bytes, ev: _Event | ForwardedItem) -> bool:
         and b"\\u0000" not in props
         and "\x00" not in ev.event
         and "\x00" not in ev.distinct_id
+        and not has_unstorable_number(props)
     )
 
 
@@ -275,6 +277,8 @@ def _check(ev: RawEvent | _Event, window: Window) -> LandingRow | Rejected:
         return Rejected(Reason.PROPERTIES_TOO_LARGE, f"{len(props)} bytes")
     if has_nul_escape(props) or "\x00" in ev.event or "\x00" in ev.distinct_id:
         return Rejected(Reason.NUL_CHARACTER, "PostgreSQL text and jsonb cannot hold NUL")
+    if has_unstorable_number(props):  # its COPY would fail the whole chunk, on every retry
+        return Rejected(Reason.SCHEMA_VIOLATION, "properties hold a number PostgreSQL's numeric cannot store")
     ts = ev.timestamp
     if ts.utcoffset():
         try:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import msgspec
 
 from api.ingest.ids import uuid7_batch
-from warehouse.events import RawEvent, encode_raw_event, has_nul_escape
+from warehouse.events import RawEvent, encode_raw_event, has_nul_escape, has_unstorable_number
 
 EventName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="Event name, 1-200 chars.")]
 DistinctId = Annotated[
@@ -165,6 +165,18 @@ def _depth(value: Any, limit: int) -> int:
     return deepest + 1
 
 
+def _depth_of(props: bytes, limit: int) -> int:
+    """Nesting depth of raw properties (up to limit + 1). Decoding them can fail where skipping them did not
+    (msgspec refuses a float past double range, e.g. 1e400, as IngestEvent's dict does): EventRejected, not
+    a 500 for the whole batch."""
+    try:
+        return _depth(_decode_any(props), limit + 1)
+    except msgspec.DecodeError as exc:
+        raise EventRejected("properties", split_validation_error(exc)[1]) from None
+    except RecursionError:
+        raise EventRejected("properties", "nested too deeply") from None
+
+
 class EventBuilder:
     """Turns validated request events into encoded RawEvent messages for one request."""
 
@@ -280,12 +292,12 @@ class EventBuilder:
                 except EventRejected:
                     return None
             props = bytes(value)
-            if props[:1] != b"{" or len(props) > cap:
+            if props[:1] != b"{" or len(props) > cap or has_unstorable_number(props):
                 return None
-            if (
-                props.count(b"{") + props.count(b"[") > limit
-                and _depth(_decode_any(props), limit + 1) > limit
-            ):
+            try:
+                if props.count(b"{") + props.count(b"[") > limit and _depth_of(props, limit) > limit:
+                    return None
+            except EventRejected:
                 return None
             ids.append(event_id)
         return ids
@@ -307,6 +319,8 @@ class EventBuilder:
             if props[:1] != b"{" or len(props) > self.max_properties_bytes:
                 props = self._compact(props)
                 value = _Raw(props)
+            if has_unstorable_number(props):  # as sent; IngestEvent's dict would refuse or round it
+                raise EventRejected("properties", "holds a number PostgreSQL cannot store")
         else:
             props = _json_encode(value) if value else b"{}"
             value = _Raw(props)
@@ -316,7 +330,7 @@ class EventBuilder:
             raise EventRejected("properties", "NUL character not allowed")
         # Nesting needs at least depth + 1 brackets, and counting bytes is C-fast: walk the object only then.
         limit = self.max_properties_depth
-        if props.count(b"{") + props.count(b"[") > limit and _depth(_decode_any(props), limit + 1) > limit:
+        if props.count(b"{") + props.count(b"[") > limit and _depth_of(props, limit) > limit:
             raise EventRejected("properties", f"nested deeper than {limit} levels")
         return RawEvent(
             self.org_id,

@@ -769,3 +769,33 @@ def test_broker_pressure_answers_503_with_retry_after_and_publishes_nothing(inge
     time.sleep(0.3)
     accepted = ingest.accept_one()
     ingest.assert_published_once(accepted)  # the refused events were never published
+
+
+def test_batch_rejects_a_number_postgresql_cannot_store_by_index(ingest: Ingest) -> None:
+    """{"n":1e200000} is valid JSON that the batch fast paths kept as sent; PostgreSQL's jsonb refuses it, so
+    landing failed the whole chunk on every retry (tests/streams/test_numeric_range.py). Refused by index."""
+    valid = [new_event(distinct_id="a"), new_event(distinct_id="b")]
+    bad = json.dumps(new_event(properties={"n": 0})).replace('"n": 0', '"n": 1e200000')
+    body = '{"batch":[%s,%s,%s]}' % (json.dumps(valid[0]), bad, json.dumps(valid[1]))
+    resp = ingest.post("/v1/batch", content=body.encode(), headers={"Content-Type": "application/json"})
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["event_ids"] == [e["event_id"] for e in valid]
+    assert [(r["index"], r["field"]) for r in resp.json()["rejected"]] == [(1, "properties")]
+    ingest.assert_published_once(*(uuid.UUID(e["event_id"]) for e in valid))
+    only_bad = ingest.post(
+        "/v1/batch", content=b'{"batch":[%s]}' % bad.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert_error(only_bad, 422, "validation_error", "batch[0].properties")
+
+
+def test_batch_rejects_a_double_overflow_in_bracket_heavy_properties_by_index(ingest: Ingest) -> None:
+    """Past 8 brackets the fast path decodes the properties to measure their depth; msgspec refuses 1e400
+    there (as IngestEvent's dict does on the per-item path) and that error was a 500 for the whole batch."""
+    valid = new_event(distinct_id="a")
+    bad = json.dumps(new_event(properties={k: [1] for k in "abcdefgh"} | {"n": 0}))
+    bad = bad.replace('"n": 0', '"n": 1e400')
+    body = '{"batch":[%s,%s]}' % (json.dumps(valid), bad)
+    resp = ingest.post("/v1/batch", content=body.encode(), headers={"Content-Type": "application/json"})
+    assert resp.status_code == 202, resp.text
+    assert [(r["index"], r["field"]) for r in resp.json()["rejected"]] == [(1, "properties")]
+    ingest.assert_published_once(uuid.UUID(valid["event_id"]))
