@@ -14,7 +14,7 @@ PROJECT = uuid.UUID("0b7e3a4c-2f4d-4c7a-9a1e-5d6f7a8b9c0d")
 TEXTS = [
     "6f1c3c2e-6a43-5b8e-9a55-2f0d7c1f4b10",
     "6F1C3C2E-6A43-5B8E-9A55-2F0D7C1F4B10",
-    "6f1c3c2e6a435b8e9a552f0d7c1f4b10",
+    "6f1c3c2e6a435b8e9a552f0d7c1f4b10",  # pragma: allowlist secret (a UUID without hyphens)
     "{6f1c3c2e-6a43-5b8e-9a55-2f0d7c1f4b10}",
     "urn:uuid:6f1c3c2e-6a43-5b8e-9a55-2f0d7c1f4b10",
     "6f1c3c2e-6a435b8e-9a55-2f0d7c1f4b10",
