@@ -6,8 +6,8 @@ under its keeper, two API processes with the spool on, the landing worker, the D
 code server, the dashboard) on a scratch database, state directory and free ports, and waits until every
 service is up and the Dagster daemon's first ticks are past (`--warmup-s`). Then two windows:
   1. idle: no traffic for `--idle-s`;
-  2. ingest at its maximum: wrk, batches of 100, 64 connections, no pacing, for `--ingest-s` against an
-     unlimited key (what the API accepts is the machine's limit; 503 `broker_full` while landing lags counts
+  2. ingest at its maximum: wrk, batches of 100, 64 connections, no pacing, for `--ingest-s` (wrk runs a
+     second longer on each side, so the window lies inside its load) against an unlimited key (what the API accepts is the machine's limit; 503 `broker_full` while landing lags counts
      as an answer, not as offered load that vanished).
 Each window is two /proc snapshots of every process (benchmarks/proc_cpu.py: a process's own CPU plus that of
 its children that exited, so nothing needs sampling in between and the benchmark costs the machine next to
@@ -231,6 +231,11 @@ def shipped_system(db_url: str, warmup_s: float) -> Iterator[tuple[Target, str]]
         shutil.rmtree(state, ignore_errors=True)
 
 
+# wrk starts this long before the ingest window and stops this long after it (see `measure`)
+WRK_LEAD_S = 1.0
+WRK_TAIL_S = 1.0
+
+
 def measure(idle_s: float, ingest_s: float, warmup_s: float) -> dict:
     settings = Settings()
     with scratch_database(settings.db.url) as db_url, shipped_system(db_url, warmup_s) as (target, url):
@@ -243,13 +248,17 @@ def measure(idle_s: float, ingest_s: float, warmup_s: float) -> dict:
 
         def load() -> None:
             try:
-                result.update(wrk.run(url, "/v1/batch", ingest_s, events=100, keys=[key], raw=raw))
+                seconds = WRK_LEAD_S + ingest_s + WRK_TAIL_S
+                result.update(wrk.run(url, "/v1/batch", seconds, events=100, keys=[key], raw=raw))
             except BaseException as e:
                 failed.append(e)
 
-        # wrk runs for ingest_s; the watch covers the same window (wrk's own start-up takes milliseconds)
+        # The watch lies inside wrk's run, with a margin on both sides: a wrk that exits while the end
+        # snapshot walks /proc can be read neither alive nor in its parent's reaped sum, and its CPU would be
+        # lost to the window (benchmarks/proc_cpu.py `charge`).
         loader = threading.Thread(target=load)
         loader.start()
+        time.sleep(WRK_LEAD_S)
         busy = watch(target, ingest_s)
         loader.join()
         if failed:
@@ -284,8 +293,8 @@ def render(r: dict) -> str:
     idle, busy, w = r["idle"], r["ingest"], r["wrk"]
     accepted = wrk.accepted_events(w)
     load = (
-        f"ingest at its maximum (wrk batches of 100, -c64, unpaced): {accepted / w['seconds']:,.0f} events/s "
-        f"accepted, statuses {w['statuses']}"
+        f"ingest at its maximum (wrk batches of 100, -c64, unpaced, {w['seconds']:.0f} s around the "
+        f"window): {accepted / w['seconds']:,.0f} events/s accepted, statuses {w['statuses']}"
     )
     lines = [
         f"Shipped system (`pulseops up`, no demo traffic), {idle['cores']} cores. CPU from /proc: each window "
