@@ -28,6 +28,7 @@ from benchmarks import dashboard as bench
 from benchmarks.generator import GeneratorConfig, TenantSpec, generate
 from benchmarks.harness import free_port, http_ok, stop_processes, wait_for
 from tests.fixtures.postgres import TABLES
+from tests.fixtures.redis import REDIS_URL
 from tests.fixtures.system import LOG_DIR, System, make_settings, settings_env
 from tests.utils.events import land_rows, landing_rows
 from tests.utils.tenants import make_tenant
@@ -39,7 +40,6 @@ CHROMIUM = bench.chromium_path()
 pytestmark = [pytest.mark.browser, skip_unless_installed(CHROMIUM is None, "Debian's chromium")]
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-output" / "screenshots"
-REDIS_URL = os.environ.get("PULSEOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 BROWSER_TZ = "Europe/Berlin"
 
