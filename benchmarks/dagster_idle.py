@@ -19,7 +19,16 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
-from benchmarks.harness import ROOT, free_port, http_ok, machine_notes, scratch_database, wait_for
+from benchmarks.harness import (
+    ROOT,
+    die_with_parent,
+    free_port,
+    http_ok,
+    machine_notes,
+    scratch_database,
+    stop_on_signals,
+    wait_for,
+)
 from benchmarks.orchestration import _wait_for_late_sensor, dagster_env
 from benchmarks.report import write_report
 from pulseops import services
@@ -64,6 +73,7 @@ def measure(seconds: float, warmup: float, workspace_file: bool) -> str:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                     start_new_session=True,
+                    preexec_fn=die_with_parent,
                 )
             )
             wait_for(lambda: (path.parent / "code-server.sock").exists(), 60, "code server")
@@ -75,6 +85,7 @@ def measure(seconds: float, warmup: float, workspace_file: bool) -> str:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
             for cmd in (
                 [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", workspace],
@@ -139,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--report", action="store_true", help="write a dated report under docs/benchmarks/")
     args = parser.parse_args(argv)
+    stop_on_signals()
     machine = machine_notes()
     text = measure(args.seconds, args.warmup, args.workspace_file)
     print(text, flush=True)

@@ -7,6 +7,7 @@ the services' code, so what they measure is what a deployment runs.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import platform
 import shutil
@@ -32,6 +33,30 @@ from warehouse.db import with_database
 from warehouse.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP end a benchmark as Ctrl-C does, so its `finally` blocks stop what it started. The
+    long-lived services (Dagster, `pulseops up`) run in process groups of their own, which a signal to the
+    benchmark's group does not reach; killed without cleanup they ran on for hours and skewed every later
+    measurement on the machine. Call from a benchmark's entry point only (a signal handler is process-wide)."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
+
+
+def die_with_parent() -> None:
+    """`preexec_fn` for a service started in a session of its own: the kernel sends it SIGTERM when the
+    benchmark dies, even by SIGKILL, when no `finally` runs (Linux PR_SET_PDEATHSIG; elsewhere a no-op).
+    The signal follows the thread that started it, so start such services from the main thread."""
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def free_port() -> int:
@@ -253,7 +278,7 @@ def dagster_daemon(db_url: str, timeout: float = 90):
     started = time.monotonic()
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        env=env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True,
+        env=env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True, preexec_fn=die_with_parent,
     )  # fmt: skip
     try:
         _wait_for_late_sensor(with_database(db_url, db_url.rsplit("/", 1)[1] + "_dagster"), timeout)

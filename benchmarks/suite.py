@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from benchmarks.harness import stop_on_signals
 from benchmarks.verdict import verdict
 
 if TYPE_CHECKING:
@@ -218,5 +219,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
+    stop_on_signals()
     command = "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)
     return run_cli(args, command.strip())

@@ -39,7 +39,16 @@ from pathlib import Path
 import psutil
 
 from benchmarks import proc_cpu, wrk
-from benchmarks.harness import ROOT, free_port, http_ok, machine_notes, scratch_database, wait_for
+from benchmarks.harness import (
+    ROOT,
+    die_with_parent,
+    free_port,
+    http_ok,
+    machine_notes,
+    scratch_database,
+    stop_on_signals,
+    wait_for,
+)
 from benchmarks.load import tenant
 from benchmarks.report import write_report
 from pulseops import runtime
@@ -202,6 +211,7 @@ def shipped_system(db_url: str, warmup_s: float) -> Iterator[tuple[Target, str]]
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=die_with_parent,
     )
     try:
         wait_for(
@@ -341,6 +351,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup-s", type=float, default=60)
     parser.add_argument("--report", action="store_true", help="write a dated report under docs/benchmarks/")
     args = parser.parse_args(argv)
+    stop_on_signals()
     if not wrk.available():
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     machine = machine_notes()
