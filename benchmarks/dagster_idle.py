@@ -55,6 +55,19 @@ def group_cpu(groups: set[int]) -> dict[int, tuple[str, float]]:
     return out
 
 
+def _service(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """One Dagster process in a session of its own (stopped with its group), gone when this one dies."""
+    return subprocess.Popen(
+        command,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
+
+
 def measure(seconds: float, warmup: float, workspace_file: bool) -> str:
     settings = Settings()
     with scratch_database(settings.db.url) as db_url, tempfile.TemporaryDirectory() as tmp:
@@ -65,28 +78,10 @@ def measure(seconds: float, warmup: float, workspace_file: bool) -> str:
         if not workspace_file:
             command, path = services.dagster_code_server(Path(env["DAGSTER_HOME"]))
             workspace = str(path)
-            procs.append(
-                subprocess.Popen(
-                    command,
-                    env=env,
-                    cwd=ROOT,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                    preexec_fn=die_with_parent,
-                )
-            )
+            procs.append(_service(command, env))
             wait_for(lambda: (path.parent / "code-server.sock").exists(), 60, "code server")
         procs += [
-            subprocess.Popen(
-                cmd,
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
+            _service(cmd, env)
             for cmd in (
                 [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", workspace],
                 [
