@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from benchmarks import background_load
+from benchmarks import background_load, late_trace
 from benchmarks.harness import ROOT, Services, free_port, machine_notes, scratch_database, services_env, tansu
 from benchmarks.load import tenant, warm_up
 from benchmarks.report import write_report
@@ -181,6 +181,7 @@ def late_correction(
     timed: bool = False,
     burst: tuple[list[date], int, dict] | None = None,
     load: tuple[float, dict] | None = None,
+    trace: late_trace.Trace | None = None,
 ) -> list:
     """Late events sent over HTTP (ingest API -> broker -> landing worker), one a second, each into a random
     built (project, day) of all but the last two of `days` that has no late event pending; a sample is the
@@ -189,7 +190,7 @@ def late_correction(
     `projects` are project names of org "bench"; `timed`: (monotonic time of the 202, seconds) pairs.
     `burst` (days, events, out): first `late_burst` over those days of every project, its result into `out`.
     `load` (events/s, out): on-time events of another tenant at that rate through the samples (`_background_load`),
-    its figures and ledger check into `out` (benchmarks/background_load.py)."""
+    its figures and ledger check into `out` (benchmarks/background_load.py). `trace`: stages per sample."""
     settings = Settings()
     with tansu() as bootstrap:
         svc = Services(services_env(db_url, bootstrap, settings.redis.url, uuid.uuid4().hex[:8]), free_port())
@@ -215,10 +216,12 @@ def late_correction(
                     seconds = samples * SEND_GAP_S + LOAD_TAIL_S
                     loader = background_load.start(svc.url, db_url, load[0], seconds, load[1])
                     time.sleep(2)  # the samples start with the load running
-                delays = _late_samples(client, keys, truth, cells, samples, timed)
+                delays = _late_samples(client, keys, truth, cells, samples, timed, trace)
                 if loader is not None:
                     loader.join()
                     background_load.check(db_url, load[1])
+                if trace is not None:
+                    trace.finish(dagster_storage_url(db_url))
                 return delays
         finally:
             svc.stop()
@@ -270,8 +273,9 @@ def _day_totals(db_url: str) -> dict:
 
 
 def _late_samples(
-    client: httpx.Client, keys: dict, truth: dict, cells: list[tuple], samples: int, timed: bool
-) -> list:
+    client: httpx.Client, keys: dict, truth: dict, cells: list[tuple], samples: int, timed: bool,
+    trace: late_trace.Trace | None = None,
+) -> list:  # fmt: skip
     """Send one late event a second into a free random cell, and poll every pending cell until it is correct."""
     delays: list = []
     rng = random.Random(7)
@@ -283,13 +287,15 @@ def _late_samples(
         if sent < samples and now >= next_send and free:
             project, day = rng.choice(free)
             _send_late_event(client, keys, truth, project, day, rng)
-            pending[(project, day)] = (time.monotonic(), truth[(project, day)])
+            pending[(project, day)] = (time.monotonic(), truth[(project, day)], time.time())
             sent += 1
             next_send = now + SEND_GAP_S
-        for (project, day), (t0, expected) in list(pending.items()):
+        for (project, day), (t0, expected, wall) in list(pending.items()):
             if _corrected(client, keys, project, day, expected):
                 took = time.monotonic() - t0
                 delays.append((t0, took) if timed else took)
+                if trace is not None:
+                    trace.add(project, day, wall, took)
                 del pending[(project, day)]
             elif time.monotonic() - t0 > SAMPLE_TIMEOUT_S:
                 raise SystemExit(f"late event into {day} not in the aggregates within {SAMPLE_TIMEOUT_S} s")
@@ -360,7 +366,7 @@ def run_late(size: str) -> dict:
     burst: dict = {}
     load: dict = {}
     with scratch_database(settings.db.url) as db_url, tempfile.TemporaryDirectory() as tmp:
-        env = dagster_env(db_url, Path(tmp))
+        env, trace = dagster_env(db_url, Path(tmp)), late_trace.Trace(db_url)
         with psycopg.connect(db_url, autocommit=True) as conn:
             org = ensure_org(conn, "bench")
             names = [f"p{i}" for i in range(3)]
@@ -373,8 +379,9 @@ def run_late(size: str) -> dict:
         # late_correction picks among all but the last two days it is given: here every day is built
         samples = late_correction(
             db_url, env, days + days[-2:], names, cfg["samples"], timed=True,
-            burst=(burst_days, BURST_EVENTS, burst), load=(cfg["load_rate"], load),
+            burst=(burst_days, BURST_EVENTS, burst), load=(cfg["load_rate"], load), trace=trace,
         )  # fmt: skip
+    print(trace.summary, flush=True)
     delays = sorted(d for _, d in samples)
     under = sorted(d for t, d in samples if load.get("start", 0) <= t and t + d <= load.get("end", 0))
     pct = lambda p: delays[min(len(delays) - 1, int(p * len(delays)))]  # noqa: E731
@@ -387,6 +394,7 @@ def run_late(size: str) -> dict:
         "p95_s": pct(0.95),
         "max_s": delays[-1],
         "burst": burst,
+        "stages": trace.summary,
         "load": {k: v for k, v in load.items() if k not in ("start", "end")},
         "under_load": {"samples": len(under), "p50_s": _pct(under, 0.5), "p95_s": _pct(under, 0.95)},
         "series": {"late event -> corrected aggregate (s):sample": [(t - started, d) for t, d in samples]},
