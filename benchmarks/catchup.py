@@ -40,6 +40,7 @@ from pathlib import Path
 
 import psycopg
 
+from benchmarks.catchup_cpu import render_cpu
 from benchmarks.catchup_instruments import (
     BATCH,
     DUPS_TOTAL,
@@ -278,6 +279,12 @@ def render(result: dict) -> str:
         "CPU columns cover the drain (first rows -> all landed): the workers' own CPU time, that of this "
         "database's PostgreSQL backends, and how busy the whole machine was (all users)"
     )
+    lines += [
+        "",
+        "== CPU per drain from /proc (first rows -> all landed; pipeline = workers + PostgreSQL + broker) ==",
+        *render_cpu(s["runs"]),
+        f"two workers >= 1.6x one: {s['two_vs_one_verdict']['text']}",
+    ]
     lines += [
         f"this machine has {os.cpu_count()} cores, shared by the workers, PostgreSQL, the broker, this sampler "
         "and other users: worker processes beyond the core count add no CPU; on a busy shared machine more "
