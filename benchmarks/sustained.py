@@ -8,7 +8,7 @@ landing lags: pulseops/broker.py; --recycle lowers its thresholds so that a shor
   1. single events (`POST /v1/events`, -c64) for `single_s`: req/s *before*;
   2. `events` events in batches of 1,000 (`POST /v1/batch`), in rounds of `round_events` each followed by a
      wait until the worker landed them (steady state, not a backlog the broker must hold);
-  3. once landing is idle (`wait_quiet`), single events again for `single_s`: req/s *after*; ratio after /
+  3. once landing is idle (benchmarks/sustained_quiet.py), single events again for `single_s`: req/s *after*; ratio after /
      before (target >= 0.9);
   4. every acknowledged event id checked against the landing ledger (`benchmarks.load.ledger_check`).
 Every second throughout, from /proc: the broker's (Tansu's) RSS and CPU, the keeper's recycles (Tansu's pid
@@ -32,14 +32,13 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import psycopg
 
 from benchmarks import wrk
 from benchmarks.harness import (
@@ -54,6 +53,7 @@ from benchmarks.harness import (
 )
 from benchmarks.load import ledger_check, tenant, warm_up
 from benchmarks.report import plot_series, write_report
+from benchmarks.sustained_quiet import ledger_counter, wait_quiet
 from pulseops.settings import Settings
 
 # recycle_rss: the keeper's threshold with --recycle (small's is low so that a short run recycles too).
@@ -66,9 +66,6 @@ RECYCLE_RECORDS = 300_000
 BATCH = 1000
 RATIO_TARGET = 0.9
 RSS_TARGET = 1024**3
-# Landing is idle once the ledger count held still this long (the worker commits several times a second
-# while it has a backlog).
-QUIET_S = 2.0
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -89,6 +86,16 @@ def _cpu_s(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / CLK
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy (all cores, all processes: the shared machine's other load
+    shows here, not in the processes this benchmark samples)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK  # all but idle and iowait
 
 
 def _children(pid: int) -> list[int]:
@@ -158,9 +165,19 @@ class Sampler:
                 "broker_rss": _rss(broker) if broker else 0,
                 "broker_cpu_s": _cpu_s(broker) if broker else 0.0,
                 "worker_rss": _rss(self.worker.pid),
+                "worker_pid": self.worker.pid,
+                "worker_cpu_s": _cpu_s(self.worker.pid),
                 "api_rss": sum(_rss(p) for p in api),
+                "api_cpu_s": sum(_cpu_s(p) for p in api),
+                "machine_busy_s": _machine_busy_s(),
                 "landed": _landed_total(self.metrics_url),
             }
+            if last is not None and s["t"] > last["t"]:
+                dt = s["t"] - last["t"]
+                s["api_cpu_pct"] = 100 * (s["api_cpu_s"] - last["api_cpu_s"]) / dt
+                s["machine_busy_pct"] = 100 * (s["machine_busy_s"] - last["machine_busy_s"]) / dt
+                if last["worker_pid"] == s["worker_pid"]:
+                    s["worker_cpu_pct"] = 100 * (s["worker_cpu_s"] - last["worker_cpu_s"]) / dt
             if last is not None and last["broker_pid"] == broker and s["t"] > last["t"]:
                 dt = s["t"] - last["t"]
                 s["broker_cpu_pct"] = 100 * (s["broker_cpu_s"] - last["broker_cpu_s"]) / dt
@@ -173,37 +190,6 @@ class Sampler:
     def rss_at(self, t: float) -> int:
         before = [s for s in self.samples if s["t"] <= t]
         return before[-1]["broker_rss"] if before else 0
-
-
-def wait_quiet(
-    count: Callable[[], int], at_least: int, timeout: float, quiet_s: float = QUIET_S, poll_s: float = 0.2
-) -> float | None:
-    """Seconds until `count()` (landed events) reached `at_least` and then did not change for `quiet_s`, or
-    None at the timeout. Reaching the acknowledged count is not enough: requests wrk abandons in flight when
-    a run ends were accepted all the same and land with no 202 seen (the ledger check's "unacknowledged",
-    ~1.8 M of 10 M in suite-medium-f), so a wait for the acknowledged count returned while that backlog grew
-    round by round and the after-run measured ingest beside a landing worker still draining it."""
-    started = time.monotonic()
-    last, since = -1, started
-    while True:
-        n = count()
-        now = time.monotonic()
-        if n != last:
-            last, since = n, now
-        elif n >= at_least and now - since >= quiet_s:
-            return now - started
-        if now - started > timeout:
-            return None
-        time.sleep(poll_s)
-
-
-@contextmanager
-def ledger_counter(db_url: str, project: uuid.UUID) -> Iterator[Callable[[], int]]:
-    """`count()` of the project's rows in the landing ledger, on one connection."""
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        yield lambda: conn.execute(
-            "SELECT count(*) FROM event_ids WHERE project_id = %s", (project,)
-        ).fetchone()[0]
 
 
 @contextmanager
@@ -315,6 +301,32 @@ def run(size: str, recycle: bool = False) -> dict:
     )
 
 
+def _phase_cpu(smp: Sampler, name: str, key: str = "broker_cpu_pct") -> float | None:
+    """Mean of a per-second CPU figure over the samples of one phase."""
+    spans = [*smp.phases, (float("inf"), "")]
+    for (t, n), (t_next, _) in itertools.pairwise(spans):
+        if n == name:
+            vals = [s[key] for s in smp.samples if t < s["t"] <= t_next and key in s]
+            return sum(vals) / len(vals) if vals else None
+    return None
+
+
+def _cpu_single(smp: Sampler, before: dict, after: dict) -> dict:
+    """CPU during each single-event run. API CPU ms per answered request the same in both = the API itself did
+    not get slower; a busier whole machine (the shared machine's other load) or landing worker = contention."""
+    out = {}
+    for which, run in (("before", before), ("after", after)):
+        name = f"single events, {which}"
+        api = _phase_cpu(smp, name, "api_cpu_pct")
+        out[which] = {
+            "api_pct": api,
+            "api_ms_per_request": None if api is None or not run["rps"] else 10 * api / run["rps"],
+            "landing_pct": _phase_cpu(smp, name, "worker_cpu_pct"),
+            "machine_busy_pct": _phase_cpu(smp, name, "machine_busy_pct"),
+        }
+    return out
+
+
 def _result(
     size, recycle, cfg, started, before, after, batch_runs, batch_s, check, smp, after_start, raw
 ) -> dict:
@@ -326,16 +338,6 @@ def _result(
 
     def series(key: str, scale: float = 1.0) -> list[tuple[float, float]]:
         return [(s["t"], s[key] * scale) for s in samples if s.get(key) is not None]
-
-    def phase_cpu(name: str) -> float | None:
-        spans = [*smp.phases, (float("inf"), "")]
-        for (t, n), (t_next, _) in itertools.pairwise(spans):
-            if n == name:
-                vals = [
-                    s["broker_cpu_pct"] for s in samples if t <= s["t"] < t_next and "broker_cpu_pct" in s
-                ]
-                return sum(vals) / len(vals) if vals else None
-        return None
 
     ratio = after["ok_rps"] / before["ok_rps"] if before["ok_rps"] else float("nan")
     max_rss = max(rss) if rss else 0
@@ -356,8 +358,9 @@ def _result(
         "broker_rss_end": rss[-1] if rss else 0,
         "broker_recycles": recycles,
         "worker_restarts": smp.restarts,
-        "broker_cpu_pct_single_before": phase_cpu("single events, before"),
-        "broker_cpu_pct_single_after": phase_cpu("single events, after"),
+        "broker_cpu_pct_single_before": _phase_cpu(smp, "single events, before"),
+        "broker_cpu_pct_single_after": _phase_cpu(smp, "single events, after"),
+        "cpu_single": _cpu_single(smp, before, after),
         "worker_rss_max": max((s["worker_rss"] for s in samples), default=0),
         "api_rss_first_last": (samples[0]["api_rss"], samples[-1]["api_rss"]) if samples else None,
         "ledger": check,
@@ -368,6 +371,8 @@ def _result(
             "RSS (MiB):landing worker": series("worker_rss", 1 / 2**20),
             "RSS (MiB):API processes": series("api_rss", 1 / 2**20),
             "broker CPU (% of a core)": series("broker_cpu_pct"),
+            "API CPU (% of a core)": series("api_cpu_pct"),
+            "whole machine busy (% of a core)": series("machine_busy_pct"),
             "landed rows/s": series("landed_per_s"),
         },
         "raw": {"wrk": "\n".join(raw)},
@@ -410,6 +415,7 @@ def render(r: dict) -> str:
     mib = lambda b: f"{b / 2**20:,.0f} MiB"  # noqa: E731
     b, a = r["single_before"], r["single_after"]
     cpu = lambda v: "n/a" if v is None else f"{v:.0f} %"  # noqa: E731
+    ms = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     lines = [
         f"== Sustained ingest ({r['size']}{', keeper recycling' if r['recycle'] else ''}): single events, {r['batch_events']:,} events in batches of "
         f"{BATCH:,}, single events again ==",
@@ -426,6 +432,13 @@ def render(r: dict) -> str:
         f"{len(r['worker_restarts'])} times {r['worker_restarts']}",
         f"broker CPU during single events: before {cpu(r['broker_cpu_pct_single_before'])}, "
         f"after {cpu(r['broker_cpu_pct_single_after'])}",
+        "CPU during single events (% of a core; the machine has "
+        + f"{os.cpu_count()} cores): "
+        + "; ".join(
+            f"{w}: API {cpu(c['api_pct'])} = {ms(c['api_ms_per_request'])} ms per request, landing worker "
+            f"{cpu(c['landing_pct'])}, whole machine {cpu(c['machine_busy_pct'])}"
+            for w, c in r["cpu_single"].items()
+        ),
         f"landing worker RSS max {mib(r['worker_rss_max'])}; API processes RSS first/last "
         + ("n/a" if not r["api_rss_first_last"] else " / ".join(mib(x) for x in r["api_rss_first_last"])),
         "ledger: "

@@ -4,7 +4,7 @@ while a backlog is still draining (suite-medium-f: 1.4 M events landed during an
 
 from __future__ import annotations
 
-from benchmarks.sustained import wait_quiet
+from benchmarks.sustained_quiet import wait_quiet
 
 
 def _counter(values: list[int]):
@@ -36,3 +36,27 @@ def test_quiet_below_the_acknowledged_count_is_not_idle() -> None:
     count, last = _counter([50, 50, 50, 50, 50, 50, 50, 50, 100])
     assert wait_quiet(count, 100, timeout=5, quiet_s=0.02, poll_s=0.01) is not None
     assert last[0] == 100
+
+
+def test_cpu_per_request_tells_a_slower_api_from_a_busier_machine() -> None:
+    from benchmarks.sustained import Sampler, _cpu_single
+
+    smp = Sampler.__new__(Sampler)  # only phases and samples are read
+    smp.phases = [
+        (0.0, "single events, before"),
+        (20.0, "batches"),
+        (30.0, "single events, after"),
+        (50.0, "x"),
+    ]
+    smp.samples = [
+        {
+            "t": float(t),
+            "api_cpu_pct": 100.0 if t <= 20 else 60.0,
+            "machine_busy_pct": 150.0 if t <= 20 else 200.0,
+        }
+        for t in range(60)
+    ]
+    cpu = _cpu_single(smp, {"rps": 5000.0}, {"rps": 3000.0})
+    assert cpu["before"]["api_ms_per_request"] == cpu["after"]["api_ms_per_request"] == 0.2
+    assert (cpu["before"]["machine_busy_pct"], cpu["after"]["machine_busy_pct"]) == (150.0, 200.0)
+    assert cpu["after"]["landing_pct"] is None  # no sample carried it
