@@ -19,6 +19,7 @@ from benchmarks.catchup_instruments import machine_cpu_s
 # One worker keeping the machine at least this busy leaves no CPU for a second one to add (issue 17's brief).
 SATURATED = 0.9
 TWO_VS_ONE = 1.6  # issue 17: two workers >= 1.6x one
+TOP = 8  # process groups named per drain in the report
 PG_DB, PG_SERVER, PG_OTHER, PG_EXITED, BROKER, BENCH = (
     "postgres (this database)", "postgres (server processes)", "postgres (other databases)",
     "postgres (exited backends)", "broker", "benchmark",
@@ -27,8 +28,10 @@ WORKER = "worker "  # + its index
 
 
 def _ours(key: str) -> bool:
-    """The landing pipeline, what a landed row costs: workers, PostgreSQL, the broker."""
-    return key.startswith(WORKER) or key in (PG_DB, PG_SERVER, PG_EXITED, BROKER)
+    """The landing pipeline, what a landed row costs: workers, this database's backends, PostgreSQL's server
+    processes (WAL writer, checkpointer: mostly this run's writes), the broker. Backends that exited in the
+    window are left out: the drain's own stay connected, so those are other clients'."""
+    return key.startswith(WORKER) or key in (PG_DB, PG_SERVER, BROKER)
 
 
 @dataclass
@@ -147,9 +150,11 @@ def render_cpu(runs: list[dict]) -> list[str]:
         c = r.get("cpu")
         if not c:
             continue
-        groups = ", ".join(
-            f"{k} {c['us_per_row'][k]:.1f} ({v:.1f} s)" for k, v in c["groups_cpu_s"].items() if v >= 0.05
-        )
+        top = list(c["groups_cpu_s"].items())
+        rest = sum(v for _, v in top[TOP:])
+        groups = ", ".join(f"{k} {c['us_per_row'][k]:.1f} ({v:.1f} s)" for k, v in top[:TOP] if v >= 0.05)
+        if rest >= 0.05:
+            groups += f", the rest {rest * 1e6 / max(c['rows'], 1):.1f} ({rest:.1f} s)"
         lines.append(
             f"{r['workers']:>7} {c['wall_s']:>6.1f} {c['machine_busy']:>11.0%} {c['machine_us_per_row']:>14.1f} "
             f"{c['pipeline_us_per_row']:>15.1f}  {groups}"
