@@ -1,5 +1,7 @@
 """A second landing worker joining the group mid-drain (a rebalance of the real broker): the first worker hands
-its partitions over with their offsets committed, so nothing is read twice and nothing stalls.
+its partitions over with their offsets committed, so nothing is read twice and nothing stalls; also when
+PostgreSQL holds the first worker's landing for longer than the embedded broker's 2 s session timeout while the
+second one joins (the hand-over waits for that landing before it commits).
 
 Why: issue 17's "two workers >= 1.6x one" is measured with workers that join one after the other; a revoke
 whose offset commit fails makes the next owner re-read (and the ledger drop) what was already landed, and a
@@ -11,11 +13,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from benchmarks.catchup_instruments import DUPS_TOTAL, ROWS_TOTAL, count_rows, metrics_base, worker_env
@@ -26,6 +30,9 @@ pytestmark = pytest.mark.slow
 
 BACKLOG = 400_000
 JOIN_AT = 20_000  # landed rows when the second worker starts
+# the ledger stays locked from the second worker's spawn past its join, longer than the 2 s session timeout
+# of the embedded broker (pulseops/services.py EMBEDDED_SESSION_TIMEOUT_MS)
+HOLD_S = 5.0
 
 
 def _counter(port: int, pattern: re.Pattern[bytes]) -> int:
@@ -34,6 +41,13 @@ def _counter(port: int, pattern: re.Pattern[bytes]) -> int:
     except httpx.HTTPError:
         return -1
     return int(float(m.group(1))) if m else 0
+
+
+def _hold_ledger(database_url: str, locked: threading.Event) -> None:
+    with psycopg.connect(database_url) as conn:
+        conn.execute("LOCK TABLE event_ids IN ACCESS EXCLUSIVE MODE")
+        locked.set()
+        time.sleep(HOLD_S)
 
 
 def _start(env: dict, index: int, log: Path) -> subprocess.Popen:
@@ -56,6 +70,10 @@ def test_second_worker_joining_mid_drain_rereads_nothing(database_url: str, brok
         while _counter(base, ROWS_TOTAL) < JOIN_AT:
             assert time.monotonic() < deadline, "the first worker did not land"
             time.sleep(0.05)
+        locked = threading.Event()
+        holder = threading.Thread(target=_hold_ledger, args=(database_url, locked), daemon=True)
+        holder.start()
+        assert locked.wait(10)
         workers.append(_start(env, 1, logs[1]))
         deadline = time.monotonic() + 120
         while count_rows(database_url, backlog.project_id)[0] < BACKLOG:
