@@ -13,6 +13,7 @@ from orchestration.jobs import (
     refresh_aggregates_job,
 )
 from orchestration.resources import SettingsResource, warehouse_resource
+from orchestration.run_workers import install as fork_run_workers
 from orchestration.schedules import partition_maintenance_schedule
 from orchestration.sensors import cold_export_sensor, late_data_sensor
 
@@ -25,3 +26,6 @@ defs = dg.Definitions(
     resources={"warehouse": warehouse_resource(), "pulseops": SettingsResource()},
     executor=dg.in_process_executor,
 )
+
+# In a code server: runs start as forks of a preloaded template process, not as fresh interpreters.
+fork_run_workers()

@@ -49,16 +49,20 @@ def _landed(db) -> list[tuple]:
 
 
 def _run_workers(home: Path) -> list[int]:
-    """Run worker processes of this deployment: children the code server spawns per run (multiprocessing)."""
+    """Run worker processes of this deployment: the code server's forks of its run template
+    (orchestration/run_workers.py), or children it spawned per run; not the template itself."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):
             cmd = (entry / "cmdline").read_bytes()
+            if f"DAGSTER_HOME={home}".encode() not in (entry / "environ").read_bytes():
+                continue
+            ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
             if (
-                b"multiprocessing" in cmd
-                and f"DAGSTER_HOME={home}".encode() in (entry / "environ").read_bytes()
+                b"spawn_main" in cmd
+                or b"multiprocessing.forkserver" in Path(f"/proc/{ppid}/cmdline").read_bytes()
             ):
                 pids.append(int(entry.name))
     return pids
