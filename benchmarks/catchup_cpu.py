@@ -104,6 +104,8 @@ def breakdown(a: ProcMark, b: ProcMark, workers: list[int], database: str, broke
         "machine_cpu_s": busy_s,
         "groups_cpu_s": dict(sorted(accounts.items(), key=lambda kv: -kv[1])),
         "pipeline_cpu_s": ours,
+        # the machine's other users (not the pipeline, not this benchmark), as a share of all cores
+        "others_share": sum(v for k, v in accounts.items() if not _ours(k) and k != BENCH) / wall / cores,
         "us_per_row": {k: v * per_row for k, v in accounts.items()},
         "pipeline_us_per_row": ours * per_row,
         "machine_us_per_row": busy_s * per_row,
@@ -112,8 +114,9 @@ def breakdown(a: ProcMark, b: ProcMark, workers: list[int], database: str, broke
     }
 
 
-def scaling_verdict(one: dict, two_vs_one: float | None) -> dict:
-    """Judge "two workers >= 1.6x one" only when one worker left CPU for a second one to use."""
+def scaling_verdict(one: dict, two_vs_one: float | None, two: dict | None = None) -> dict:
+    """Judge "two workers >= 1.6x one" only when one worker left CPU for a second one to use; the text also
+    says how busy the machine was during the two-worker drain and how much of it other users took."""
     cpu = one.get("cpu")
     if two_vs_one is None or not cpu:
         return {"met": None, "text": "not measured: no two-worker drain or no CPU figures in this run"}
@@ -126,6 +129,12 @@ def scaling_verdict(one: dict, two_vs_one: float | None) -> dict:
         f"{cpu['machine_us_per_row']:.1f} us of the whole machine's): all {cpu['cores']} cores at that cost "
         f"land at most {ceiling or 0:,.0f} rows/s = {limit}"
     )
+    if two and two.get("cpu"):
+        c2 = two["cpu"]
+        figures += (
+            f"; during the two-worker drain the machine was {c2['machine_busy']:.0%} busy, the machine's other "
+            f"users (not the pipeline, not this benchmark) took {c2['others_share']:.0%} of it"
+        )
     if busy >= SATURATED:
         return {
             "met": None,

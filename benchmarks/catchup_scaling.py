@@ -312,5 +312,7 @@ def scaling(
         "landing_vs_copy": by_workers[1] / copy_rate,
         "two_vs_one": two_vs_one,
         # issue 17's "two workers >= 1.6x one", judged only when one worker left CPU to add
-        "two_vs_one_verdict": scaling_verdict(runs[0], two_vs_one),
+        "two_vs_one_verdict": scaling_verdict(
+            runs[0], two_vs_one, next((r for r in runs if r["workers"] == 2), None)
+        ),
     }

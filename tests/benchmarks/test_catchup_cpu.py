@@ -33,6 +33,12 @@ def test_with_idle_cpu_left_the_target_is_judged() -> None:
     assert scaling_verdict(_one(0.6), 1.7)["met"] is True
 
 
+def test_the_two_worker_drain_s_busy_share_and_other_users_are_named() -> None:
+    two = {"workers": 2, "cpu": {"machine_busy": 0.97, "others_share": 0.21}}
+    text = scaling_verdict(_one(0.6), 0.86, two)["text"]
+    assert "two-worker drain the machine was 97% busy" in text and "took 21% of it" in text
+
+
 def test_no_figures_is_not_measured() -> None:
     assert scaling_verdict(_one(0.5), None)["text"].startswith("not measured")
     assert scaling_verdict({"workers": 1, "rows_per_s": 1.0}, 1.7)["met"] is None
@@ -55,3 +61,4 @@ def test_breakdown_charges_a_worker_its_cpu_and_counts_per_row() -> None:
     assert cpu["pipeline_cpu_s"] >= cpu["groups_cpu_s"]["worker 0"]
     assert 0.0 < cpu["machine_busy"] <= 1.0 + 1e-9
     assert cpu["machine_cpu_s"] >= cpu["groups_cpu_s"]["worker 0"] - 0.05
+    assert 0.0 <= cpu["others_share"] <= 1.0 + 1e-9
