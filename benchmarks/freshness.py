@@ -20,10 +20,12 @@ measures freshness, not the rate limiter (benchmarks/skew.py and backpressure.py
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import orjson
@@ -75,7 +77,10 @@ async def _probe(url: str, ingest_key: str, read_key: str, project: str, rate: f
     acked_ids: list[str] = []
     answers: list[Sample] = []
     delays: list[tuple[float, float]] = []  # (202 time, 202 -> visible s)
-    split: list[tuple[float, float]] = []  # (202 -> landed s, landed -> visible s), at the probe's landedAt
+    split: list[tuple[float, float, float]] = []  # (202 -> landed s, landed -> visible s, the poll's read s)
+    timeline: list[
+        tuple[float, float, float, float]
+    ] = []  # wall clock: 202, landedAt, poll sent, poll answered
     sending = True
     async with (
         httpx.AsyncClient(base_url=url, headers={"X-API-Key": ingest_key}, timeout=30) as w,
@@ -97,6 +102,7 @@ async def _probe(url: str, ingest_key: str, read_key: str, project: str, rate: f
 
         async def poll() -> None:
             while sending or probes:
+                sent = time.time()
                 resp = await r.post("/graphql", json={"query": POLL, "variables": {"p": project}})
                 now, wall = time.monotonic(), time.time()
                 body = resp.json()
@@ -107,7 +113,8 @@ async def _probe(url: str, ingest_key: str, read_key: str, project: str, rate: f
                     if acked is not None:
                         delays.append((acked[0], now - acked[0]))
                         landed = datetime.fromisoformat(edge["node"]["landedAt"]).timestamp()
-                        split.append((landed - acked[1], wall - landed))
+                        split.append((landed - acked[1], wall - landed, wall - sent))
+                        timeline.append((acked[1], landed, sent, wall))
                 if not sending and now > deadline:
                     break
                 await asyncio.sleep(0.05)
@@ -119,7 +126,7 @@ async def _probe(url: str, ingest_key: str, read_key: str, project: str, rate: f
         sending, deadline = False, time.monotonic() + 60
         await poller
     return {"origin": origin, "offer": offer, "acked_ids": acked_ids, "answers": answers, "delays": delays,
-            "split": split, "unseen": len(probes)}  # fmt: skip
+            "split": split, "timeline": timeline, "unseen": len(probes)}  # fmt: skip
 
 
 async def _all_counted(
@@ -184,12 +191,14 @@ def _measure(cfg: dict) -> dict:
 
 def _probe_figures(m: dict) -> dict:
     probe = [d * 1000 for _, d in m["delays"]]
-    landed, visible = [a * 1000 for a, _ in m["split"]], [b * 1000 for _, b in m["split"]]
+    landed, visible = [a * 1000 for a, _, _ in m["split"]], [b * 1000 for _, b, _ in m["split"]]
+    read = [c * 1000 for _, _, c in m["split"]]
     return {"samples": len(probe), "p50_ms": pct(probe, 0.5), "p95_ms": pct(probe, 0.95),
             "max_ms": max(probe, default=float("nan")), "unseen": m["unseen"],
             "offered_per_s": m["offer"].requests / m["offer"].seconds,
             "to_landed_p50_ms": pct(landed, 0.5), "to_landed_p95_ms": pct(landed, 0.95),
-            "landed_to_visible_p50_ms": pct(visible, 0.5), "landed_to_visible_p95_ms": pct(visible, 0.95)}  # fmt: skip
+            "landed_to_visible_p50_ms": pct(visible, 0.5), "landed_to_visible_p95_ms": pct(visible, 0.95),
+            "read_p50_ms": pct(read, 0.5), "read_p95_ms": pct(read, 0.95)}  # fmt: skip
 
 
 def _result(size: str, cfg: dict, x: dict) -> dict:
@@ -215,6 +224,7 @@ def _result(size: str, cfg: dict, x: dict) -> dict:
         "probe": _probe_figures(m),
         "all_counted_s": x["counted_s"],
         "raw": {"wrk": "\n".join(x["raw"])},
+        "timeline": m["timeline"],
         "series": {
             "202 -> visible in GraphQL, p95 (ms):recentEvents probe": per_second(
                 ((t, d * 1000) for t, d in m["delays"]), origin, lambda v: pct(v, 0.95)),
@@ -266,6 +276,8 @@ def run(size: str) -> dict:
         raise RuntimeError("wrk is required (apt-get install wrk)")
     result = _result(size, cfg, _measure(cfg))
     result["targets"] = _targets(result)
+    if os.environ.get("FRESHNESS_TIMELINE"):  # each probe's wall-clock times, for streams/trace.py's timings
+        Path(os.environ["FRESHNESS_TIMELINE"]).write_bytes(orjson.dumps(result["timeline"]))
     return result
 
 
@@ -285,7 +297,8 @@ def render(r: dict) -> str:
             f"p50 {p['p50_ms']:.0f} ms, p95 {p['p95_ms']:.0f} ms, max {p['max_ms']:.0f} ms",
             f"  split at landedAt (landing transaction start): 202 -> landed p50 {p['to_landed_p50_ms']:.0f} ms, "
             f"p95 {p['to_landed_p95_ms']:.0f} ms; landed -> visible (commit, GraphQL read, poll interval) p50 "
-            f"{p['landed_to_visible_p50_ms']:.0f} ms, p95 {p['landed_to_visible_p95_ms']:.0f} ms",
+            f"{p['landed_to_visible_p50_ms']:.0f} ms, p95 {p['landed_to_visible_p95_ms']:.0f} ms; the poll that saw it "
+            f"took p50 {p.get('read_p50_ms', float('nan')):.0f} ms, p95 {p.get('read_p95_ms', float('nan')):.0f} ms",
             f"last 202 -> all acknowledged events counted in totalEvents: {counted}",
             "every acknowledged id: " + ledger_text(r["ledger"]),
         ]

@@ -47,7 +47,7 @@ from quixstreams.models import HeadersTuples
 from quixstreams.sinks import BatchingSink, SinkBackpressureError, SinkBatch
 
 from pulseops.settings import Settings
-from streams import metrics
+from streams import metrics, trace
 from streams.decode import Window, decode_message
 from streams.fence import OnReplaced, TopicFence, restart_worker
 from warehouse.db import connect
@@ -86,7 +86,7 @@ class _DlqUnavailable(Exception):
 class _Checkpoint:
     """The landing work of one Quix checkpoint: the chunk being decoded and the one being landed."""
 
-    __slots__ = ("dead", "error", "events", "inflight", "per_project", "rows", "window")
+    __slots__ = ("adds", "dead", "error", "events", "inflight", "per_project", "rows", "window")
 
     def __init__(self) -> None:
         self.rows: dict[tuple[int, int], LandingRow] = {}
@@ -96,6 +96,7 @@ class _Checkpoint:
         self.inflight: deque[Future] = deque()
         self.error: BaseException | None = None
         self.window: Window | None = None
+        self.adds: list[tuple[float, float]] = []  # (added, Kafka CreateTime), only while tracing (trace.py)
 
 
 class PostgresLandingSink(BatchingSink):
@@ -181,6 +182,8 @@ class PostgresLandingSink(BatchingSink):
             self._last_offsets.clear()
             return
         self._last_offsets[tp] = offset
+        if trace.PATH is not None:
+            cp.adds.append((trace.now(), timestamp / 1000))
         if cp.window is None:
             cp.window = Window(self.settings.warehouse.raw_retention_days, self.settings.ingest.max_future_s)
         out = decode_message(value if isinstance(value, bytes) or value is None else b"", cp.window)
@@ -222,8 +225,11 @@ class PostgresLandingSink(BatchingSink):
         takes too long, go on consuming into the next checkpoint meanwhile."""
         cp, self._open = self._open, _Checkpoint()
         self._batches.clear()
+        flushed = trace.now() if trace.PATH is not None else 0.0
         self._finish(cp)
         self._check_broker()
+        if flushed:
+            trace.write({"flush": flushed, "done": trace.now()})
 
     def _check_broker(self) -> None:
         """Let Quix commit only offsets of the log the worker started on (streams/fence.py)."""
@@ -257,15 +263,23 @@ class PostgresLandingSink(BatchingSink):
         busy = {p for p, k in cp.per_project.items() if k > BUSY_PROJECT_ROWS}
         split = busy and len(busy) < len(cp.per_project)
         cp.rows, cp.dead, cp.events, cp.per_project = {}, [], 0, {}
+        adds, cp.adds = cp.adds, []
         if split:
             quiet = [r for r in rows if r[0].int not in busy]
             rows = [r for r in rows if r[0].int in busy]
             metrics.QUIET_FIRST.inc()
-            self._start(cp, quiet, [], len(quiet))
+            self._start(cp, quiet, [], len(quiet), adds)
             n -= len(quiet)  # in-chunk repeats stay counted with the busy part (duplicates metric)
-        self._start(cp, rows, dead, n)
+        self._start(cp, rows, dead, n, adds)
 
-    def _start(self, cp: _Checkpoint, rows: list[LandingRow], dead: list[DeadLetter], n: int) -> None:
+    def _start(
+        self,
+        cp: _Checkpoint,
+        rows: list[LandingRow],
+        dead: list[DeadLetter],
+        n: int,
+        adds: list | None = None,
+    ) -> None:
         """Hand one transaction's rows to a landing thread once one is free (at most `landers` in flight)."""
         if cp.error is not None:
             return
@@ -277,7 +291,8 @@ class PostgresLandingSink(BatchingSink):
         except Exception as exc:  # raised again by flush(), as backpressure when retryable
             cp.error = exc
             return
-        cp.inflight.append(self._pool.submit(self._land_chunk, rows, dead, n))
+        handed = trace.now() if adds else 0.0
+        cp.inflight.append(self._pool.submit(self._land_chunk, rows, dead, n, adds, handed))
 
     def _finish(self, cp: _Checkpoint) -> None:
         if cp.error is None and (cp.events or cp.dead):
@@ -320,11 +335,22 @@ class PostgresLandingSink(BatchingSink):
         self._failures += 1
         return min(30.0, self.settings.streams.db_retry_after_s * 2 ** (self._failures - 1))
 
-    def _land_chunk(self, rows: list[LandingRow], dead: list[DeadLetter], n: int) -> None:
+    def _land_chunk(
+        self,
+        rows: list[LandingRow],
+        dead: list[DeadLetter],
+        n: int,
+        adds: list | None = None,
+        handed: float = 0,
+    ) -> None:
         started = time.perf_counter()
         slot = self._slots.get()  # never waits: as many slots as landing threads
         try:
+            began = trace.now()
             result = land_batch(self._connection(slot), rows, dead, self._partitions[slot])
+            if adds:
+                trace.write({"adds": adds, "handed": handed, "began": began, "committed": trace.now(),
+                             "rows": len(rows)})  # fmt: skip
         finally:
             self._slots.put(slot)
         metrics.LANDED.inc(result.landed)
