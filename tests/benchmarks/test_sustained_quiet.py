@@ -60,3 +60,27 @@ def test_cpu_per_request_tells_a_slower_api_from_a_busier_machine() -> None:
     assert cpu["before"]["api_ms_per_request"] == cpu["after"]["api_ms_per_request"] == 0.2
     assert (cpu["before"]["machine_busy_pct"], cpu["after"]["machine_busy_pct"]) == (150.0, 200.0)
     assert cpu["after"]["landing_pct"] is None  # no sample carried it
+
+
+def test_a_recycle_inside_the_after_run_is_reported() -> None:
+    from datetime import UTC, datetime
+
+    from benchmarks.sustained import SIZES, Sampler, _result, render
+
+    smp = Sampler.__new__(Sampler)
+    smp.phases = [
+        (0.0, "single events, before"),
+        (20.0, "batches"),
+        (30.0, "single events, after"),
+        (50.0, "x"),
+    ]
+    smp.restarts = []
+    smp.samples = [{"t": float(t), "broker_pid": 1 if t < 35 else 2, "broker_rss": 1, "worker_rss": 1, "api_rss": 1}
+                   for t in range(60)]  # fmt: skip
+    run = {"ok_rps": 10.0, "rps": 10.0, "p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0, "requests": 200,
+           "statuses": {202: 200}, "seconds": 20.0}  # fmt: skip
+    check = {"missing": 0, "duplicated": 0, "landed": 400, "acknowledged": 400}
+    args = ("small", False, SIZES["small"], datetime.now(UTC), run, run, [], 1.0, check, smp, 30.0, [])
+    r = _result(*args)
+    assert r["broker_recycles"] == r["broker_recycles_in_after_run"] == 1
+    assert "broker recycles during the after-run: 1" in render(r)
