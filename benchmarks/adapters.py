@@ -168,14 +168,31 @@ def catchup_targets(r: dict) -> list[dict]:
         {"what": f"catch-up: one worker drains a backlog of {r['scaling']['acknowledged']:,} events",
          "target": "recorded (1 M at medium)", "met": None,
          "measured": f"{one['drain_s']:.1f} s = {one['rows_per_s']:,.0f} rows/s"},
-        *({"what": f"catch-up: {x['workers']} workers", "target": "recorded", "met": None,
-           "measured": f"{x['rows_per_s']:,.0f} rows/s = {x['rows_per_s'] / one['rows_per_s']:.2f}x one worker"}
-          for x in r["scaling"]["runs"][1:]),
+        *(_workers_row(x, one, r["scaling"]) for x in r["scaling"]["runs"][1:]),
         {"what": "worker retry/offset proof: stop, ingest, restart, SIGKILL", "kind": "check",
          "target": "landed == acknowledged, 0 duplicated, 0 missing", "met": exact,
          "measured": f"sent {p['sent']:,}, acknowledged {p['acknowledged']:,}, landed {p['landed']:,}, "
                      f"duplicated {p['duplicated']}, missing {p['missing']}, unexpected {p['unexpected']}"},
     ]  # fmt: skip
+
+
+def _workers_row(x: dict, one: dict, scaling: dict) -> dict:
+    """A multi-worker drain's row; two workers are judged against ">= 1.6x one" by
+    benchmarks/catchup_cpu.py `scaling_verdict` (not judged when one worker left no CPU to add)."""
+    measured = f"{x['rows_per_s']:,.0f} rows/s = {x['rows_per_s'] / one['rows_per_s']:.2f}x one worker"
+    verdict = scaling.get("two_vs_one_verdict") if x["workers"] == 2 else None
+    if verdict is None:
+        return {
+            "what": f"catch-up: {x['workers']} workers",
+            "target": "recorded",
+            "met": None,
+            "measured": measured,
+        }
+    row = {"what": "catch-up: 2 workers vs one", "target": ">= 1.6x one worker", "met": verdict["met"],
+           "measured": f"{measured}; {verdict['text']}"}  # fmt: skip
+    if verdict["met"] is None:  # "not judged on this machine" / "not measured", the reason in `measured`
+        row["unjudged"] = verdict["text"].split(":", 1)[0]
+    return row
 
 
 def explain_targets(r: dict) -> list[dict]:

@@ -62,3 +62,23 @@ def test_breakdown_charges_a_worker_its_cpu_and_counts_per_row() -> None:
     assert 0.0 < cpu["machine_busy"] <= 1.0 + 1e-9
     assert cpu["machine_cpu_s"] >= cpu["groups_cpu_s"]["worker 0"] - 0.05
     assert 0.0 <= cpu["others_share"] <= 1.0 + 1e-9
+
+
+def test_the_suite_table_judges_two_workers_by_the_scaling_verdict():
+    from benchmarks.adapters import catchup_targets
+    from benchmarks.verdict import verdict
+
+    def result(met: bool | None, text: str) -> dict:
+        runs = [{"workers": 1, "rows_per_s": 50_000.0, "drain_s": 20.0},
+                {"workers": 2, "rows_per_s": 70_000.0, "drain_s": 14.0}]  # fmt: skip
+        proof = {"sent": 1, "acknowledged": 1, "landed": 1, "duplicated": 0, "missing": 0, "unexpected": 0}
+        scaling = {"runs": runs, "acknowledged": 1_000_000, "two_vs_one_verdict": {"met": met, "text": text}}
+        return {"scaling": scaling, "proof": proof}
+
+    rows = {v: catchup_targets(result(*v))[1] for v in [(True, "met: 1.7x"), (False, "missed: 1.40x; busy")]}
+    assert verdict(rows[True, "met: 1.7x"]) == "met"
+    assert verdict(rows[False, "missed: 1.40x; busy"]) == "missed"
+    assert "1.40x; busy" in rows[False, "missed: 1.40x; busy"]["measured"]
+    unjudged = catchup_targets(result(None, "not judged on this machine: one worker kept it 95% busy"))[1]
+    assert verdict(unjudged) == "not judged on this machine"
+    assert "95% busy" in unjudged["measured"]
