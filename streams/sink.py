@@ -14,7 +14,9 @@ alternating in one run; figures are rows/s on the shared 2-core machine, noisy b
   checkpoints a checkpoint holds under 20k events, so this is mostly one transaction per checkpoint, landed
   in `flush()`: decoding at flush time instead measured the same (42-46k vs 43-58k). It stays because it
   keeps no SinkItems (one row tuple per event, deduplicated by integer keys that hash in C) and overlaps
-  the landing whenever a checkpoint holds more than one chunk.
+  the landing whenever a checkpoint holds more than one chunk. Live traffic does not wait for the
+  checkpoint: a chunk of recent messages lands once it is EARLY_AFTER_S old and the one before it committed
+  (freshness; a backlog still fills chunks).
 - Chunk size: 5k-event transactions (more overlap) landed 45k, 10k 47-48k, 20k 49-56k: a transaction's fixed
   cost (round trips, commit flush, landed_days upsert) outweighs the overlap, so PIPELINE_ROWS = 20k.
 - Up to LANDERS = 2 chunks are in flight, each on its own connection and thread (warehouse/landing.py makes
@@ -62,6 +64,13 @@ RETRYABLE = (psycopg.OperationalError, psycopg.errors.DeadlockDetected, psycopg.
 PIPELINE_ROWS = 20_000
 # Landing transactions in flight per worker, each on its own connection (measured above).
 LANDERS = 2
+# Live traffic (messages produced under LIVE_S ago) is landed once its chunk is EARLY_AFTER_S old and the
+# previous chunk committed, not only when the checkpoint ends: at 20,000 events/s an event otherwise waited a
+# p50 213 ms for its 0.25 s checkpoint to end, then for a transaction of ~8k rows (108 ms); benchmarks/freshness.py
+# with streams/trace.py. One early chunk at a time: under the load a transaction is small, its fixed cost
+# is paid a few times a second more, and a backlog still lands in full chunks on both landers.
+EARLY_AFTER_S = 0.05
+LIVE_S = 2.0
 # A project with more events than this in one chunk is busy (a hot tenant): the chunk's other projects land
 # first, in their own small transaction on the other landing connection, so a quiet tenant's rows commit
 # without waiting for the COPY of a hot tenant's thousands (issue 17, item 4; tests/streams/test_sink.py).
@@ -86,7 +95,7 @@ class _DlqUnavailable(Exception):
 class _Checkpoint:
     """The landing work of one Quix checkpoint: the chunk being decoded and the one being landed."""
 
-    __slots__ = ("adds", "dead", "error", "events", "inflight", "per_project", "rows", "window")
+    __slots__ = ("adds", "dead", "error", "events", "inflight", "opened", "per_project", "rows", "window")
 
     def __init__(self) -> None:
         self.rows: dict[tuple[int, int], LandingRow] = {}
@@ -97,6 +106,7 @@ class _Checkpoint:
         self.error: BaseException | None = None
         self.window: Window | None = None
         self.adds: list[tuple[float, float]] = []  # (added, Kafka CreateTime), only while tracing (trace.py)
+        self.opened = 0.0  # monotonic time the chunk got its first event (0: empty)
 
 
 class PostgresLandingSink(BatchingSink):
@@ -204,8 +214,19 @@ class PostgresLandingSink(BatchingSink):
                 )
             )
         cp.events += out.events
-        if cp.events >= self.pipeline_rows:
+        if cp.events and not cp.opened:
+            cp.opened = time.monotonic()
+        if cp.events >= self.pipeline_rows or self._land_early(cp, timestamp):
             self._submit(cp)
+
+    def _land_early(self, cp: _Checkpoint, timestamp: int) -> bool:
+        """Whether to land the open chunk now, before the checkpoint ends: it is EARLY_AFTER_S old, no chunk
+        of the checkpoint is still landing, and the message is live traffic (produced under LIVE_S ago)."""
+        if not cp.events or time.monotonic() - cp.opened < EARLY_AFTER_S:
+            return False
+        if time.time() - timestamp / 1000 > LIVE_S:
+            return False  # a backlog: full chunks, both landers (catch-up throughput)
+        return all(f.done() for f in cp.inflight)
 
     def write(self, batch: SinkBatch) -> None:
         """BatchingSink's per-partition entry point (unused by `flush()` here): lands one batch on its own."""
@@ -262,7 +283,7 @@ class PostgresLandingSink(BatchingSink):
         rows, dead, n = list(cp.rows.values()), cp.dead, cp.events
         busy = {p for p, k in cp.per_project.items() if k > BUSY_PROJECT_ROWS}
         split = busy and len(busy) < len(cp.per_project)
-        cp.rows, cp.dead, cp.events, cp.per_project = {}, [], 0, {}
+        cp.rows, cp.dead, cp.events, cp.per_project, cp.opened = {}, [], 0, {}, 0.0
         adds, cp.adds = cp.adds, []
         if split:
             quiet = [r for r in rows if r[0].int not in busy]
