@@ -8,13 +8,17 @@ them crash (SIGSEGV in its metadata cache). Every fetch also lists all stored ba
 a broker holding millions of records gets slower with each one. A restart is the one thing that frees it.
 
 So this process runs Tansu as its child and restarts it ("recycles" it) once its resident memory passes
-`kafka.embedded_recycle_rss_bytes` or it stores `kafka.embedded_recycle_records` records, *and* the landing
+`kafka.embedded_recycle_rss_bytes` or it stores about `kafka.embedded_recycle_batches` record batches (counted
+as pulseops/broker_batches.py explains), *and* the landing
 group has committed everything on the raw topic but `kafka.embedded_recycle_max_unlanded_bytes` (unlanded
 records times the broker's resident bytes per stored record: an overestimate, as the resident size includes
 Tansu's own). Measured in bytes, not records: a format 2 record carries up to 1,000 events, and an allowance of
 2,000 records let each recycle drop ~700 k events for the spool to publish again.
-(Why a record count: with a consumer tailing 2,000 one-record produce requests/s, Tansu used a third of a core
-while holding up to 20 k such records and a whole core from ~45 k on; at 620 k its p50 ack took 1.3 s.)
+(Why a batch count: with a consumer tailing 2,000 one-record produce requests/s, Tansu used a third of a core
+while holding up to 20 k such records and a whole core from ~45 k on; at 620 k its p50 ack took 1.3 s. That
+was a record count (`kafka.embedded_recycle_records`, now off by default) while each record was its own batch;
+Tansu's CPU follows the batches, and the shipped producer puts tens of single events in one, so a record count
+recycled every 30-40 s at single-event rates: pulseops/broker_batches.py.)
 What a recycle drops was landed already; the few acknowledged-but-unlanded records it may drop are published
 again by the ingest spool, which checks the warehouse ledger when the topic id changes
 (api/ingest/reconcile.py), the same path as a broker crash. With the spool off nothing unlanded may be
@@ -25,7 +29,7 @@ between the two brokers: a librdkafka 2.12 consumer that knew the old topic ids 
 fetch from the new broker, and the landing worker replaces itself when its connection to the old one drops
 (streams/fence.py, BrokerWatch); the gap makes sure it has done so before anything answers on the port.
 
-Recycling is on by default (512 MiB resident or 200,000 records). It was off while restarts lost
+Recycling is on by default (512 MiB resident or ~10,000 batches). It was off while restarts lost
 acknowledged events (benchmarks/sustained.py, small: 9,239 of 253,024 after three recycles). Two fixes since:
 the landing sink re-reads a partition whose fetched offsets skip some (streams/sink.py OffsetGap), and a
 worker never commits positions of the old log on the new broker (streams/fence.py: it restarts itself when the
@@ -49,12 +53,13 @@ import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from pulseops.broker_batches import BatchCount, latest_offsets
 from pulseops.logs import configure as configure_logging
 from pulseops.pressure import pressure_path, raise_pressure, release_pressure
 from pulseops.settings import Settings, get_settings
@@ -173,6 +178,7 @@ class Landing:
 
     stored: int  # records on the broker (sum of high watermarks: Tansu never moves the low one)
     unlanded: int | None
+    high: dict[int, int] = field(default_factory=dict)  # partition -> high watermark (from a fetch)
 
     @property
     def known(self) -> bool:
@@ -205,9 +211,9 @@ def landing_state(
             continue
         c = committed.get(p)
         if c is None:  # records the group never committed on: nothing vouches for them
-            return Landing(stored, None)
+            return Landing(stored, None, high)
         unlanded += max(0, h - c)
-    return Landing(stored, unlanded)
+    return Landing(stored, unlanded, high)
 
 
 def high_watermarks(
@@ -250,6 +256,8 @@ class Keeper:
         k = settings.kafka
         self.max_rss = k.embedded_recycle_rss_bytes
         self.max_records = k.embedded_recycle_records
+        self.max_batches = k.embedded_recycle_batches
+        self.count = BatchCount()  # batches the current broker stores (pulseops/broker_batches.py)
         # Dropping unlanded records is safe only while the ingest spool can publish them again.
         self.max_unlanded_bytes = k.embedded_recycle_max_unlanded_bytes if settings.spool.enabled else 0
         self.recycles = 0
@@ -305,7 +313,7 @@ class Keeper:
             return "restarted"
         rss = self.broker.rss_bytes()
         over_rss = 0 < self.max_rss <= rss
-        if not over_rss and self.max_records <= 0:
+        if not over_rss and self.max_records <= 0 and self.max_batches <= 0:
             self._unpress()
             return "small"
         k = self.settings.kafka
@@ -316,22 +324,25 @@ class Keeper:
             self.stored = None
             return "kept"
         self.stored = state.stored
-        if not over_rss and not 0 < self.max_records <= state.stored:
+        batches = self._batches(state)
+        over_count = 0 < self.max_records <= state.stored or 0 < self.max_batches <= batches
+        if not over_rss and not over_count:
             self._unpress()
             return "small"
         unlanded_bytes = None if state.unlanded is None else state.unlanded * rss // max(1, state.stored)
         if unlanded_bytes is None or unlanded_bytes > self.max_unlanded_bytes:
             log.info(
-                "broker at %d MiB holds %d records, %s not landed: kept until the landing group commits",
-                rss >> 20, state.stored, "unknown" if state.unlanded is None else state.unlanded,
+                "broker at %d MiB holds %d records in ~%d batches, %s not landed: kept until the landing "
+                "group commits",
+                rss >> 20, state.stored, batches, "unknown" if state.unlanded is None else state.unlanded,
             )  # fmt: skip
             if state.unlanded is not None:  # a group that never committed is not a reason to stop ingest
                 self._press()
             return "kept"
         log.warning(
-            "recycling the broker: %d MiB resident, %d records stored, %d not yet landed (the spool "
-            "publishes those again)",
-            rss >> 20, state.stored, state.unlanded,
+            "recycling the broker: %d MiB resident, %d records in ~%d batches stored, %d not yet landed (the "
+            "spool publishes those again)",
+            rss >> 20, state.stored, batches, state.unlanded,
         )  # fmt: skip
         self._restart()
         self.recycles += 1
@@ -339,8 +350,23 @@ class Keeper:
         self._unpress()
         return "recycled"
 
+    def _batches(self, state: Landing) -> int:
+        """The batches this broker stores, estimated (pulseops/broker_batches.py); only the partitions that grew
+        are asked for their last batch."""
+        if self.max_batches <= 0:
+            return 0
+        grown = [p for p, h in state.high.items() if h != self.count.high.get(p, 0)]
+        latest: dict[int, int] = {}
+        if grown:
+            try:
+                latest = latest_offsets(self.admin(), self.settings.kafka.topic_raw, grown)
+            except Exception as exc:  # counted as one-record batches: an early recycle, never a late one
+                log.info("ListOffsets failed (%s): new records counted as batches", exc)
+        return self.count.update(state.high, latest)
+
     def _restart(self) -> None:
         self.stored = None  # the new broker's count is not the old one's
+        self.count.reset()
         self.broker.stop()
         self._admin = None  # its connection and metadata belong to the old broker
         time.sleep(RESTART_GAP_S)  # every client of the old broker sees it gone before a new one answers

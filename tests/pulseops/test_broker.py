@@ -27,7 +27,7 @@ PARTITIONS = 3
 
 
 def _settings(
-    port: int, *, rss: int = 1, records: int = 0, unlanded: int = 0, spool: bool = True
+    port: int, *, rss: int = 1, records: int = 0, batches: int = 0, unlanded: int = 0, spool: bool = True
 ) -> Settings:
     suffix = uuid.uuid4().hex[:6]
     return Settings(
@@ -40,6 +40,7 @@ def _settings(
             partitions=PARTITIONS,
             embedded_recycle_rss_bytes=rss,
             embedded_recycle_records=records,
+            embedded_recycle_batches=batches,
             embedded_recycle_max_unlanded_bytes=unlanded,
         ),
         spool=SpoolSettings(enabled=spool),
