@@ -39,8 +39,7 @@ import contextlib
 import logging
 import queue
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import psycopg
@@ -52,6 +51,7 @@ from pulseops.settings import Settings
 from streams import metrics, trace
 from streams.decode import Window, decode_message
 from streams.fence import OnReplaced, TopicFence, restart_worker
+from streams.lanes import Checkpoint, Lane
 from warehouse.db import connect
 from warehouse.landing import DeadLetter, LandingRow, PartitionCache, land_batch
 from warehouse.partitions import ensure_window
@@ -75,6 +75,9 @@ LIVE_S = 2.0
 # first, in their own small transaction on the other landing connection, so a quiet tenant's rows commit
 # without waiting for the COPY of a hot tenant's thousands (issue 17, item 4; tests/streams/test_sink.py).
 BUSY_PROJECT_ROWS = 1_000
+# Chunks of the hot lane (the partitions reserved for hot projects) landing at once. Landing threads and
+# connections are LANDERS + HOT_LANDERS, so a hot chunk never takes the lander a quiet chunk needs.
+HOT_LANDERS = 1
 
 
 class OffsetGap(Exception):
@@ -92,23 +95,6 @@ class _DlqUnavailable(Exception):
     pass
 
 
-class _Checkpoint:
-    """The landing work of one Quix checkpoint: the chunk being decoded and the one being landed."""
-
-    __slots__ = ("adds", "dead", "error", "events", "inflight", "opened", "per_project", "rows", "window")
-
-    def __init__(self) -> None:
-        self.rows: dict[tuple[int, int], LandingRow] = {}
-        self.per_project: dict[int, int] = {}  # project (UUID.int) -> events decoded into `rows`
-        self.dead: list[DeadLetter] = []
-        self.events = 0
-        self.inflight: deque[Future] = deque()
-        self.error: BaseException | None = None
-        self.window: Window | None = None
-        self.adds: list[tuple[float, float]] = []  # (added, Kafka CreateTime), only while tracing (trace.py)
-        self.opened = 0.0  # monotonic time the chunk got its first event (0: empty)
-
-
 class PostgresLandingSink(BatchingSink):
     def __init__(self, settings: Settings, on_broker_replaced: OnReplaced = restart_worker) -> None:
         """`on_broker_replaced` runs when the raw topic's id changed under the worker (streams/fence.py); the
@@ -119,15 +105,19 @@ class PostgresLandingSink(BatchingSink):
         self._on_broker_replaced = on_broker_replaced
         self.pipeline_rows = max(1, min(settings.streams.batch_max_rows, PIPELINE_ROWS))
         self.landers = LANDERS
-        self._conns: list[psycopg.Connection | None] = [None] * self.landers
-        self._partitions = [PartitionCache() for _ in range(self.landers)]
+        threads = self.landers + HOT_LANDERS
+        self._conns: list[psycopg.Connection | None] = [None] * threads
+        self._partitions = [PartitionCache() for _ in range(threads)]
         self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for slot in range(self.landers):
+        for slot in range(threads):
             self._slots.put(slot)
         self._dlq: Producer | None = None
-        self._pool = ThreadPoolExecutor(max_workers=self.landers, thread_name_prefix="landing")
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="landing")
         self._failures = 0
-        self._open = _Checkpoint()
+        self._open = Checkpoint(self.landers, HOT_LANDERS)
+        # Partitions from this one on are reserved for hot projects (the publisher's rule, api/ingest/publisher.py);
+        # learned from the broker in setup(), None: no hot lane.
+        self._first_hot: int | None = None
         # (topic, partition) -> last offset added; cleared after a gap so that the re-read (from the committed
         # offsets, or from wherever a rebalance put the consumer) sets a new baseline
         self._last_offsets: dict[tuple[str, int], int] = {}
@@ -141,9 +131,24 @@ class PostgresLandingSink(BatchingSink):
                 "message.timeout.ms": 10_000,
             }
         )
-        for slot in range(self.landers):
+        for slot in range(len(self._conns)):
             self._connection(slot)
+        self._first_hot = self._hot_partitions_from()
         self._fence.arm()
+
+    def _hot_partitions_from(self) -> int | None:
+        """The first partition reserved for hot projects: ingest reserves the last `kafka.hot_partitions` of the
+        raw topic's partitions (api/ingest/publisher.py), counted on the broker as ingest counts them."""
+        k = self.settings.kafka
+        n = k.partitions
+        try:
+            assert self._dlq is not None
+            topic = self._dlq.list_topics(k.topic_raw, timeout=5).topics.get(k.topic_raw)
+            if topic is not None and topic.error is None and topic.partitions:
+                n = len(topic.partitions)
+        except Exception as exc:  # the broker answers later; the configured count is ingest's fallback too
+            log.warning("raw topic's partition count unknown (%s); assuming %d", exc, n)
+        return n - k.hot_partitions if 0 < k.hot_partitions < n else None
 
     def _connection(self, slot: int = 0) -> psycopg.Connection:
         conn = self._conns[slot]
@@ -177,6 +182,7 @@ class PostgresLandingSink(BatchingSink):
         cp = self._open
         if cp.error is not None:
             return
+        lane = cp.hot if self._first_hot is not None and partition >= self._first_hot else cp.normal
         tp = (topic, partition)
         last = self._last_offsets.get(tp)
         if last is not None and offset > last + 1:
@@ -193,44 +199,54 @@ class PostgresLandingSink(BatchingSink):
             return
         self._last_offsets[tp] = offset
         if trace.PATH is not None:
-            cp.adds.append((trace.now(), timestamp / 1000))
+            lane.adds.append((trace.now(), timestamp / 1000))
         if cp.window is None:
             cp.window = Window(self.settings.warehouse.raw_retention_days, self.settings.ingest.max_future_s)
         out = decode_message(value if isinstance(value, bytes) or value is None else b"", cp.window)
         metrics.MESSAGES.inc()
-        rows = cp.rows
+        rows = lane.rows
         for row in out.rows:
             rows.setdefault((row[0].int, row[2].int), row)  # int keys hash in C, UUIDs in Python
         if out.rows:  # counted per message (one request, one project): a split hint, not a row count
             project = out.rows[0][0].int
-            cp.per_project[project] = cp.per_project.get(project, 0) + len(out.rows)
+            lane.per_project[project] = lane.per_project.get(project, 0) + len(out.rows)
         for index, payload, rejected in out.rejected:
             detail = rejected.detail[:2000]
             if index is not None:
                 detail = f"event {index} of a packed message: {detail}"[:2000]
-            cp.dead.append(
+            lane.dead.append(
                 DeadLetter(
                     rejected.reason.value, detail, payload, topic, partition, offset, source_index=index
                 )
             )
-        cp.events += out.events
-        if cp.events and not cp.opened:
-            cp.opened = time.monotonic()
-        if cp.events >= self.pipeline_rows or self._land_early(cp, timestamp):
-            self._submit(cp)
+        lane.events += out.events
+        if lane.events and not lane.opened:
+            lane.opened = time.monotonic()
+        if lane.events >= self.pipeline_rows or self._land_early(lane, timestamp):
+            self._submit(cp, lane)
+        other = cp.hot if lane is cp.normal else cp.normal
+        if self._land_early(other, None):  # its last message came before this one: ready by its age alone
+            self._submit(cp, other)
 
-    def _land_early(self, cp: _Checkpoint, timestamp: int) -> bool:
-        """Whether to land the open chunk now, before the checkpoint ends: it is EARLY_AFTER_S old, no chunk
-        of the checkpoint is still landing, and the message is live traffic (produced under LIVE_S ago)."""
-        if not cp.events or time.monotonic() - cp.opened < EARLY_AFTER_S:
+    def _land_early(self, lane: Lane, timestamp: int | None) -> bool:
+        """Whether to land the lane's open chunk now, before the checkpoint ends: it is EARLY_AFTER_S old, no
+        chunk of the lane is still landing, and the message is live traffic (produced under LIVE_S ago; None:
+        the lane's chunk was live when its messages came, checked then)."""
+        if not lane.events or time.monotonic() - lane.opened < EARLY_AFTER_S:
             return False
-        if time.time() - timestamp / 1000 > LIVE_S:
+        if timestamp is None:
+            if not lane.live:
+                return False
+        elif time.time() - timestamp / 1000 > LIVE_S:
+            lane.live = False
             return False  # a backlog: full chunks, both landers (catch-up throughput)
-        return all(f.done() for f in cp.inflight)
+        else:
+            lane.live = True
+        return all(f.done() for f in lane.inflight)
 
     def write(self, batch: SinkBatch) -> None:
         """BatchingSink's per-partition entry point (unused by `flush()` here): lands one batch on its own."""
-        cp, self._open = self._open, _Checkpoint()
+        cp, self._open = self._open, Checkpoint(self.landers, HOT_LANDERS)
         try:
             for item in batch:
                 self.add(item.value, item.key, item.timestamp, item.headers, batch.topic, batch.partition,
@@ -244,7 +260,7 @@ class PostgresLandingSink(BatchingSink):
 
         The checkpoint is swapped out first: on a rebalance Quix may run this in another thread and, if it
         takes too long, go on consuming into the next checkpoint meanwhile."""
-        cp, self._open = self._open, _Checkpoint()
+        cp, self._open = self._open, Checkpoint(self.landers, HOT_LANDERS)
         self._batches.clear()
         flushed = trace.now() if trace.PATH is not None else 0.0
         self._finish(cp)
@@ -272,57 +288,60 @@ class PostgresLandingSink(BatchingSink):
 
     def on_paused(self) -> None:
         """Backpressure elsewhere: drop what was decoded; Quix re-reads it from the committed offsets."""
-        self._open = _Checkpoint()
+        self._open = Checkpoint(self.landers, HOT_LANDERS)
         self._last_offsets.clear()
         super().on_paused()
 
     # -- landing --------------------------------------------------------------------------------------------
-    def _submit(self, cp: _Checkpoint) -> None:
-        """Start landing the decoded chunk: the rows of quiet projects first, on their own, when a busy one
-        shares the chunk (BUSY_PROJECT_ROWS); each part once a lander is free."""
-        rows, dead, n = list(cp.rows.values()), cp.dead, cp.events
-        busy = {p for p, k in cp.per_project.items() if k > BUSY_PROJECT_ROWS}
-        split = busy and len(busy) < len(cp.per_project)
-        cp.rows, cp.dead, cp.events, cp.per_project, cp.opened = {}, [], 0, {}, 0.0
-        adds, cp.adds = cp.adds, []
+    def _submit(self, cp: Checkpoint, lane: Lane) -> None:
+        """Start landing the lane's decoded chunk: the rows of quiet projects first, on their own, when a busy
+        one shares the chunk (BUSY_PROJECT_ROWS); each part once one of the lane's landers is free."""
+        rows, dead, n = list(lane.rows.values()), lane.dead, lane.events
+        busy = {p for p, k in lane.per_project.items() if k > BUSY_PROJECT_ROWS}
+        split = busy and len(busy) < len(lane.per_project)
+        lane.rows, lane.dead, lane.events, lane.per_project, lane.opened = {}, [], 0, {}, 0.0
+        adds, lane.adds = lane.adds, []
         if split:
             quiet = [r for r in rows if r[0].int not in busy]
             rows = [r for r in rows if r[0].int in busy]
             metrics.QUIET_FIRST.inc()
-            self._start(cp, quiet, [], len(quiet), adds)
+            self._start(cp, lane, quiet, [], len(quiet), adds)
             n -= len(quiet)  # in-chunk repeats stay counted with the busy part (duplicates metric)
-        self._start(cp, rows, dead, n, adds)
+        self._start(cp, lane, rows, dead, n, adds)
 
     def _start(
         self,
-        cp: _Checkpoint,
+        cp: Checkpoint,
+        lane: Lane,
         rows: list[LandingRow],
         dead: list[DeadLetter],
         n: int,
         adds: list | None = None,
     ) -> None:
-        """Hand one transaction's rows to a landing thread once one is free (at most `landers` in flight)."""
+        """Hand one transaction's rows to a landing thread once one of the lane's is free (`lane.limit`)."""
         if cp.error is not None:
             return
         try:
-            while len(cp.inflight) >= self.landers:
-                cp.inflight.popleft().result()
+            while len(lane.inflight) >= lane.limit:
+                lane.inflight.popleft().result()
             if dead:
                 self._publish_dead_letters(dead)
         except Exception as exc:  # raised again by flush(), as backpressure when retryable
             cp.error = exc
             return
         handed = trace.now() if adds else 0.0
-        cp.inflight.append(self._pool.submit(self._land_chunk, rows, dead, n, adds, handed))
+        lane.inflight.append(self._pool.submit(self._land_chunk, rows, dead, n, adds, handed, lane.name))
 
-    def _finish(self, cp: _Checkpoint) -> None:
-        if cp.error is None and (cp.events or cp.dead):
-            self._submit(cp)
-        while cp.inflight:
-            try:
-                cp.inflight.popleft().result()
-            except Exception as exc:
-                cp.error = cp.error or exc
+    def _finish(self, cp: Checkpoint) -> None:
+        for lane in cp.lanes():
+            if cp.error is None and (lane.events or lane.dead):
+                self._submit(cp, lane)
+        for lane in cp.lanes():
+            while lane.inflight:
+                try:
+                    lane.inflight.popleft().result()
+                except Exception as exc:
+                    cp.error = cp.error or exc
         if cp.error is None:
             self._failures = 0
             return
@@ -363,6 +382,7 @@ class PostgresLandingSink(BatchingSink):
         n: int,
         adds: list | None = None,
         handed: float = 0,
+        lane: str = "normal",
     ) -> None:
         started = time.perf_counter()
         slot = self._slots.get()  # never waits: as many slots as landing threads
@@ -371,7 +391,7 @@ class PostgresLandingSink(BatchingSink):
             result = land_batch(self._connection(slot), rows, dead, self._partitions[slot])
             if adds:
                 trace.write({"adds": adds, "handed": handed, "began": began, "committed": trace.now(),
-                             "rows": len(rows)})  # fmt: skip
+                             "rows": len(rows), "lane": lane})  # fmt: skip
         finally:
             self._slots.put(slot)
         metrics.LANDED.inc(result.landed)

@@ -52,13 +52,13 @@ def test_live_messages_land_before_the_checkpoint_ends_one_chunk_at_a_time(sink,
     monkeypatch.setattr(sink_module, "land_batch", held)
     live = int(time.time() * 1000)
     sink.add(values[0], None, live, [], "events-raw-t", 0, 0)
-    assert sink._open.events == 0  # handed to a landing thread at once
+    assert sink._open.normal.events == 0  # handed to a landing thread at once
     sink.add(values[1], None, live, [], "events-raw-t", 0, 1)
-    assert sink._open.events == 10  # the first is still landing: this one waits
+    assert sink._open.normal.events == 10  # the first is still landing: this one waits
     release.set()
     _wait_for(lambda: _count(db) == 10)
     sink.add(values[2], None, live, [], "events-raw-t", 0, 2)
-    assert sink._open.events == 0  # both waiting messages go as the next chunk
+    assert sink._open.normal.events == 0  # both waiting messages go as the next chunk
     _wait_for(lambda: _count(db) == 30)  # before any flush()
     sink.flush()
     assert _count(db) == 30
@@ -69,7 +69,7 @@ def test_a_backlog_waits_for_the_checkpoint(sink, db):
     old = int((time.time() - 3600) * 1000)  # produced an hour ago: catching up
     for offset, value in enumerate(_packed(tenant, 30, per=10)):
         sink.add(value, None, old, [], "events-raw-t", 0, offset)
-    assert sink._open.events == 30
+    assert sink._open.normal.events == 30
     time.sleep(0.2)
     assert _count(db) == 0
     sink.flush()

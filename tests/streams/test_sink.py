@@ -63,7 +63,7 @@ def test_chunks_land_during_the_checkpoint_and_flush_waits_for_the_last(sink, db
     # 23 messages of 10 events: a chunk closes at >= 25 events, so 7 chunks of 30 were handed over while
     # adding (each only once one of the `landers` chunks before it committed; the last `landers` may still be
     # landing) and 20 events wait
-    assert sink._open.events == 20 and _count(db) >= 210 - 30 * sink.landers
+    assert sink._open.normal.events == 20 and _count(db) >= 210 - 30 * sink.landers
     sink.flush()
     assert _count(db) == 230
     assert db.execute("SELECT sum(events) FROM landed_days").fetchone()[0] == 230

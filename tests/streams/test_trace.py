@@ -43,4 +43,4 @@ def test_nothing_is_written_unless_asked(sink, db, tmp_path, monkeypatch):
     for offset, value in enumerate(_packed(make_tenant(db), 10, per=10)):
         sink.add(value, None, 1_000, [], "events-raw-t", 0, offset)
     sink.flush()
-    assert sink._open.adds == [] and list(tmp_path.iterdir()) == []
+    assert sink._open.normal.adds == [] and list(tmp_path.iterdir()) == []

@@ -1,0 +1,119 @@
+"""Messages of the partitions reserved for hot projects (kafka.hot_partitions) land in their own lane
+(streams/lanes.py): a quiet partition's chunk never shares a transaction with them and does not wait for a hot
+chunk still landing, and a failed hot chunk neither loses nor duplicates a quiet row (issue 17)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+from quixstreams.sinks import SinkBackpressureError
+
+import streams.sink as sink_module
+from pulseops.topics import ensure_topics
+from streams.sink import PostgresLandingSink
+from tests.fixtures.system import make_settings
+from tests.streams.test_sink import _packed, _xids
+from tests.utils.tenants import make_tenant
+from warehouse import landing
+
+TOPIC = "events-raw-t"
+
+
+@pytest.fixture
+def sink(database_url, broker, redis_url, monkeypatch):
+    monkeypatch.setattr(sink_module, "EARLY_AFTER_S", 0.0)
+    settings = make_settings(database_url, broker, redis_url)
+    ensure_topics(settings.kafka)
+    s = PostgresLandingSink(settings)
+    s.setup()
+    yield s
+    s._drop_connection()
+
+
+def _count(db: psycopg.Connection, tenant: dict) -> int:
+    return db.execute(
+        "SELECT count(*) FROM events WHERE project_id = %s", (tenant["project_id"],)
+    ).fetchone()[0]
+
+
+def _ledger(db: psycopg.Connection, tenant: dict) -> int:
+    sql = "SELECT count(*) FROM event_ids WHERE project_id = %s"
+    return db.execute(sql, (tenant["project_id"],)).fetchone()[0]
+
+
+def _wait_for(predicate, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "not reached"
+        time.sleep(0.01)
+
+
+def _held_for(monkeypatch, tenant: dict, fail: bool = False) -> threading.Event:
+    """land_batch waits (then fails, with `fail`) for any chunk holding the tenant's rows until released."""
+    release = threading.Event()
+    real = sink_module.land_batch
+    project = tenant["project_id"]
+
+    def held(conn, rows, *args, **kwargs):
+        if any(r[0] == project for r in rows):
+            release.wait(10)
+            if fail:
+                raise RuntimeError("hot chunk failed")
+        return real(conn, rows, *args, **kwargs)
+
+    monkeypatch.setattr(sink_module, "land_batch", held)
+    return release
+
+
+def test_the_hot_partitions_are_learned_from_the_broker(sink):
+    assert sink.settings.kafka.partitions == 3 and sink.settings.kafka.hot_partitions == 1
+    assert sink._first_hot == 2
+
+
+def test_a_quiet_partition_lands_while_a_hot_chunk_is_still_landing(sink, db, monkeypatch):
+    quiet, hot = make_tenant(db, "quiet-org", "quiet"), make_tenant(db, "hot-org", "hot")
+    release = _held_for(monkeypatch, hot)
+    live = int(time.time() * 1000)
+    hot_values, quiet_values = _packed(hot, 40, per=10), _packed(quiet, 6, per=2)
+    sink.add(hot_values[0], None, live, [], TOPIC, 2, 0)  # hot partition: its chunk starts landing, held
+    sink.add(hot_values[1], None, live, [], TOPIC, 2, 1)  # waits for the hot chunk
+    for offset, value in enumerate(quiet_values):
+        sink.add(value, None, live, [], TOPIC, 0, offset)
+        # Before lanes, the quiet message joined the chunk behind the held hot one: nothing landed until then.
+        _wait_for(lambda n=offset: _count(db, quiet) == 2 * (n + 1))
+    assert _count(db, hot) == 0 and sink._open.hot.events == 10
+    release.set()
+    for offset, value in enumerate(hot_values[2:], start=2):
+        sink.add(value, None, live, [], TOPIC, 2, offset)
+    sink.flush()
+    assert _count(db, quiet) == 6 and _count(db, hot) == 40
+    assert not _xids(db, quiet) & _xids(db, hot)  # never in one transaction
+
+
+def test_a_failed_hot_chunk_loses_and_duplicates_no_quiet_row(sink, db, monkeypatch):
+    quiet, hot = make_tenant(db, "quiet-org", "quiet"), make_tenant(db, "hot-org", "hot")
+    release = _held_for(monkeypatch, hot, fail=True)
+    live = int(time.time() * 1000)
+    hot_values, quiet_values = _packed(hot, 30, per=10), _packed(quiet, 6, per=2)
+
+    def checkpoint() -> None:
+        for offset, value in enumerate(hot_values):
+            sink.add(value, None, live, [], TOPIC, 2, offset)
+        for offset, value in enumerate(quiet_values):
+            sink.add(value, None, live, [], TOPIC, 0, offset)
+            _wait_for(lambda: not sink._open.normal.inflight or sink._open.normal.inflight[-1].done())
+
+    checkpoint()
+    _wait_for(lambda: _count(db, quiet) == 6)  # landed while the hot chunk still holds its lander
+    release.set()
+    with pytest.raises(SinkBackpressureError):
+        sink.flush()  # Quix commits no offset and re-reads both partitions
+    assert _count(db, hot) == 0 and _count(db, quiet) == 6
+    monkeypatch.setattr(sink_module, "land_batch", landing.land_batch)
+    checkpoint()
+    sink.flush()
+    assert (_count(db, quiet), _ledger(db, quiet)) == (6, 6)
+    assert (_count(db, hot), _ledger(db, hot)) == (30, 30)
