@@ -7,9 +7,12 @@ single-event record per batch and 60 per batch (the shipped producer at ~6,000 s
 request in flight per API process, one partition per 20 ms window) both took 6-15 % of a core below 3,000
 stored batches and ~30 % at 7,000, although the second stored 60 times the records and bytes; with 60 records
 per batch it reached ~35 % at 10,000 batches and ~60 % from 15,000 (then 900,000 records but only 141 MiB
-resident). A record count (once 200,000) therefore recycled a broker of ~3,300 such batches every 30-40 s at
-single-event rates, while one-record batches (2,000 produce requests/s, where that count came from) reach
-the same cost only at many more records.
+resident). So the limit counts batches (`kafka.embedded_recycle_batches`), at the former record limit's value
+(200,000, set when each record was its own batch): how many records a batch holds depends on the rate. The
+shipped system at ~1,400 single events/s made ~1.5 records per batch (benchmarks/steady_single.py, keeper log:
+~10,000 batches at ~15,000 records), so a limit of 10,000 recycled it every ~8 s (19 recycles in 150 s,
+24,542 x 503): below ~2,000 events/s nothing changes, faster ingest recycles less often by as many records as
+a batch holds.
 
 How, cheaply: Tansu answers ListOffsets(latest) with the last stored batch's base offset + 1, while a fetch
 reports the true high watermark (pulseops/broker.py `high_watermarks`, which the keeper reads every pass
