@@ -44,7 +44,9 @@ def windows_503(answers: list) -> list[tuple[float, float, int]]:
     return out
 
 
-def run(rate: float, seconds: float) -> dict:
+def run(rate: float, seconds: float, limits: dict[str, int] | None = None) -> dict:
+    """`limits`: keeper settings to override, e.g. {"EMBEDDED_RECYCLE_BATCHES": 30000} (lowered limits make a
+    short run recycle often enough to compare recycles per minute and each one's 503 window)."""
     if not wrk.available():
         raise SystemExit("wrk is required (apt-get install wrk)")
     settings = Settings()
@@ -54,6 +56,7 @@ def run(rate: float, seconds: float) -> dict:
             db_url, f"127.0.0.1:{port}", settings.redis.url, uuid.uuid4().hex[:6], metrics_port
         )
         env.update({"PULSEOPS_INGEST__RATE_PER_S": "1e9", "PULSEOPS_INGEST__BURST": "1e9"})
+        env.update({f"PULSEOPS_KAFKA__{k}": str(v) for k, v in (limits or {}).items()})
         with keeper(env, port) as kp:
             svc = Services(env, free_port())
             try:
@@ -98,9 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--rate", type=float, default=5000.0, help="Single-event requests/s offered in all.")
     parser.add_argument("--seconds", type=float, default=150.0)
+    parser.add_argument("--records", type=int, help="kafka.embedded_recycle_records for this run")
+    parser.add_argument("--batches", type=int, help="kafka.embedded_recycle_batches for this run")
     args = parser.parse_args(argv)
+    limits = {"EMBEDDED_RECYCLE_RECORDS": args.records, "EMBEDDED_RECYCLE_BATCHES": args.batches}
     started = time.monotonic()
-    res = run(args.rate, args.seconds)
+    res = run(args.rate, args.seconds, {k: v for k, v in limits.items() if v is not None})
     for k, v in res.items():
         print(f"{k}: {v}")
     print(f"wall: {time.monotonic() - started:.0f} s")
