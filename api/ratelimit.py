@@ -53,6 +53,16 @@ return {tostring(granted), tostring(wait)}
 # within one lease per API process.
 LEASE_S = 0.05
 
+# After a refusal, how long this process refuses the key in front of all request work (no body read, no JSON,
+# no Redis call) even when the refused request itself could pass sooner. Why: a batch sender at 3x its limit
+# is refused for ~5 ms a time (100 events at 20,000/s), so on the skew benchmark (benchmarks/skew.py, medium)
+# about half of its 429s still read and decoded their body and asked Redis, and the requests queued on the
+# key's lock each paid one more round trip. Held for HOLD_S, a process asks Redis about an over-limit key
+# ~20 times a second and the lease it then gets covers several batches. Safe: every refused client was told
+# Retry-After >= 1 s; at most half a burst refills during a hold, so the bucket never overflows and the key
+# still gets its whole rate (the other API processes keep taking from the shared bucket meanwhile).
+HOLD_S = 0.05
+
 
 class LocalBucket:
     __slots__ = ("tokens", "ts")
@@ -98,6 +108,9 @@ class RateLimiter:
             async with lock:  # one lease request per key at a time; waiters reuse what it brought
                 if self._take_leased(key_id, cost):
                     return 0.0
+                known = self.known_wait(key_id)
+                if known > 0:  # refused while this request waited for the lock: no Redis call either
+                    return known
                 leased = self._leases.pop(key_id, 0.0)
                 need = cost - leased
                 want = max(need, min(burst, rate * LEASE_S))
@@ -113,7 +126,7 @@ class RateLimiter:
                     self._leases[key_id] = self._leases.get(key_id, 0.0) + float(granted) - need
                     return 0.0
                 self._leases[key_id] = self._leases.get(key_id, 0.0) + leased
-                self._note_empty(key_id, float(wait))
+                self._note_empty(key_id, float(wait), rate, burst)
                 return float(wait)
         return self._acquire_local(key_id, cost, rate, burst)
 
@@ -136,10 +149,10 @@ class RateLimiter:
             b.tokens -= cost  # may leave debt, like the Redis script
             return 0.0
         wait = (need - b.tokens) / rate
-        self._note_empty(key_id, wait)
+        self._note_empty(key_id, wait, rate, burst)
         return wait
 
-    def _note_empty(self, key_id: str, wait: float) -> None:
+    def _note_empty(self, key_id: str, wait: float, rate: float, burst: float) -> None:
         """Remember when a refused key's bucket can pay for the refused request again: until then
         `known_wait` refuses its requests without a Redis call or reading their bodies.
 
@@ -149,12 +162,14 @@ class RateLimiter:
         (measured in-process through the ASGI app, a key at 25x its limit with batches of 100: 0 of 1,248
         refusals cheap, ~320 us of CPU each against ~1.7 ms per accepted batch). The window is never longer
         than the Retry-After the refused client was given (`retry_after_header(wait)`), and it ignores what
-        other processes take from the shared bucket, so it can only under-state the real wait."""
+        other processes take from the shared bucket. It lasts at least `HOLD_S` (capped at half a burst's
+        refill, so a small bucket cannot overflow meanwhile): at most that long a request that could pass is
+        refused, far less than the Retry-After (>= 1 s) its key's last refusal carried."""
         now = time.monotonic()
         if wait > 0:
             if len(self._empty_until) > 100_000:  # bound memory against floods of random keys
                 self._empty_until.clear()
-            self._empty_until[key_id] = now + wait
+            self._empty_until[key_id] = now + max(wait, min(HOLD_S, 0.5 * burst / rate))
 
     def known_wait(self, key_id: str) -> float:
         """Seconds until this key's bucket, as this process last saw it refuse, can pay for the refused request

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from redis.asyncio import Redis
 
 from api.main import create_app
-from api.ratelimit import RateLimiter
+from api.ratelimit import HOLD_S, LEASE_S, RateLimiter, retry_after_header
 from tests.fixtures.system import make_settings
 from tests.utils.tenants import make_tenant, new_event
 from warehouse.tenants import create_api_key
@@ -245,5 +245,126 @@ def test_known_wait_follows_the_last_refusal() -> None:
         await asyncio.sleep(wait - 0.1)
         assert limiter.known_wait("k") == 0.0
         assert await limiter.acquire("k", 2, 10, 2) == 0.0
+
+    asyncio.run(scenario())
+
+
+# -- cheap refusals: the hold after a refusal ------------------------------------------------------------
+
+
+class CountingLimiter(RateLimiter):
+    """A RateLimiter that counts its Redis script calls (the round trips a refusal should not need)."""
+
+    def __init__(self, redis: Redis | None) -> None:
+        super().__init__(redis)
+        self.calls = 0
+        script = self._script
+
+        async def counted(**kwargs):
+            self.calls += 1
+            return await script(**kwargs)
+
+        self._script = counted
+
+
+def test_a_refusal_holds_the_key_for_hold_s_without_redis(redis_url: str) -> None:
+    """A refused 1-event request could pass again after 10 ms (100/s); its key's later requests are refused
+    without a Redis call for HOLD_S (well under the Retry-After of 1 s), then its budget returns."""
+
+    async def scenario(redis: Redis) -> None:
+        limiter = CountingLimiter(redis)
+        key, rate, burst = uuid.uuid4().hex, 100, 20
+        assert await limiter.acquire(key, 20, rate, burst) == 0.0
+        wait = await limiter.acquire(key, 1, rate, burst)
+        assert 0 < wait <= 0.011
+        assert retry_after_header(wait) == "1"
+        calls = limiter.calls
+        assert HOLD_S - 0.01 < limiter.known_wait(key) <= HOLD_S
+        assert await limiter.acquire(key, 1, rate, burst) > 0  # refused from the note, not from Redis
+        assert limiter.calls == calls
+        await asyncio.sleep(HOLD_S + 0.01)
+        assert limiter.known_wait(key) == 0.0
+        assert await limiter.acquire(key, 1, rate, burst) == 0.0  # the key's budget returned
+        assert limiter.calls == calls + 1
+
+    run_with_redis(redis_url, scenario)
+
+
+def test_the_hold_never_lets_a_small_bucket_overflow(redis_url: str) -> None:
+    """A bucket that refills in under two holds (burst 2 at 100/s: 20 ms) is held for half its refill only."""
+
+    async def scenario(redis: Redis) -> None:
+        limiter = RateLimiter(redis)
+        key = uuid.uuid4().hex
+        assert await limiter.acquire(key, 2, 100, 2) == 0.0
+        assert await limiter.acquire(key, 1, 100, 2) > 0
+        assert 0.009 < limiter.known_wait(key) <= 0.011
+
+    run_with_redis(redis_url, scenario)
+
+
+def test_requests_queued_behind_a_refusal_do_not_ask_redis(redis_url: str) -> None:
+    """Requests of one key that waited for its lease lock while the lock holder was refused are refused
+    from that answer: one Redis round trip for the lot, not one each."""
+
+    async def scenario(redis: Redis) -> None:
+        limiter = CountingLimiter(redis)
+        key = uuid.uuid4().hex
+        assert await limiter.acquire(key, 10, 5, 10) == 0.0
+        calls = limiter.calls
+        waits = await asyncio.gather(*(limiter.acquire(key, 1, 5, 10) for _ in range(20)))
+        assert all(w > 0 for w in waits)
+        assert limiter.calls == calls + 1
+
+    run_with_redis(redis_url, scenario)
+
+
+def test_two_processes_share_a_hot_keys_limit_with_the_hold(redis_url: str) -> None:
+    """Two API processes (two limiters, one Redis) each offered 3x the key's rate in batches of 10: together
+    they pass the key's rate plus its burst, no more, and the hold does not starve it below its rate."""
+
+    async def scenario(redis: Redis) -> None:
+        first, second = RateLimiter(redis), RateLimiter(redis)
+        key, rate, burst, seconds = uuid.uuid4().hex, 2_000, 2_000, 1.5
+        passed = [0, 0]
+
+        async def offer(i: int, limiter: RateLimiter) -> None:
+            start = time.monotonic()
+            sent = 0
+            while time.monotonic() - start < seconds:
+                due = start + sent * 10 / (1.5 * rate)  # each process offers 1.5x: 3x together
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                sent += 1
+                if limiter.known_wait(key) == 0 and await limiter.acquire(key, 10, rate, burst) == 0:
+                    passed[i] += 10
+
+        await asyncio.gather(offer(0, first), offer(1, second))
+        total = sum(passed)
+        # a lease can hold up to LEASE_S of the rate per process beyond the bucket
+        assert total <= rate * seconds + burst + 2 * rate * LEASE_S
+        assert total >= 0.9 * (rate * seconds + burst), passed
+        assert min(passed) > 0.25 * total, passed  # both processes get a share
+
+    run_with_redis(redis_url, scenario)
+
+
+def test_redis_going_down_keeps_refusing_with_the_local_hold() -> None:
+    """Redis unreachable mid-way: the per-process fallback limits and holds refusals the same way, and the
+    key's budget returns after the hold."""
+
+    async def scenario() -> None:
+        redis = Redis.from_url("redis://127.0.0.1:1/0")  # nothing listens on port 1
+        limiter = RateLimiter(redis)
+        try:
+            key = uuid.uuid4().hex
+            assert await limiter.acquire(key, 20, 100, 20) == 0.0  # Redis fails: the local bucket passes it
+            assert limiter.using_fallback
+            wait = await limiter.acquire(key, 1, 100, 20)
+            assert 0 < wait <= 0.011
+            assert HOLD_S - 0.01 < limiter.known_wait(key) <= HOLD_S
+            await asyncio.sleep(HOLD_S + 0.01)
+            assert await limiter.acquire(key, 1, 100, 20) == 0.0
+        finally:
+            await redis.aclose()
 
     asyncio.run(scenario())
