@@ -58,5 +58,8 @@ def build_app(settings: Settings) -> Application:
             num_partitions=k.partitions, replication_factor=k.replication_factor, extra_config=topic_config(k)
         ),
     )
-    app.dataframe(topic).sink(PostgresLandingSink(settings))
+    sink = PostgresLandingSink(settings)
+    # Quix has no public handle on its consumer; the sink pauses hot partitions with it (streams/lanes.py).
+    sink.attach_consumer(app._consumer)
+    app.dataframe(topic).sink(sink)
     return app

@@ -8,8 +8,12 @@ hold only its own partitions' messages and its early landing waits only on its o
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections import deque
 from concurrent.futures import Future
+
+from confluent_kafka import TopicPartition
 
 from streams.decode import Window
 from warehouse.landing import DeadLetter, LandingRow
@@ -62,3 +66,42 @@ class Checkpoint:
 
     def lanes(self) -> tuple[Lane, Lane]:
         return self.normal, self.hot
+
+
+class HotPause:
+    """Pauses a hot partition's consumption instead of letting the consumer's thread wait for the hot lane.
+
+    While live traffic comes through the other partitions, waiting in `add()` for a hot chunk to commit (or
+    fetching further hot messages ahead of the quiet ones in the consumer's queue) holds every quiet message
+    back with it. Pausing leaves the hot backlog in the broker: librdkafka drops what it prefetched of the
+    partition and, on resume, fetches again from the message after the last one handed to the worker, so
+    nothing is skipped or read twice. Resumed as soon as the hot chunk in flight committed (or failed), from
+    that landing thread: librdkafka's pause/resume are thread-safe."""
+
+    def __init__(self, consumer: object) -> None:
+        self._consumer = consumer  # Quix's consumer (pause/resume of confluent_kafka TopicPartitions)
+        self._lock = threading.Lock()
+        self._paused: set[tuple[str, int]] = set()
+        self.pauses = 0
+
+    def pause_until(self, topic: str, partition: int, landing: Future) -> None:
+        with self._lock:
+            if (topic, partition) in self._paused:
+                return
+            self._paused.add((topic, partition))
+            self.pauses += 1
+        with contextlib.suppress(Exception):  # not assigned any more: nothing to pause
+            self._consumer.pause([TopicPartition(topic, partition)])
+        landing.add_done_callback(lambda _f: self.resume())
+
+    def resume(self) -> None:
+        with self._lock:
+            paused, self._paused = self._paused, set()
+        if paused:
+            with contextlib.suppress(Exception):  # revoked meanwhile: a new assignment starts unpaused
+                self._consumer.resume([TopicPartition(t, p) for t, p in paused])
+
+    def forget(self) -> None:
+        """Quix paused and will resume every partition itself (its backpressure)."""
+        with self._lock:
+            self._paused.clear()

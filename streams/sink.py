@@ -51,7 +51,7 @@ from pulseops.settings import Settings
 from streams import metrics, trace
 from streams.decode import Window, decode_message
 from streams.fence import OnReplaced, TopicFence, restart_worker
-from streams.lanes import Checkpoint, Lane
+from streams.lanes import Checkpoint, HotPause, Lane
 from warehouse.db import connect
 from warehouse.landing import DeadLetter, LandingRow, PartitionCache, land_batch
 from warehouse.partitions import ensure_window
@@ -78,6 +78,11 @@ BUSY_PROJECT_ROWS = 1_000
 # Chunks of the hot lane (the partitions reserved for hot projects) landing at once. Landing threads and
 # connections are LANDERS + HOT_LANDERS, so a hot chunk never takes the lander a quiet chunk needs.
 HOT_LANDERS = 1
+# While live traffic comes through the other partitions, a hot chunk lands at this many events and the hot
+# partition is paused (streams/lanes.py HotPause) rather than the consumer waiting for the hot lane: in the
+# medium skew run at e64a3ee the worker fell ~12 s behind the hot tenant, its chunks grew to 20k rows and
+# 0.5-1.7 s transactions, and quiet messages waited behind them in add(), flush() and the fetch queue.
+HOT_LIVE_ROWS = 4_000
 
 
 class OffsetGap(Exception):
@@ -118,6 +123,8 @@ class PostgresLandingSink(BatchingSink):
         # Partitions from this one on are reserved for hot projects (the publisher's rule, api/ingest/publisher.py);
         # learned from the broker in setup(), None: no hot lane.
         self._first_hot: int | None = None
+        self._hot_pause: HotPause | None = None  # set by attach_consumer() (streams/app.py)
+        self._quiet_live_until = 0.0  # monotonic: live traffic came through the normal lane until then
         # (topic, partition) -> last offset added; cleared after a gap so that the re-read (from the committed
         # offsets, or from wherever a rebalance put the consumer) sets a new baseline
         self._last_offsets: dict[tuple[str, int], int] = {}
@@ -149,6 +156,10 @@ class PostgresLandingSink(BatchingSink):
         except Exception as exc:  # the broker answers later; the configured count is ingest's fallback too
             log.warning("raw topic's partition count unknown (%s); assuming %d", exc, n)
         return n - k.hot_partitions if 0 < k.hot_partitions < n else None
+
+    def attach_consumer(self, consumer: object) -> None:
+        """The consumer feeding this sink, so that the hot lane can pause its partitions (HOT_LIVE_ROWS)."""
+        self._hot_pause = HotPause(consumer)
 
     def _connection(self, slot: int = 0) -> psycopg.Connection:
         conn = self._conns[slot]
@@ -222,7 +233,23 @@ class PostgresLandingSink(BatchingSink):
         lane.events += out.events
         if lane.events and not lane.opened:
             lane.opened = time.monotonic()
-        if lane.events >= self.pipeline_rows or self._land_early(lane, timestamp):
+        self._route(cp, lane, timestamp, tp)
+
+    def _route(self, cp: Checkpoint, lane: Lane, timestamp: int, tp: tuple[str, int]) -> None:
+        """Hand the lane's chunk over when full or ready early, the other lane's when ready by its age; a hot
+        chunk beside live traffic is full at HOT_LIVE_ROWS and pauses its partition instead of waiting."""
+        now = time.monotonic()
+        if lane is cp.normal and time.time() - timestamp / 1000 <= LIVE_S:
+            self._quiet_live_until = now + LIVE_S
+        if lane is cp.hot and self._hot_pause is not None and now < self._quiet_live_until:
+            if lane.events >= HOT_LIVE_ROWS:
+                if lane.inflight and not lane.inflight[-1].done():
+                    self._hot_pause.pause_until(tp[0], tp[1], lane.inflight[-1])
+                else:
+                    self._submit(cp, lane)
+            elif self._land_early(lane, timestamp):
+                self._submit(cp, lane)
+        elif lane.events >= self.pipeline_rows or self._land_early(lane, timestamp):
             self._submit(cp, lane)
         other = cp.hot if lane is cp.normal else cp.normal
         if self._land_early(other, None):  # its last message came before this one: ready by its age alone
@@ -290,6 +317,8 @@ class PostgresLandingSink(BatchingSink):
         """Backpressure elsewhere: drop what was decoded; Quix re-reads it from the committed offsets."""
         self._open = Checkpoint(self.landers, HOT_LANDERS)
         self._last_offsets.clear()
+        if self._hot_pause is not None:
+            self._hot_pause.forget()
         super().on_paused()
 
     # -- landing --------------------------------------------------------------------------------------------

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import psycopg
 import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
 from quixstreams.sinks import SinkBackpressureError
 
 import streams.sink as sink_module
@@ -117,3 +119,86 @@ def test_a_failed_hot_chunk_loses_and_duplicates_no_quiet_row(sink, db, monkeypa
     sink.flush()
     assert (_count(db, quiet), _ledger(db, quiet)) == (6, 6)
     assert (_count(db, hot), _ledger(db, hot)) == (30, 30)
+
+
+class _Consumer:
+    """Records the sink's pause/resume calls (Quix's consumer in streams/app.py)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[tuple[str, int]]]] = []
+
+    def pause(self, tps) -> None:
+        self.calls.append(("pause", [(tp.topic, tp.partition) for tp in tps]))
+
+    def resume(self, tps) -> None:
+        self.calls.append(("resume", [(tp.topic, tp.partition) for tp in tps]))
+
+
+def test_a_hot_lane_behind_live_traffic_pauses_its_partition_instead_of_waiting(sink, db, monkeypatch):
+    """Beside live quiet traffic a hot chunk is full at HOT_LIVE_ROWS; while the one before it still lands,
+    the hot partition is paused (add() returns at once) and resumed when that chunk committed."""
+    monkeypatch.setattr(sink_module, "HOT_LIVE_ROWS", 20)
+    consumer = _Consumer()
+    sink.attach_consumer(consumer)
+    quiet, hot = make_tenant(db, "quiet-org", "quiet"), make_tenant(db, "hot-org", "hot")
+    release = _held_for(monkeypatch, hot)
+    live = int(time.time() * 1000)
+    hot_values = _packed(hot, 60, per=10)
+    sink.add(_packed(quiet, 2, per=2)[0], None, live, [], TOPIC, 0, 0)  # live traffic on a quiet partition
+    for offset, value in enumerate(hot_values[:3]):
+        started = time.monotonic()
+        sink.add(value, None, live, [], TOPIC, 2, offset)
+        assert time.monotonic() - started < 1  # never waits for the held hot chunk
+    assert consumer.calls == [("pause", [(TOPIC, 2)])]  # at 20 hot events with 10 still landing
+    assert sink._open.hot.events == 20 and _count(db, hot) == 0
+    release.set()
+    _wait_for(lambda: consumer.calls[-1] == ("resume", [(TOPIC, 2)]))
+    for offset, value in enumerate(hot_values[3:], start=3):
+        sink.add(value, None, live, [], TOPIC, 2, offset)
+    sink.flush()
+    assert (_count(db, hot), _ledger(db, hot), _count(db, quiet)) == (60, 60, 2)
+
+
+def test_a_hot_backlog_without_live_traffic_is_never_paused(sink, db, monkeypatch):
+    """Catch-up: no live message on the other partitions, so the hot lane fills chunks as before."""
+    monkeypatch.setattr(sink_module, "HOT_LIVE_ROWS", 20)
+    consumer = _Consumer()
+    sink.attach_consumer(consumer)
+    hot = make_tenant(db, "hot-org", "hot")
+    old = int((time.time() - 3600) * 1000)
+    for offset, value in enumerate(_packed(hot, 60, per=10)):
+        sink.add(value, None, old, [], TOPIC, 2, offset)
+    sink.flush()
+    assert consumer.calls == [] and _count(db, hot) == 60
+
+
+def test_a_paused_partition_resumes_after_the_last_message_handed_over(broker):
+    """What HotPause rests on (librdkafka): pausing drops what was prefetched of the partition, and resuming
+    fetches from the message after the last one poll() returned: none skipped, none twice."""
+    topic = f"pause-{uuid.uuid4().hex[:8]}"
+    producer = Producer({"bootstrap.servers": broker})
+    for i in range(200):
+        producer.produce(topic, str(i).encode(), partition=0)
+    producer.flush(10)
+    consumer = Consumer({"bootstrap.servers": broker, "group.id": topic, "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})  # fmt: skip
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        seen = [_poll(consumer) for _ in range(10)]
+        consumer.pause([TopicPartition(topic, 0)])
+        assert consumer.poll(0.5) is None  # the prefetched rest is not handed over while paused
+        consumer.resume([TopicPartition(topic, 0)])
+        while len(seen) < 200:
+            seen.append(_poll(consumer))
+        assert seen == list(range(200))
+    finally:
+        consumer.close()
+
+
+def _poll(consumer: Consumer) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None and msg.error() is None:
+            return int(msg.value())
+    raise AssertionError("no message")
