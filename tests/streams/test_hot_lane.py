@@ -202,3 +202,28 @@ def _poll(consumer: Consumer) -> int:
         if msg is not None and msg.error() is None:
             return int(msg.value())
     raise AssertionError("no message")
+
+
+def test_flush_lands_the_last_hot_chunk_beside_the_one_still_in_flight(sink, db, monkeypatch):
+    """flush() waits for about one hot transaction, not two in a row (quiet messages wait while it runs)."""
+    hot = make_tenant(db, "hot-org", "hot")
+    release = threading.Event()
+    started: list[int] = []
+    real = sink_module.land_batch
+
+    def held(conn, rows, *args, **kwargs):
+        started.append(len(rows))
+        release.wait(10)
+        return real(conn, rows, *args, **kwargs)
+
+    monkeypatch.setattr(sink_module, "land_batch", held)
+    live = int(time.time() * 1000)
+    values = _packed(hot, 30, per=10)
+    for offset, value in enumerate(values):
+        sink.add(value, None, live, [], TOPIC, 2, offset)  # the first lands early, held; 20 stay open
+    flushing = threading.Thread(target=sink.flush)
+    flushing.start()
+    _wait_for(lambda: started == [10, 20])  # both landing at once
+    release.set()
+    flushing.join(10)
+    assert _count(db, hot) == 30
