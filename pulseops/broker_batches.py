@@ -3,16 +3,14 @@
 Why batches, not records: Tansu's CPU per produce and fetch grows with the record batches it stores; records
 and bytes do not matter for it, only for its memory (which the keeper bounds by resident size). Measured with a
 producer writing 100 batches/s over 5 partitions and a consumer tailing them (lz4, Tansu's CPU over 10 s): one
-single-event record per batch and 60 per batch (the shipped producer at ~6,000 single events/s: one produce
-request in flight per API process, one partition per 20 ms window) both took 6-15 % of a core below 3,000
+single-event record per batch and 60 per batch (6,000 records/s) both took 6-15 % of a core below 3,000
 stored batches and ~30 % at 7,000, although the second stored 60 times the records and bytes; with 60 records
 per batch it reached ~35 % at 10,000 batches and ~60 % from 15,000 (then 900,000 records but only 141 MiB
-resident). So the limit counts batches (`kafka.embedded_recycle_batches`), at the former record limit's value
-(200,000, set when each record was its own batch): how many records a batch holds depends on the rate. The
-shipped system at ~1,400 single events/s made ~1.5 records per batch (benchmarks/steady_single.py, keeper log:
-~10,000 batches at ~15,000 records), so a limit of 10,000 recycled it every ~8 s (19 recycles in 150 s,
-24,542 x 503): below ~2,000 events/s nothing changes, faster ingest recycles less often by as many records as
-a batch holds.
+resident). So the limit counts batches (`kafka.embedded_recycle_batches`, 50,000). How many records a batch
+holds depends on the rate: the shipped system at ~1,300 single events/s (benchmarks/steady_single.py) made
+~9 per batch, so the former limit of 200,000 records recycled it at ~22,000 batches (Tansu then at ~29 % of a
+core on average over the run); faster ingest packs more per batch and recycles that much less often, slower
+ingest (about one record per batch) more often than the record limit did.
 
 How, cheaply: Tansu answers ListOffsets(latest) with the last stored batch's base offset + 1, while a fetch
 reports the true high watermark (pulseops/broker.py `high_watermarks`, which the keeper reads every pass
