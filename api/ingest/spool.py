@@ -152,6 +152,7 @@ class Segment:
     inflight: int = 0
     sealed: bool = False
     sync_task: asyncio.Future | None = None
+    sync_error: OSError | None = None  # a failed fdatasync: nothing written before it and unsynced is durable
     closed: bool = False
 
     def close(self) -> None:
@@ -263,6 +264,10 @@ class Spool:
 
     async def _sync(self, segment: Segment, upto: int) -> None:
         while segment.synced < upto:
+            if segment.sync_error is not None:
+                # After a failed fdatasync the kernel may have dropped the dirty pages, and a later one may
+                # succeed without writing them: a request that asks only after the failure must fail too.
+                raise segment.sync_error
             task = segment.sync_task
             if task is None or task.done():
                 task = _start_sync(segment)
@@ -272,7 +277,9 @@ class Spool:
         seg = self._active
         now = time.monotonic()
         if seg is not None and (
-            seg.size >= self.segment_max_bytes or now - seg.opened >= self.segment_max_age_s
+            seg.size >= self.segment_max_bytes
+            or now - seg.opened >= self.segment_max_age_s
+            or seg.sync_error is not None
         ):
             self._seal(seg)
             seg = None
@@ -379,7 +386,11 @@ def _start_sync(segment: Segment) -> asyncio.Future:
 
 async def _sync_once(segment: Segment) -> None:
     target = segment.size
-    await asyncio.get_running_loop().run_in_executor(None, os.fdatasync, segment.fd)
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, os.fdatasync, segment.fd)
+    except OSError as exc:
+        segment.sync_error = exc
+        raise
     segment.synced = max(segment.synced, target)
 
 

@@ -14,7 +14,7 @@ from psycopg_pool import ConnectionPool
 
 from api.ingest.publisher import Publisher
 from api.ingest.reconcile import Reconciler
-from api.ingest.spool import ABORT, ACK, DATA, Abort, Ack, Data, Spool, frame, read_records
+from api.ingest.spool import ABORT, ACK, DATA, Abort, Ack, Data, Spool, SpoolUnavailable, frame, read_records
 from pulseops.topics import ensure_topics
 from tests.fixtures.system import make_settings
 from tests.utils.events import land_rows
@@ -109,6 +109,42 @@ def test_records_written_during_the_broker_round_trip_share_one_fsync(tmp_path: 
 
     asyncio.run(scenario())
     spool.close()
+
+
+def test_a_failed_fsync_fails_every_record_written_before_it(tmp_path: Path, monkeypatch) -> None:
+    """After an fdatasync error the kernel may have dropped the dirty pages, and the next fdatasync may then
+    succeed without writing them: a record written before the failure is never reported durable, even if
+    its request asks only after the failed sync ended (its broker ack came later). New records go to a new
+    segment, and their syncs work again."""
+    real = os.fdatasync
+    fail = {"on": True}
+
+    def flaky(fd: int) -> None:
+        time.sleep(0.02)
+        if fail["on"]:
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", flaky)
+    spool = Spool(tmp_path, segment_max_age_s=60)
+
+    async def scenario() -> None:
+        a = spool.write([(b"k", b"a")])
+        b = spool.write([(b"k", b"b")])
+        with pytest.raises(SpoolUnavailable, match="Input/output error"):
+            await spool.sync(a)
+        fail["on"] = False  # the disk "works" again: a new fdatasync would succeed
+        with pytest.raises(SpoolUnavailable):
+            await spool.sync(b)
+        c = spool.write([(b"k", b"c")])
+        assert c.segment is not a.segment and a.segment.sealed
+        await spool.sync(c)
+        spool.acknowledge(c, "t", {0: 1})
+
+    asyncio.run(scenario())
+    spool.close()
+    kinds = sorted(type(r).__name__ for path in tmp_path.glob("*.seg") for r in read_records(path))
+    assert kinds == ["Abort", "Abort", "Ack", "Data", "Data", "Data"]
 
 
 def test_a_forgotten_record_does_not_close_the_file_under_its_running_sync(
