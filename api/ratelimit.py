@@ -63,6 +63,10 @@ LEASE_S = 0.05
 # still gets its whole rate (the other API processes keep taking from the shared bucket meanwhile).
 HOLD_S = 0.05
 
+# For this long after the hold of a key's last refusal ended, `admit` leases the refused request's cost before the key's next
+# request is read, so that its refusal, too, comes before the body (see `admit`).
+RECENT_S = 1.0
+
 
 class LocalBucket:
     __slots__ = ("tokens", "ts")
@@ -83,6 +87,9 @@ class RateLimiter:
         self._empty_until: dict[
             str, float
         ] = {}  # key -> when the bucket has one token again, as last refused
+        self._refused: dict[
+            str, tuple[float, float]
+        ] = {}  # key -> (cost, until when admit acts) of its last refusal
 
     async def redis_reachable(self) -> bool:
         if self._redis is None:
@@ -126,9 +133,33 @@ class RateLimiter:
                     self._leases[key_id] = self._leases.get(key_id, 0.0) + float(granted) - need
                     return 0.0
                 self._leases[key_id] = self._leases.get(key_id, 0.0) + leased
-                self._note_empty(key_id, float(wait), rate, burst)
+                self._note_empty(key_id, cost, float(wait), rate, burst)
                 return float(wait)
         return self._acquire_local(key_id, cost, rate, burst)
+
+    async def admit(self, key_id: str, rate: float, burst: float) -> float:
+        """Before a request's body is read: for a key refused no more than `RECENT_S` before, make sure this
+        process's lease holds the refused request's cost (one Redis call when it does not). 0: read the
+        request; else seconds to wait, and the key is held (`known_wait` > 0): the caller refuses it unread.
+
+        Why: after a hold a key over its limit still had its next request read and decoded (100 events) only
+        to be refused by Redis, as had every request of the key that was queued on its lease lock meanwhile
+        (benchmarks/skew.py medium: 15-35 % of the hot tenant's 429s). An over-limit client sends the same
+        batch again, so its last refused cost is what the next request will most likely cost; a different
+        cost is settled by `acquire` after parsing, from the lease and then Redis, as before."""
+        last = self._refused.get(key_id)
+        if last is None or self.using_fallback:  # the fallback is in-process: nothing to save
+            return 0.0
+        cost, until = last
+        if time.monotonic() > until:
+            del self._refused[key_id]
+            return 0.0
+        if self._leases.get(key_id, 0.0) >= cost:
+            return 0.0
+        wait = await self.acquire(key_id, cost, rate, burst)
+        if wait == 0:  # lent back: the request's own `acquire` takes it after parsing
+            self._leases[key_id] = self._leases.get(key_id, 0.0) + cost
+        return wait
 
     def _take_leased(self, key_id: str, cost: float) -> bool:
         leased = self._leases.get(key_id, 0.0)
@@ -149,10 +180,10 @@ class RateLimiter:
             b.tokens -= cost  # may leave debt, like the Redis script
             return 0.0
         wait = (need - b.tokens) / rate
-        self._note_empty(key_id, wait, rate, burst)
+        self._note_empty(key_id, cost, wait, rate, burst)
         return wait
 
-    def _note_empty(self, key_id: str, wait: float, rate: float, burst: float) -> None:
+    def _note_empty(self, key_id: str, cost: float, wait: float, rate: float, burst: float) -> None:
         """Remember when a refused key's bucket can pay for the refused request again: until then
         `known_wait` refuses its requests without a Redis call or reading their bodies.
 
@@ -169,7 +200,9 @@ class RateLimiter:
         if wait > 0:
             if len(self._empty_until) > 100_000:  # bound memory against floods of random keys
                 self._empty_until.clear()
-            self._empty_until[key_id] = now + max(wait, min(HOLD_S, 0.5 * burst / rate))
+                self._refused.clear()
+            held = self._empty_until[key_id] = now + max(wait, min(HOLD_S, 0.5 * burst / rate))
+            self._refused[key_id] = (cost, held + RECENT_S)
 
     def known_wait(self, key_id: str) -> float:
         """Seconds until this key's bucket, as this process last saw it refuse, can pay for the refused request

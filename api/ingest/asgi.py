@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from api import metrics
 from api.errors import ApiError
+from api.ingest.admission import refuse_before_body
 from api.ingest.body import read_body
 from api.ingest.compat import posthog, segment
 from api.ingest.compat.common import Answer, CompatRequest, Handler
@@ -32,7 +33,6 @@ from api.ingest.service import (
     accept_batch,
     accept_event,
     check_ingest_key,
-    refuse_if_exhausted,
 )
 from api.security import KeyCache, resolve_key
 from warehouse.tenants import ApiKeyRow
@@ -82,7 +82,7 @@ async def handle(
     try:
         key = await resolve_key(keys, headers.get(b"x-api-key"))
         check_ingest_key(key)
-        refuse_if_exhausted(services, key)
+        await refuse_before_body(services, key)
         body = await read_body(
             receive,
             headers.get(b"content-length"),

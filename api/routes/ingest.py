@@ -11,10 +11,11 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response
 
 from api.deps import Ingest, IngestContext, ingest_context
+from api.ingest.admission import refuse_before_body
 from api.ingest.body import read_body
 from api.ingest.compat import segment
 from api.ingest.schemas import openapi_components
-from api.ingest.service import accept_batch, accept_event, refuse_if_exhausted
+from api.ingest.service import accept_batch, accept_event
 from api.routes.compat import serve
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -52,7 +53,7 @@ def _body_doc(schema: dict) -> dict:
 
 
 async def _body(request: Request, ctx: IngestContext) -> bytes:
-    refuse_if_exhausted(ctx.services, ctx.key)
+    await refuse_before_body(ctx.services, ctx.key)
     h = request.headers
     return await read_body(
         request.receive,

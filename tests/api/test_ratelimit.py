@@ -368,3 +368,58 @@ def test_redis_going_down_keeps_refusing_with_the_local_hold() -> None:
             await redis.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_key_another_process_drained_is_refused_before_its_body_is_read(
+    db: psycopg.Connection, database_url: str, broker: str, redis_url: str
+) -> None:
+    """Two API processes share a key's bucket in Redis. When the hold after a refusal has passed but the
+    other process took the tokens meanwhile, the key's next request is refused before its body is read (a
+    body that would be a 422 gets the 429); once the budget really returned, it is read and charged."""
+    tenant = make_tenant(db)
+    key = limited_key(db, tenant)
+    garbage = {"X-API-Key": key, "Content-Type": "application/json"}
+    settings = make_settings(database_url, broker, redis_url)
+    with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
+        assert send(first, key, BURST).status_code == 202
+        refused_at = time.monotonic()
+        assert assert_rate_limited(send(first, key, 5)) == 1  # 5 events at 5/s: 1 s until it could pass
+        time.sleep(max(0.0, refused_at + 1.05 - time.monotonic()))
+        assert send(second, key, 5).status_code == 202  # the other process takes what refilled
+        assert_rate_limited(first.post("/v1/batch", content=b"{not json", headers=garbage))
+        time.sleep(1.1)
+        bad = first.post("/v1/batch", content=b"{not json", headers=garbage)
+        assert bad.status_code == 422, bad.text  # budget back: read, and refused for what it is
+        assert send(first, key, 5).status_code == 202  # charged from what was leased before the read
+        assert_rate_limited(send(second, key, 5))
+
+
+def test_admit_leases_the_last_refused_cost_once(redis_url: str) -> None:
+    """`admit` asks Redis only for a key refused lately and only while this process's lease cannot pay the
+    refused cost; what it leases pays the request's own `acquire`; a bucket another process drained is
+    refused by it."""
+
+    async def scenario(redis: Redis) -> None:
+        limiter, other = CountingLimiter(redis), RateLimiter(redis)
+        key, rate, burst = uuid.uuid4().hex, 100, 20
+        assert await limiter.admit(key, rate, burst) == 0.0  # never refused: no call
+        assert limiter.calls == 0
+        assert await limiter.acquire(key, 20, rate, burst) == 0.0
+        assert await limiter.acquire(key, 10, rate, burst) > 0  # refused: 10 events, 0.1 s
+        calls = limiter.calls
+        assert await limiter.admit(key, rate, burst) > 0  # held: refused from the note
+        assert limiter.calls == calls
+        await asyncio.sleep(0.11)  # 11 tokens back
+        assert await limiter.admit(key, rate, burst) == 0.0
+        assert limiter.calls == calls + 1
+        assert await limiter.admit(key, rate, burst) == 0.0  # the lease pays it: no call
+        assert await limiter.acquire(key, 10, rate, burst) == 0.0
+        assert limiter.calls == calls + 1
+        assert await limiter.acquire(key, 10, rate, burst) > 0  # empty again (a call)
+        await asyncio.sleep(0.11)
+        assert await other.acquire(key, 10, rate, burst) == 0.0  # another process takes what refilled
+        assert await limiter.admit(key, rate, burst) > 0
+        assert limiter.calls == calls + 3
+        assert limiter.known_wait(key) > 0
+
+    run_with_redis(redis_url, scenario)
