@@ -135,7 +135,7 @@ def measured(url: str, path: str, seconds: float, api_pid: int, tansu_pid: int |
 
 
 def one_round(
-    svc_env: dict, root: Path, keys: list[str], seconds: float, tansu_pid: int | None
+    svc_env: dict, root: Path, keys: list[str], seconds: float, tansu_pid: int | None, rate: float = 0.0
 ) -> list[dict]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -144,13 +144,14 @@ def one_round(
         wrk.run(url, "/v1/events", 1, body="event", events=1, keys=keys, collect_acks=False)  # warm
         h = measured(url, "/healthz", seconds, proc.pid, tansu_pid, method="GET", body="event", events=1,
                      collect_acks=False)  # fmt: skip
-        e = measured(url, "/v1/events", seconds, proc.pid, tansu_pid, body="event", events=1, keys=keys)
+        e = measured(url, "/v1/events", seconds, proc.pid, tansu_pid, body="event", events=1, keys=keys,
+                     rate=rate)  # fmt: skip
     finally:
         stop_processes([proc])
     return [{"root": str(root), "case": "healthz", **h}, {"root": str(root), "case": "event", **e}]
 
 
-def run(roots: list[Path], rounds: int, seconds: float, dagster: bool) -> list[dict]:
+def run(roots: list[Path], rounds: int, seconds: float, dagster: bool, rate: float = 0.0) -> list[dict]:
     settings = Settings()
     runs: list[dict] = []
     with scratch_database(settings.db.url) as db_url, tansu() as bootstrap, ExitStack() as stack:
@@ -168,7 +169,7 @@ def run(roots: list[Path], rounds: int, seconds: float, dagster: bool) -> list[d
         tansu_pid = broker_pid(bootstrap)
         for i in range(rounds):
             for root in roots if i % 2 == 0 else roots[::-1]:  # ABBA: neither is always measured second
-                pair = one_round(env, root, keys, seconds, tansu_pid)
+                pair = one_round(env, root, keys, seconds, tansu_pid, rate)
                 for r in pair:
                     r["round"] = i + 1
                     print(line(r), flush=True)
@@ -216,12 +217,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", action="append", type=Path, help="API code tree (repeat to alternate)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="single events offered per second (0: as fast as 64 connections go)")  # fmt: skip
     parser.add_argument("--no-dagster", action="store_true", help="skip Dagster (not the shipped setup)")
     args = parser.parse_args(argv)
     if not wrk.available():
         raise SystemExit("wrk is required (apt-get install wrk)")
     roots = [r.resolve() for r in (args.root or [ROOT])]
-    runs = run(roots, args.rounds, args.seconds, not args.no_dagster)
+    runs = run(roots, args.rounds, args.seconds, not args.no_dagster, args.rate)
     print("\n".join(summary(runs)))
 
 
