@@ -74,7 +74,7 @@ def run(rate: float, seconds: float, limits: dict[str, int] | None = None) -> di
             finally:
                 svc.stop()
     loaded = [s for s in smp.samples if s.get("broker_cpu_pct") is not None]
-    pids = [s["broker_pid"] for s in smp.samples]
+    pids = [s["broker_pid"] for s in smp.samples if s["broker_pid"]]  # 0: sampled while the port was closed
     recycles = sum(1 for a, b in itertools.pairwise(pids) if a != b)
     wins = windows_503(r.get("answers", []))
     return {
