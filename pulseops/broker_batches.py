@@ -6,11 +6,13 @@ producer writing 100 batches/s over 5 partitions and a consumer tailing them (lz
 single-event record per batch and 60 per batch (6,000 records/s) both took 6-15 % of a core below 3,000
 stored batches and ~30 % at 7,000, although the second stored 60 times the records and bytes; with 60 records
 per batch it reached ~35 % at 10,000 batches and ~60 % from 15,000 (then 900,000 records but only 141 MiB
-resident). So the limit counts batches (`kafka.embedded_recycle_batches`, 50,000). How many records a batch
-holds depends on the rate: the shipped system at ~1,300 single events/s (benchmarks/steady_single.py) made
-~9 per batch, so the former limit of 200,000 records recycled it at ~22,000 batches (Tansu then at ~29 % of a
-core on average over the run); faster ingest packs more per batch and recycles that much less often, slower
-ingest (about one record per batch) more often than the record limit did.
+resident). So the limit counts batches (`kafka.embedded_recycle_batches`, 30,000). How many records a batch
+holds depends on the rate: the shipped system at ~2,000 single events/s (benchmarks/steady_single.py, 300 s
+runs alternating with e64a3ee) made ~7.5 per batch, so the former limit of 200,000 records recycled it at
+~27,000 batches, Tansu at 25 % of a core on average; a limit of 50,000 batches recycled it half as often but
+Tansu took 47 %. At 30,000 Tansu's CPU stays where the record limit kept it at that rate, faster ingest (more
+records per batch) recycles less often, and slow ingest (about one record per batch), where 200,000 records
+cost Tansu a whole core, more often.
 
 How, cheaply: Tansu answers ListOffsets(latest) with the last stored batch's base offset + 1, while a fetch
 reports the true high watermark (pulseops/broker.py `high_watermarks`, which the keeper reads every pass

@@ -91,11 +91,12 @@ class KafkaSettings(BaseModel):
         "follows the batches it stores (embedded_recycle_batches), its memory the resident-size limit.",
     )
     embedded_recycle_batches: int = Field(
-        50_000,
+        30_000,
         description="Also recycle past about this many stored record batches: Tansu's CPU per produce and fetch "
-        "grows with them, whatever their records and bytes (pulseops/broker_batches.py). The former limit of "
-        "200,000 records held ~22,000 batches at ~1,300 single events/s (~9 records per batch); more records "
-        "per batch at higher rates recycle less often. 0: never.",
+        "grows with them, whatever their records and bytes (pulseops/broker_batches.py). About what the former "
+        "limit of 200,000 records held at ~2,000 single events/s (~7.5 records per batch; 50,000 batches there: "
+        "Tansu 47 % of a core on average instead of 25 %); more records per batch at higher rates recycle less "
+        "often. 0: never.",
     )
     embedded_recycle_max_unlanded_bytes: int = Field(
         8 * 1024**2,
