@@ -46,6 +46,12 @@ class KafkaSettings(BaseModel):
         "`pulseops up` sets 2,000 for the embedded Tansu, which answers a JoinGroup only after half of it.",
     )
     delivery_timeout_ms: int = Field(5000, description="How long ingest waits for broker acks before 503.")
+    outage_wait_ms: int = Field(
+        2000,
+        description="A request that finds the broker unreachable waits up to this long for it to return before "
+        "answering 503: the embedded broker's keeper replaces Tansu in about a second (pulseops/broker.py), and "
+        "answering each request meanwhile with 503 made hundreds of retries per recycle. 0: answer at once.",
+    )
     linger_ms: int = Field(
         1,
         description="librdkafka linger.ms of ingest's producer: every 202 waits for it. A quiet tenant's 10-event "

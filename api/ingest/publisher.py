@@ -49,14 +49,18 @@ class Delivery:
 
 
 # While the broker is unreachable, how often to look for it again. The embedded broker's keeper restarts it in
-# about 0.6 s to free its memory (RESTART_GAP_S of a closed port, then Tansu's start: pulseops/broker.py):
-# every request until the next look answers 503.
+# about a second to free its memory (a closed port, then Tansu's start: pulseops/broker.py); requests meanwhile
+# wait for the next look that finds it (Publisher._await_broker). A look at a closed port gives up after
+# PROBE_TIMEOUT_S, so the broker's return is seen within about PROBE_INTERVAL_S + PROBE_TIMEOUT_S.
 PROBE_INTERVAL_S = 0.2
+PROBE_TIMEOUT_S = 0.25
 # How long one poll() of the delivery thread may block while the broker is up. poll() returns as soon as it
 # served an event (a delivery report, an error), so this bounds nothing a request waits for; it only sets how
 # often an idle thread wakes: 0.05 s was 20 wakeups/s per API process, most of an idle API's CPU (py-spy).
 # While the broker is down the loop polls every 0.05 s to probe it every PROBE_INTERVAL_S.
 POLL_IDLE_S = 0.5
+# How often a request waiting out a broker outage (Publisher._await_broker) looks whether it is back.
+OUTAGE_POLL_S = 0.02
 
 
 class Publisher:
@@ -115,7 +119,7 @@ class Publisher:
     def _probe(self) -> None:
         """While down, check every PROBE_INTERVAL_S; on recovery recreate topics (an in-memory broker lost them)."""
         try:
-            self._producer.list_topics(timeout=1.0)
+            self._producer.list_topics(timeout=PROBE_TIMEOUT_S)
             ensure_topics(self.settings, timeout=5.0)
             self.refresh_topic_id()
             self.refresh_partitions()
@@ -209,13 +213,29 @@ class Publisher:
             return self._normal + zlib.crc32(key) % self._hot
         return zlib.crc32(key) % self._normal
 
+    async def _await_broker(self) -> None:
+        """Wait up to `outage_wait_ms` for an unreachable broker to return, else BrokerUnavailable (503).
+
+        Why wait: a recycle of the embedded broker (pulseops/broker.py) closes its port for about a second. Each
+        request answered 503 meanwhile costs its client a Retry-After of at least a second and a resend, and at
+        6,000 single events/s one recycle made 753 of them (docs/benchmarks/2026-12-07-suite-medium.md,
+        sustained). Waiting holds nothing but the request itself (its spool record is written, nothing is
+        produced until the broker is back), and a real outage still answers 503 once the wait is over. Polled,
+        not signalled: the poll thread notices the broker's return at most every PROBE_INTERVAL_S anyway."""
+        deadline = time.monotonic() + self.settings.outage_wait_ms / 1000
+        while self.broker_down:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BrokerUnavailable("broker unreachable")
+            await asyncio.sleep(min(OUTAGE_POLL_S, left))
+
     async def publish(self, messages: Sequence[tuple[bytes, bytes]], hot: bool = False) -> Delivery:
         """Send (key, value) pairs; return once all are acknowledged, else raise BrokerUnavailable. `hot`:
         to the partitions reserved for hot projects (api/ingest/hot.py)."""
         if not messages:
             return Delivery(self.topic_id, {})
         if self.broker_down:
-            raise BrokerUnavailable("broker unreachable")
+            await self._await_broker()
         if len(self._producer) + len(messages) > self.settings.queue_max_messages:
             raise ProducerQueueFull("producer queue full")
         # Read before producing: if the broker is replaced meanwhile, the id is older than the incarnation

@@ -700,6 +700,8 @@ def test_broker_down_answers_503_with_retry_after_then_recovers(
 ) -> None:
     tansu = tansu_factory().start()
     settings, tenant = make_ingest(db, database_url, tansu.bootstrap, redis_url)
+    # Answer at once (no outage wait, api/ingest/publisher.py): tests/api/test_broker_outage_wait.py covers it.
+    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"outage_wait_ms": 0})})
     headers = {"X-API-Key": tenant["ingest_key"]}
     with TestClient(create_app(settings)) as client:
         before = new_event()
