@@ -24,11 +24,10 @@ again by the ingest spool, which checks the warehouse ledger when the topic id c
 (api/ingest/reconcile.py), the same path as a broker crash. With the spool off nothing unlanded may be
 dropped, so the allowance is then 0. Topics are recreated right after the restart (pulseops/topics.py), so
 producers and consumers reconnect to a broker that has them. A recycle costs ingest a few 503s (requests in
-flight) and the landing worker a restart (a few seconds). The keeper leaves the port closed between the two
-brokers until every client closed its connection to the old one (at most RESTART_GAP_S: pulseops/broker_gap.py):
-a librdkafka 2.12 consumer that knew the old topic ids crashes (SIGSEGV) on its first fetch from the new broker,
-and the landing worker replaces itself when its connection to the old one drops (streams/fence.py,
-BrokerWatch); the gap makes sure it has done so before anything answers on the port.
+flight) and the landing worker a restart (a few seconds). The keeper leaves the port closed for RESTART_GAP_S
+between the two brokers: a librdkafka 2.12 consumer that knew the old topic ids crashes (SIGSEGV) on its first
+fetch from the new broker, and the landing worker replaces itself when its connection to the old one drops
+(streams/fence.py, BrokerWatch); the gap makes sure it has done so before anything answers on the port.
 
 Recycling is on by default (512 MiB resident or ~30,000 batches). It was off while restarts lost
 acknowledged events (benchmarks/sustained.py, small: 9,239 of 253,024 after three recycles). Two fixes since:
@@ -61,8 +60,6 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 from confluent_kafka.admin import AdminClient
 
 from pulseops.broker_batches import BatchCount, latest_offsets
-from pulseops.broker_gap import RESTART_GAP_S as RESTART_GAP_S  # tests/streams/test_broker_loss.py
-from pulseops.broker_gap import wait_for_clients
 from pulseops.logs import configure as configure_logging
 from pulseops.pressure import pressure_path, raise_pressure, release_pressure
 from pulseops.settings import Settings, get_settings
@@ -71,8 +68,12 @@ from pulseops.topics import ensure_topics
 log = logging.getLogger("pulseops.broker")
 
 _PR_SET_PDEATHSIG = 1
-# The port stays closed between an old broker and its replacement until its clients closed their connections
-# (at most RESTART_GAP_S, re-exported here: pulseops/broker_gap.py); ingest answers 503 meanwhile.
+# Seconds the port stays closed between an old broker and its replacement (see above). The landing worker's
+# watch reacts to the closed connection in milliseconds; ingest answers 503 meanwhile and clients retry.
+# Ending the gap once no client socket to the port was left in CLOSE_WAIT (+0.15 s; ~0.18 s in all) was tried:
+# with a recycle every ~7 s the landing worker then failed in a loop (Quix InvalidStoredOffset, "6 <= 20") and
+# landing stopped, which 0.5 s never did in the same window (benchmarks/steady_single.py, 6 vs 8 recycles).
+RESTART_GAP_S = 0.5
 # An idle system's broker neither grows nor stores more: a full pass (landing_state: metadata, the group's
 # offsets and a fresh consumer's fetch, every second) then only costs the keeper and Tansu CPU. While passes
 # find a small broker whose stored count did not move, the wait between full passes doubles up to
@@ -371,9 +372,7 @@ class Keeper:
         self.count.reset()
         self.broker.stop()
         self._admin = None  # its connection and metadata belong to the old broker
-        # every client of the old broker sees it gone before a new one answers (pulseops/broker_gap.py)
-        gap = wait_for_clients(self.broker.port)
-        log.info("port closed for %.2fs", gap)
+        time.sleep(RESTART_GAP_S)  # every client of the old broker sees it gone before a new one answers
         delay = 0.1
         while True:
             try:
