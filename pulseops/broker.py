@@ -29,7 +29,7 @@ between the two brokers: a librdkafka 2.12 consumer that knew the old topic ids 
 fetch from the new broker, and the landing worker replaces itself when its connection to the old one drops
 (streams/fence.py, BrokerWatch); the gap makes sure it has done so before anything answers on the port.
 
-Recycling is on by default (512 MiB resident or ~30,000 batches). It was off while restarts lost
+Recycling is on by default (512 MiB resident or 200,000 records; the batch limit is off by default). It was off while restarts lost
 acknowledged events (benchmarks/sustained.py, small: 9,239 of 253,024 after three recycles). Two fixes since:
 the landing sink re-reads a partition whose fetched offsets skip some (streams/sink.py OffsetGap), and a
 worker never commits positions of the old log on the new broker (streams/fence.py: it restarts itself when the

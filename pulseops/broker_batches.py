@@ -12,7 +12,11 @@ runs alternating with e64a3ee) made ~7.5 per batch, so the former limit of 200,0
 ~27,000 batches, Tansu at 25 % of a core on average; a limit of 50,000 batches recycled it half as often but
 Tansu took 47 %. At 30,000 Tansu's CPU stays where the record limit kept it at that rate, faster ingest (more
 records per batch) recycles less often, and slow ingest (about one record per batch), where 200,000 records
-cost Tansu a whole core, more often.
+cost Tansu a whole core, more often. But in the same window, 300 s at ~2,200 events/s with 30,000 batches
+(2 recycles, 253 x 503, 0 missing) Tansu took 53 % of a core on average against the record limit's 25 %
+(3 recycles, 611 x 503), and 47 % with 50,000: ListOffsets costs Tansu ~1 ms of CPU per 1,000 stored batches
+(19 ms at 20,000), a few % at one call a second, which does not explain it. Until it is understood the batch
+limit is off by default and the record limit (200,000) stays.
 
 How, cheaply: Tansu answers ListOffsets(latest) with the last stored batch's base offset + 1, while a fetch
 reports the true high watermark (pulseops/broker.py `high_watermarks`, which the keeper reads every pass

@@ -92,17 +92,18 @@ class KafkaSettings(BaseModel):
         "(pulseops/broker.py, pulseops/pressure.py). 0: never.",
     )
     embedded_recycle_records: int = Field(
-        0,
-        description="Also recycle past this many stored records. 0 (the default): never; the broker's CPU "
-        "follows the batches it stores (embedded_recycle_batches), its memory the resident-size limit.",
+        200_000,
+        description="Also recycle past this many stored records: each fetch lists every stored batch, so the "
+        "broker's CPU grows with them (pulseops/broker.py). 0: never.",
     )
     embedded_recycle_batches: int = Field(
-        30_000,
+        0,
         description="Also recycle past about this many stored record batches: Tansu's CPU per produce and fetch "
         "grows with them, whatever their records and bytes (pulseops/broker_batches.py). About what the former "
         "limit of 200,000 records held at ~2,000 single events/s (~7.5 records per batch; 50,000 batches there: "
         "Tansu 47 % of a core on average instead of 25 %); more records per batch at higher rates recycle less "
-        "often. 0: never.",
+        "often. 0 (the default, with embedded_recycle_records at 200,000): never, until Tansu's higher CPU "
+        "with it at 30,000 is understood (pulseops/broker_batches.py).",
     )
     embedded_recycle_max_unlanded_bytes: int = Field(
         8 * 1024**2,
