@@ -7,7 +7,8 @@ processes with the spool on, one landing worker; pulseops/broker.py) but offers 
 (`POST /v1/events`, wrk -c64) for minutes, so recycles per minute and each recycle's 503 window are measured,
 not sampled. Reports: offered and achieved 202/s, statuses, recycles (Tansu's pid changes) per minute, each
 burst of 503s (first to last 503 with no 1 s gap), the broker's max RSS (target <= 1 GiB) and mean CPU, the
-landing worker's restarts, and every acknowledged id checked against the landing ledger.
+landing worker's restarts, and every acknowledged id checked against the landing ledger; a missing one is looked
+up in the ingest spool before the run's state directory goes (`spool_trace`).
 
 A/B: run it from a git worktree of the base commit too (cwd there, this venv's python), alternately.
 Run it under `flock /tmp/pulseops-bench.lock`.
@@ -20,6 +21,7 @@ import itertools
 import statistics
 import time
 import uuid
+from pathlib import Path
 
 from benchmarks import wrk
 from benchmarks.harness import Services, free_port, scratch_database, services_env
@@ -42,6 +44,23 @@ def windows_503(answers: list) -> list[tuple[float, float, int]]:
         else:
             out.append((t, t, 1))
     return out
+
+
+def spool_trace(spool_dir: Path, ids: list[str]) -> dict[str, str]:
+    """Which spool segments still hold each (missing) event id (its text is in the journaled message). An id in
+    none was pruned (the landing group's committed offsets passed its ack on the same topic id:
+    api/ingest/reconcile.py) or never journaled; one still there is pending or was set aside (`stuck/`). Read
+    the segment's markers with api.ingest.spool.read_records (benchmarks never import the services' code)."""
+    out: dict[str, list[str]] = {i: [] for i in ids}
+    for path in sorted(spool_dir.rglob("*.seg")):
+        data = path.read_bytes()
+        for i in ids:
+            if i.encode() in data:
+                out[i].append(str(path.relative_to(spool_dir)))
+    return {
+        i: ", ".join(found) or "in no segment (pruned as landed, or never journaled)"
+        for i, found in out.items()
+    }
 
 
 def run(rate: float, seconds: float, limits: dict[str, int] | None = None) -> dict:
@@ -70,6 +89,9 @@ def run(rate: float, seconds: float, limits: dict[str, int] | None = None) -> di
                     r = wrk.run(svc.url, "/v1/events", seconds, body="event", keys=[key], rate=rate, log=True)
                     smp.phase("ledger check")
                     check = ledger_check(db_url, [project], wrk.acked_ids([r]), wait_s=120)
+                    if check["missing"]:
+                        spool = Path(env["PULSEOPS_STATE_DIR"]) / "spool"
+                        check["spool"] = spool_trace(spool, check["missing_sample"])
                     smp.phase("done")
             finally:
                 svc.stop()
