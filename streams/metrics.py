@@ -34,7 +34,7 @@ BATCH_SECONDS = Histogram(
 )
 OFFSET_GAPS = Counter(
     "pulseops_landing_offset_gaps_total",
-    "Times a partition's fetched offsets skipped some (the checkpoint is re-read; see streams/sink.py OffsetGap).",
+    "Times a partition's fetched offsets skipped some (the checkpoint is re-read; see streams/offsets.py OffsetGap).",
 )
 BROKER_REPLACED = Counter(
     "pulseops_landing_broker_replaced_total",

@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import psycopg
-from confluent_kafka import Producer, TopicPartition
+from confluent_kafka import Producer
 from quixstreams.models import HeadersTuples
 from quixstreams.sinks import BatchingSink, SinkBackpressureError, SinkBatch
 
@@ -52,6 +52,7 @@ from streams import metrics, trace
 from streams.decode import Window, decode_message
 from streams.fence import OnReplaced, TopicFence, restart_worker
 from streams.lanes import Checkpoint, HotPause, Lane
+from streams.offsets import ContiguousOffsets, OffsetGap
 from warehouse.db import connect
 from warehouse.landing import DeadLetter, LandingRow, PartitionCache, land_batch
 from warehouse.partitions import ensure_window
@@ -85,17 +86,6 @@ HOT_LANDERS = 1
 HOT_LIVE_ROWS = 4_000
 
 
-class OffsetGap(Exception):
-    """A partition's messages skipped offsets: re-read instead of committing past them.
-
-    Why: the embedded broker (Tansu, in memory) can answer a fetch at offset P with the batch after P while a
-    concurrent producer's batch at P is not stored yet; the consumer moves past P and never sees it, and the
-    next commit would move the group past events that were acknowledged but never landed. Reproduced:
-    2 API processes + Dagster's daemon, 1.1 M events, 5 acknowledged events missing from the ledger that were
-    in the topic at consecutive offsets below the group's committed offset. The raw topic is neither
-    compacted nor transactional, so its offsets are contiguous and a gap always means a skipped message."""
-
-
 class _DlqUnavailable(Exception):
     pass
 
@@ -125,10 +115,7 @@ class PostgresLandingSink(BatchingSink):
         self._first_hot: int | None = None
         self._hot_pause: HotPause | None = None  # set by attach_consumer() (streams/app.py)
         self._quiet_live_until = 0.0  # monotonic: live traffic came through the normal lane until then
-        # (topic, partition) -> last offset added (cleared after a gap; without one, `_start_of` says)
-        self._last_offsets: dict[tuple[str, int], int] = {}
-        self._rewind: dict[tuple[str, int], int] = {}  # (topic, partition) -> where a gap's re-read starts
-        self._consumer = self._quix_backpressure = None  # Quix's consumer, its trigger_backpressure
+        self._offsets = ContiguousOffsets()  # never commits past a message the fetch skipped
 
     def setup(self) -> None:
         self._dlq = Producer(
@@ -160,33 +147,9 @@ class PostgresLandingSink(BatchingSink):
 
     def attach_consumer(self, consumer: object) -> None:
         """The consumer feeding this sink, so that the hot lane can pause its partitions (HOT_LIVE_ROWS) and a
-        gap's re-read starts where landing stopped (`_backpressure`)."""
-        self._hot_pause, self._consumer = HotPause(consumer), consumer
-        self._quix_backpressure = getattr(consumer, "trigger_backpressure", None)  # None: a test's stand-in
-        if self._quix_backpressure is not None:
-            consumer.trigger_backpressure = self._backpressure  # type: ignore[attr-defined]
-
-    def _backpressure(self, offsets_to_seek: dict[tuple[str, int], int], resume_after: float) -> None:
-        """Quix seeks each partition back to the first offset its checkpoint processed, taking it for the
-        committed one; after a skip at a partition's first message of the checkpoint that is past the hole,
-        and the next commit lost the skipped message (tests/streams/test_offset_gap_rewind.py). So seek to the
-        offset after the last one added before the gap, and each re-read must start where it was sought."""
-        for tp, offset in self._rewind.items():
-            offsets_to_seek[tp] = min(offset, offsets_to_seek.get(tp, offset))
-        self._rewind.clear()
-        self._last_offsets.update({tp: offset - 1 for tp, offset in offsets_to_seek.items()})
-        self._quix_backpressure(offsets_to_seek=offsets_to_seek, resume_after=resume_after)  # type: ignore[misc]
-
-    def _start_of(self, topic: str, partition: int) -> int | None:
-        """The offset before the first one a partition without a baseline must hand over (committed, or the
-        log's start): a fresh worker on a recycled broker whose first fetch skips has a gap too. None: unknown."""
-        tp = TopicPartition(topic, partition)
-        try:  # no Quix consumer (a test's stand-in) or no answer: the first message is the baseline, as before
-            committed = self._consumer.committed([tp], timeout=5)[0].offset  # type: ignore[union-attr]
-            low = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)[0]  # type: ignore[union-attr]
-        except Exception:
-            return None
-        return max(committed, low) - 1 if low >= 0 else None
+        gap's re-read starts where landing stopped (streams/offsets.py)."""
+        self._hot_pause = HotPause(consumer)
+        self._offsets.attach(consumer)
 
     def _connection(self, slot: int = 0) -> psycopg.Connection:
         conn = self._conns[slot]
@@ -222,18 +185,10 @@ class PostgresLandingSink(BatchingSink):
             return
         lane = cp.hot if self._first_hot is not None and partition >= self._first_hot else cp.normal
         tp = (topic, partition)
-        last = self._last_offsets.get(tp)
-        if last is None:
-            last = self._start_of(topic, partition)
-        if last is not None and offset > last + 1:
-            metrics.OFFSET_GAPS.inc()
-            log.warning("%s[%d]: offsets %d..%d skipped by the fetch; re-reading", topic, partition, last + 1,
-                        offset - 1)  # fmt: skip
-            cp.error = OffsetGap(f"{topic}[{partition}] jumped from {last} to {offset}")
-            self._rewind[tp] = min(last + 1, self._rewind.get(tp, last + 1))
-            self._last_offsets.clear()
+        gap = self._offsets.check(topic, partition, offset)
+        if gap is not None:
+            cp.error = gap
             return
-        self._last_offsets[tp] = offset
         if trace.PATH is not None:
             lane.adds.append((trace.now(), timestamp / 1000))
         if cp.window is None:
@@ -341,7 +296,7 @@ class PostgresLandingSink(BatchingSink):
     def on_paused(self) -> None:
         """Backpressure elsewhere: drop what was decoded; Quix re-reads it from the committed offsets."""
         self._open = Checkpoint(self.landers, HOT_LANDERS)
-        self._last_offsets.clear()
+        self._offsets.forget()
         if self._hot_pause is not None:
             self._hot_pause.forget()
         super().on_paused()
@@ -411,7 +366,7 @@ class PostgresLandingSink(BatchingSink):
             log.warning("landing failed (%s); re-reading from committed offsets in %.1fs", exc, delay)
             raise SinkBackpressureError(retry_after=delay) from exc
         if isinstance(exc, OffsetGap):
-            self._last_offsets.clear()
+            self._offsets.forget()
             raise SinkBackpressureError(retry_after=0.2) from exc
         if isinstance(exc, _DlqUnavailable):
             delay = self._backoff()

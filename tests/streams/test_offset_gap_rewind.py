@@ -1,7 +1,7 @@
 """A message the fetch skipped at the start of a checkpoint is re-read, not committed past.
 
 Why: the embedded broker (Tansu) can answer a fetch at offset P with the batch after P while a concurrent
-producer's batch at P is not stored yet (streams/sink.py OffsetGap). The sink then fails the checkpoint as
+producer's batch at P is not stored yet (streams/offsets.py OffsetGap). The sink then fails the checkpoint as
 backpressure, and Quix seeks every partition back to the first offset *this checkpoint* processed, which it
 takes for the committed offset. When the skipped message was the partition's first of the checkpoint (a
 partition that was idle, with the consumer's fetch waiting at its end: the usual place of that race), that
