@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import uuid
@@ -214,6 +215,26 @@ def test_an_orphaned_record_is_published_again_unless_it_landed(db, reconciler_f
     assert last.topic_id == rec.publisher.topic_id != ""
     # Nothing consumes the topic here, so the record stays until a landing group commits past it.
     assert asyncio.run(rec.run_once()).replayed_events == 0 and path.exists()
+
+
+def test_a_segment_s_republished_records_are_logged_in_one_line(db, reconciler_for, caplog) -> None:
+    """A broker recycle leaves hundreds of records to publish again: one log line per segment, not per record."""
+    tenant = make_tenant(db)
+    rec = reconciler_for()
+    frames = []
+    for seq in (1, 2, 3):
+        frames += [
+            frame(DATA, Data(seq, [_message(tenant), _message(tenant)])),
+            frame(ACK, Ack(seq, "gone", {0: seq})),
+        ]
+    path = _segment(rec.spool.directory, *frames)
+    with caplog.at_level(logging.WARNING):
+        result = asyncio.run(rec.run_once())
+    assert result.replayed_events == 6
+    lines = [r.getMessage() for r in caplog.records if "published again" in r.getMessage()]
+    assert lines == [
+        f"spool: 6 acknowledged events in 3 records of {path.name} were not landed; published again"
+    ]
 
 
 def test_a_record_that_never_lands_is_set_aside_after_max_replays(db, reconciler_for) -> None:
