@@ -220,6 +220,14 @@ class StreamsSettings(BaseModel):
     db_retry_after_s: float = Field(
         0.5, description="First retry delay after a database error; doubles up to 30 s."
     )
+    nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Niceness of the landing workers under `pulseops up`: their bursts (decoding, COPY data) wait behind "
+        "the ingest API's requests for the CPU instead of delaying them (benchmarks/skew.py: a quiet tenant's "
+        "p95 latency beside a hot one). The PostgreSQL backend a worker copies into is not niced. 0: equal.",
+    )
 
 
 class WarehouseSettings(BaseModel):
