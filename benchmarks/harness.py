@@ -28,7 +28,7 @@ import psycopg
 from psycopg import sql
 
 from pulseops.services import EMBEDDED_SESSION_TIMEOUT_MS
-from pulseops.settings import Settings
+from pulseops.settings import Settings, StreamsSettings
 from warehouse.db import with_database
 from warehouse.migrate import upgrade
 
@@ -187,6 +187,11 @@ class Services:
                 "--index",
                 str(index),
             ]
+        # At the niceness `pulseops up` gives it (pulseops/up.py), so that the suite measures what ships. By
+        # nice(1), not pulseops.launch: its parent-death signal follows the thread that started the process,
+        # and benchmarks/sustained.py restarts a worker from its sampling thread.
+        nice = self.env.get("PULSEOPS_STREAMS__NICE", str(StreamsSettings().nice))
+        cmd = ["nice", "-n", nice, *cmd]
         proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT)
         self.procs.append(proc)
         return proc
