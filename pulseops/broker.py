@@ -39,6 +39,11 @@ When landing lags, the group never catches up and the broker would grow without 
 ingest to pause (503 broker_full, Retry-After) until the workers caught up and it recycled the broker
 (pulseops/pressure.py): bounded memory for a pause that clients retry through.
 
+Below those limits it also recycles a broker that holds `kafka.embedded_idle_recycle_records` or more once
+everything is landed and nothing arrived for `kafka.embedded_idle_recycle_s` (pulseops/broker_idle.py): a
+quiet moment costs no waiting request and no re-publication, while a broker kept until its limits makes every
+fetch after a busy period list the batches of that period (0.60x single events after 10 M batched events).
+
 A dead child is restarted too. Against a real Kafka/Redpanda this process never runs: `pulseops up` starts it
 only when `PULSEOPS_KAFKA__BOOTSTRAP` is unset (pulseops/services.py); there, topic retention applies.
 """
@@ -60,6 +65,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 from confluent_kafka.admin import AdminClient
 
 from pulseops.broker_batches import BatchCount, latest_offsets
+from pulseops.broker_idle import IdleWatch
 from pulseops.logs import configure as configure_logging
 from pulseops.pressure import pressure_path, raise_pressure, release_pressure
 from pulseops.settings import Settings, get_settings
@@ -270,6 +276,7 @@ class Keeper:
         self._admin: AdminClient | None = None
         self._stop = threading.Event()
         self.stored: int | None = None  # records stored at the last full pass (None: not known)
+        self.idle = IdleWatch(k.embedded_idle_recycle_s, k.embedded_idle_recycle_records)
 
     def _kafka(self) -> Settings:
         """Settings whose bootstrap is this broker (the keeper may serve a port other than the default)."""
@@ -308,7 +315,8 @@ class Keeper:
             log.warning("could not create topics on the fresh broker: %s", exc)
 
     def check(self) -> str:
-        """One pass; returns what it did: 'restarted', 'recycled', 'kept' or 'small'."""
+        """One pass; returns what it did: 'restarted', 'recycled', 'kept', 'idle' (below the limits, an idle
+        recycle may be due soon: pulseops/broker_idle.py) or 'small'."""
         if not self.broker.alive():
             log.warning("broker exited (%s); starting it again", self.broker.proc and self.broker.proc.poll())
             self._restart()
@@ -316,7 +324,7 @@ class Keeper:
             return "restarted"
         rss = self.broker.rss_bytes()
         over_rss = 0 < self.max_rss <= rss
-        if not over_rss and self.max_records <= 0 and self.max_batches <= 0:
+        if not over_rss and self.max_records <= 0 and self.max_batches <= 0 and not self.idle.enabled:
             self._unpress()
             return "small"
         k = self.settings.kafka
@@ -325,13 +333,17 @@ class Keeper:
         except Exception as exc:  # no pressure on a guess: an earlier lease runs out by itself
             log.info("broker at %d MiB but landing state unknown (%s): kept", rss >> 20, exc)
             self.stored = None
+            self.idle.reset()
             return "kept"
         self.stored = state.stored
+        self.idle.observe(state.stored, state.unlanded)
         batches = self._batches(state)
         over_count = 0 < self.max_records <= state.stored or 0 < self.max_batches <= batches
         if not over_rss and not over_count:
+            if self.idle.due():
+                return self._recycle(rss, state, batches, f"idle for {self.idle.quiet_s:g} s")
             self._unpress()
-            return "small"
+            return "idle" if self.idle.pending() else "small"
         unlanded_bytes = None if state.unlanded is None else state.unlanded * rss // max(1, state.stored)
         if unlanded_bytes is None or unlanded_bytes > self.max_unlanded_bytes:
             log.info(
@@ -342,10 +354,13 @@ class Keeper:
             if state.unlanded is not None:  # a group that never committed is not a reason to stop ingest
                 self._press()
             return "kept"
+        return self._recycle(rss, state, batches, "over its limit")
+
+    def _recycle(self, rss: int, state: Landing, batches: int, why: str) -> str:
         log.warning(
-            "recycling the broker: %d MiB resident, %d records in ~%d batches stored, %d not yet landed (the "
-            "spool publishes those again)",
-            rss >> 20, state.stored, batches, state.unlanded,
+            "recycling the broker (%s): %d MiB resident, %d records in ~%d batches stored, %d not yet landed "
+            "(the spool publishes those again)",
+            why, rss >> 20, state.stored, batches, state.unlanded,
         )  # fmt: skip
         self._restart()
         self.recycles += 1
@@ -370,6 +385,7 @@ class Keeper:
     def _restart(self) -> None:
         self.stored = None  # the new broker's count is not the old one's
         self.count.reset()
+        self.idle.reset()
         self.broker.stop()
         self._admin = None  # its connection and metadata belong to the old broker
         time.sleep(RESTART_GAP_S)  # every client of the old broker sees it gone before a new one answers
@@ -398,6 +414,8 @@ class Keeper:
                 continue
             if result == "kept":  # over its limit but not landed: look again soon, for the group caught up
                 wait = interval / 5
+            elif result == "idle":  # an idle recycle is due at the first quiet pass: no back-off
+                wait = interval
             elif result == "small" and self.stored is not None and self.stored == before:
                 wait = min(2 * wait, max(interval, QUIET_MAX_S))  # quiet: back off (QUIET_MAX_S above)
             else:

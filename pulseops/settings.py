@@ -110,6 +110,17 @@ class KafkaSettings(BaseModel):
         description="Unlanded data (records x resident bytes per stored record) a recycle may drop for the spool "
         "to publish again; 0 if the spool is off.",
     )
+    embedded_idle_recycle_s: float = Field(
+        3.0,
+        description="Also recycle, below the limits above, once no record arrived for this long and the landing "
+        "group committed everything: a quiet moment costs no waiting request and no re-publication, and the "
+        "next traffic meets a broker that lists no old batches per fetch (pulseops/broker_idle.py). 0: never.",
+    )
+    embedded_idle_recycle_records: int = Field(
+        2_000,
+        description="An idle recycle needs at least this many stored records, so that a trickle of events with "
+        "lulls does not restart the broker after every lull (pulseops/broker_idle.py). 0: never.",
+    )
     embedded_check_interval_s: float = 1.0
 
     @property
