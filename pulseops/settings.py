@@ -223,9 +223,12 @@ class StreamsSettings(BaseModel):
     batch_max_rows: int = 20_000
     commit_interval_s: float = 0.25
     fetch_wait_ms: int = Field(
-        200,
-        description="How long the broker may hold a fetch that finds nothing new (librdkafka fetch.wait.max.ms): "
-        "lower delivers a lone event sooner, higher costs an idle broker less CPU (Tansu answers each fetch).",
+        100,
+        description="librdkafka fetch.wait.max.ms of the landing worker. The embedded Tansu holds a fetch this long "
+        "even when records are there at once, so under live traffic the worker gets a batch about every half "
+        "wait, and an early chunk is handed over only with the next batch (tests/streams/test_fetch_cadence.py). "
+        "benchmarks/freshness.py medium: 200 ms gave 202 -> added p50 72 ms, added -> handed p50 100 ms; 100 ms "
+        "43 / 55 ms. Lower costs an idle broker more CPU: one answered fetch per wait (benchmarks/system_cpu.py).",
     )
     metrics_port: int = 9101
     db_retry_after_s: float = Field(
