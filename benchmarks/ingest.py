@@ -1,7 +1,9 @@
 """Ingest and landing benchmark: `python -m benchmarks.ingest --size small|medium|large`.
 
-Runs in the shipped configuration (`pulseops up`, pulseops/cli.py): 2 API processes with the ingest spool on,
-one landing worker running throughout, and Dagster's daemon (`harness.dagster_daemon`, ticking its sensors
+Runs in the shipped configuration (`pulseops up`, pulseops/cli.py): the embedded broker under its keeper
+(`python -m pulseops.broker`, which recycles Tansu and pauses ingest while landing lags; started as
+benchmarks/sustained.py does, with its Sampler restarting a worker that a recycle replaced, as supervisord does),
+2 API processes with the ingest spool on, one landing worker running throughout, and Dagster's daemon (`harness.dagster_daemon`, ticking its sensors
 about 8 s after start here; the report says whether it ran). Load is spread over
 KEYS ingest keys with the product's default rate limit (20,000 events/s each), as many tenants would send it.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import pstats
 import re
@@ -28,7 +31,8 @@ import subprocess
 import tempfile
 import time
 import uuid
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -44,10 +48,10 @@ from benchmarks.harness import (
     machine_notes,
     scratch_database,
     services_env,
-    tansu,
 )
 from benchmarks.load import ledger_check, tenant, warm_up
 from benchmarks.report import write_report
+from benchmarks.sustained import Sampler, keeper
 from pulseops.settings import Settings
 from warehouse.partitions import ensure_window
 from warehouse.tenants import create_api_key, ensure_org, ensure_project
@@ -208,6 +212,25 @@ def _profile_summary(path: Path, top: int = 25) -> str:
     return buf.getvalue()
 
 
+@contextmanager
+def kept_broker(
+    db_url: str, redis_url: str, suffix: str, metrics_port: int
+) -> Iterator[tuple[dict, subprocess.Popen]]:
+    """The services' environment and the embedded broker as `pulseops up` runs it: Tansu as the child of its
+    keeper (benchmarks/sustained.py `keeper`), which recycles it and pauses ingest while landing lags. A bare
+    Tansu would measure a broker that no installation runs."""
+    port = free_port()
+    env = services_env(db_url, f"127.0.0.1:{port}", redis_url, suffix, metrics_port)
+    with keeper(env, port) as proc:
+        yield env, proc
+
+
+def recycles(smp: Sampler, start: float = 0.0, end: float = float("inf")) -> int:
+    """Recycles by the keeper between `start` and `end` (seconds on the Sampler's clock): Tansu's pid changes."""
+    pids = [s["broker_pid"] for s in smp.samples if start <= s["t"] <= end and s["broker_pid"]]
+    return sum(1 for a, b in itertools.pairwise(pids) if a != b)
+
+
 def run(size: str, profile: bool) -> dict:
     if not wrk.available():
         raise SystemExit("wrk is required (apt-get install wrk)")
@@ -216,30 +239,40 @@ def run(size: str, profile: bool) -> dict:
     raw: list[str] = []
     out: dict = {"size": size, "config": {**cfg, "keys": KEYS, "key_rate_per_s": settings.ingest.rate_per_s,
                                           "key_burst": settings.ingest.burst}, "machine": machine_notes()}  # fmt: skip
-    with scratch_database(settings.db.url) as db_url, tansu() as bootstrap, ExitStack() as stack:
+    with scratch_database(settings.db.url) as db_url, ExitStack() as stack:
         tenants = [tenant(db_url, "bench", f"load-{i}", rate=None) for i in range(KEYS)]
         keys, projects = [k for k, _ in tenants], [p for _, p in tenants]
         suffix = uuid.uuid4().hex[:6]
         metrics_port = free_port()  # the worker's counters: the drain is read there, not by count(*)
-        svc = Services(services_env(db_url, bootstrap, settings.redis.url, suffix, metrics_port), free_port())
+        env, kp = stack.enter_context(kept_broker(db_url, settings.redis.url, suffix, metrics_port))
+        svc = Services(env, free_port())
         stack.callback(svc.stop)
         out["dagster"] = _dagster(stack, db_url, cfg["dagster"])
         svc.start_ingest(workers=2)
         prof = Path(tempfile.gettempdir()) / f"pulseops-worker-{suffix}.prof" if profile else None
-        svc.start_worker(profile_to=prof)
+        worker = svc.start_worker(profile_to=prof)
+        api = svc.procs[0]
         warm_up(svc.url, db_url)
         out["spool"] = "on" if settings.spool.enabled else "off"
-        out["runs"] = http_rounds(svc, keys, cfg, raw)
-        acked = [r for r in out["runs"] if r["acked"]]
-        acknowledged = sum(wrk.accepted_events(r) for r in acked)
-        api = svc.procs[0]
-        api.terminate()  # the worker goes on alone: what is left of the backlog measures landing
-        api.wait(30)
-        svc.procs.remove(api)
-        out["landing"] = drain(metrics_port, cfg["landing_window_s"])
-        worker = svc.procs[0]
-        out["worker_exit"] = worker.poll()  # None: still running; a crash would explain events not landing
-        out["ledger"] = ledger_check(db_url, projects, wrk.acked_ids(acked), max(60.0, acknowledged / 5_000))
+        with Sampler(kp.pid, svc, worker, api.pid, f"http://127.0.0.1:{metrics_port}/metrics") as smp:
+            smp.phase("rounds")
+            out["runs"] = http_rounds(svc, keys, cfg, raw)
+            smp.phase("landing drain")
+            rounds_end = smp.phases[-1][0]
+            acked = [r for r in out["runs"] if r["acked"]]
+            acknowledged = sum(wrk.accepted_events(r) for r in acked)
+            api.terminate()  # the worker goes on alone: what is left of the backlog measures landing
+            api.wait(30)
+            svc.procs.remove(api)
+            out["landing"] = drain(metrics_port, cfg["landing_window_s"])
+            # None: still running; a crash would explain events not landing
+            out["worker_exit"] = smp.worker.poll()
+            out["ledger"] = ledger_check(
+                db_url, projects, wrk.acked_ids(acked), max(60.0, acknowledged / 5_000)
+            )
+        out["broker"] = {"recycles_in_rounds": recycles(smp, smp.phases[0][0], rounds_end),
+                         "recycles": recycles(smp), "worker_restarts": len(smp.restarts),
+                         "rss_max": max((s["broker_rss"] for s in smp.samples), default=0)}  # fmt: skip
         svc.stop()
         if prof is not None:
             out["landing_profile"] = _profile_summary(prof)
@@ -370,6 +403,9 @@ def targets(r: dict) -> list[dict]:
         ),
         verdict.target("ingest: Dagster daemon during the run", "running (shipped configuration)", r["dagster"],
                        None),
+        verdict.target("ingest: broker recycles by its keeper during the rounds", "measured, no target",
+                       f"{r['broker']['recycles_in_rounds']} ({r['broker']['recycles']} in the whole run; landing "
+                       f"worker restarted {r['broker']['worker_restarts']} times)", None),
         verdict.landed_check("ingest: every acknowledged event landed", r["ledger"]),
     ]  # fmt: skip
     return rows
@@ -378,7 +414,7 @@ def targets(r: dict) -> list[dict]:
 def render(r: dict) -> str:
     c = r["config"]
     lines = [
-        f"shipped configuration: 2 API processes, spool {r['spool']}, one landing worker running, Dagster daemon "
+        f"shipped configuration: Tansu under its keeper, 2 API processes, spool {r['spool']}, one landing worker running, Dagster daemon "
         f"{r['dagster']}; {c['keys']} ingest keys at the default {c['key_rate_per_s']:,.0f} events/s "
         f"(burst {c['key_burst']:,.0f}) each; wrk -t2 -c64, {c['rounds']} alternating rounds of {c['wrk_s']} s",
         f"{'round':>5} {'case':40} {'sent/s':>8} {'answered/s':>10} {'events/s 202':>12} {'p50 ms':>8} "
@@ -392,8 +428,11 @@ def render(r: dict) -> str:
             f"{x['p50_ms']:8.2f} {x['p99_ms']:8.2f} "
             f"{x['sent'] - x['requests']:10d}  {x['statuses']}"
         )
-    la, cp, lg = r["landing"], r["copy"], r["ledger"]
+    la, cp, lg, bk = r["landing"], r["copy"], r["ledger"], r["broker"]
     lines += [
+        f"broker under its keeper (as pulseops up runs it): {bk['recycles_in_rounds']} recycles during the rounds, "
+        f"{bk['recycles']} in the whole run; Tansu RSS max {bk['rss_max'] / 2**20:,.0f} MiB; landing worker "
+        f"restarted {bk['worker_restarts']} times",
         f"landing after the API stopped: {la['rows']:,} rows in {la['seconds']:.1f}s = {la['rows_per_s']:,.0f} "
         f"rows/s (drained: {la['drained']})",
         f"PostgreSQL binary COPY into events, same run: {cp['rows']:,} rows in {cp['seconds']:.1f}s = "

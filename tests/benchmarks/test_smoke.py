@@ -69,6 +69,11 @@ def test_suite_runs_at_small_size_and_writes_a_report(tmp_path):
     assert re.search(r"not measured: offered [\d,]+ < required 20,000 events/s", fresh), fresh
     assert "not measured (scenario sustained not run)" in report or "### sustained" in report
 
+    # the ingest scenario measures the broker `pulseops up` runs: Tansu under its keeper (benchmarks/ingest.py)
+    assert re.search(
+        r"broker under its keeper \(as pulseops up runs it\): \d+ recycles during the rounds", text
+    )
+
     # every scenario that drives ingest checks every acknowledged id, and all of them landed exactly once
     for name, line in (("ingest", r"every acknowledged id: acknowledged ([\d,]+), landed ([\d,]+), missing 0, "
                                   r"duplicated 0"),
