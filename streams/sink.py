@@ -79,6 +79,14 @@ BUSY_PROJECT_ROWS = 1_000
 # Chunks of the hot lane (the partitions reserved for hot projects) landing at once. Landing threads and
 # connections are LANDERS + HOT_LANDERS, so a hot chunk never takes the lander a quiet chunk needs.
 HOT_LANDERS = 1
+# Chunks of the hot lane landing at once while no live traffic came through the other partitions for LIVE_S:
+# no quiet chunk then needs a free lander, and with one hot chunk at a time a backlog on the hot partitions
+# landed one transaction after the other. In the medium ingest suite every tenant is hot
+# (> ingest.hot_project_events_per_s), so the drain after the API stops is nearly all hot lane: py-spy of
+# the worker at 691705e, its main thread waited on a landing future 69 % of the time and the three landing
+# threads were busy ~1.05 threads together; PostgreSQL had 1.14 active landing backends on average, 1.36
+# with this (pg_stat_activity samples). Live quiet traffic keeps the hot lane at HOT_LANDERS.
+HOT_BACKLOG_LANDERS = 2
 # While live traffic comes through the other partitions, a hot chunk lands at this many events and the hot
 # partition is paused (streams/lanes.py HotPause) rather than the consumer waiting for the hot lane: in the
 # medium skew run at e64a3ee the worker fell ~12 s behind the hot tenant, its chunks grew to 20k rows and
@@ -330,8 +338,11 @@ class PostgresLandingSink(BatchingSink):
         """Hand one transaction's rows to a landing thread once one of the lane's is free (`lane.limit`)."""
         if cp.error is not None:
             return
+        limit = lane.limit
+        if lane is cp.hot and time.monotonic() >= self._quiet_live_until:
+            limit = max(limit, HOT_BACKLOG_LANDERS)
         try:
-            while len(lane.inflight) >= lane.limit:
+            while len(lane.inflight) >= limit:
                 lane.inflight.popleft().result()
             if dead:
                 self._publish_dead_letters(dead)

@@ -227,3 +227,31 @@ def test_flush_lands_the_last_hot_chunk_beside_the_one_still_in_flight(sink, db,
     release.set()
     flushing.join(10)
     assert _count(db, hot) == 30
+
+
+def test_a_hot_backlog_lands_two_chunks_at_once_without_live_traffic(sink, db, monkeypatch):
+    """Catch-up of the hot partitions (no live message on the others): the next full hot chunk starts landing
+    beside the one still in flight (HOT_BACKLOG_LANDERS) instead of add() waiting for it to commit."""
+    hot = make_tenant(db, "hot-org", "hot")
+    sink.pipeline_rows = 10
+    release = threading.Event()
+    started: list[int] = []
+    real = sink_module.land_batch
+
+    def held(conn, rows, *args, **kwargs):
+        started.append(len(rows))
+        release.wait(10)
+        return real(conn, rows, *args, **kwargs)
+
+    monkeypatch.setattr(sink_module, "land_batch", held)
+    old = int((time.time() - 3600) * 1000)
+    values = _packed(hot, 30, per=10)
+    began = time.monotonic()
+    for offset, value in enumerate(values[:2]):
+        sink.add(value, None, old, [], TOPIC, 2, offset)  # each a full chunk
+    assert time.monotonic() - began < 2  # one hot chunk at a time: waited 10 s for the held first
+    _wait_for(lambda: started == [10, 10])
+    release.set()
+    sink.add(values[2], None, old, [], TOPIC, 2, 2)
+    sink.flush()
+    assert (_count(db, hot), _ledger(db, hot)) == (30, 30)
