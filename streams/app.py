@@ -62,4 +62,7 @@ def build_app(settings: Settings) -> Application:
     # Quix has no public handle on its consumer; the sink pauses hot partitions with it (streams/lanes.py).
     sink.attach_consumer(app._consumer)
     app.dataframe(topic).sink(sink)
+    # After every poll, also an empty one: an early chunk lands without waiting for the next message
+    # (streams/sink.py `tick`). Quix's registry of periodic tasks has no public handle on the Application.
+    app._dataframe_registry.register_periodic_task(sink.tick)
     return app

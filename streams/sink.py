@@ -124,6 +124,7 @@ class PostgresLandingSink(BatchingSink):
         self._hot_pause: HotPause | None = None  # set by attach_consumer() (streams/app.py)
         self._quiet_live_until = 0.0  # monotonic: live traffic came through the normal lane until then
         self._offsets = ContiguousOffsets()  # never commits past a message the fetch skipped
+        self._added = False  # a message came since the last tick(): its add() already routed the lanes
 
     def setup(self) -> None:
         self._dlq = Producer(
@@ -221,7 +222,23 @@ class PostgresLandingSink(BatchingSink):
         lane.events += out.events
         if lane.events and not lane.opened:
             lane.opened = time.monotonic()
+        self._added = True
         self._route(cp, lane, timestamp, tp)
+
+    def tick(self) -> None:
+        """Hand over an early chunk that became ready with no message after it (EARLY_AFTER_S passed, or the
+        lane's previous chunk committed): otherwise it waited for the next message or the checkpoint's end.
+        Quix runs it after every poll of its loop (streams/app.py), so it acts on the polls that came back
+        empty; the consumer's poll timeout paces it (no loop of its own)."""
+        if self._added:
+            self._added = False
+            return
+        cp = self._open
+        if cp.error is not None:
+            return
+        for lane in cp.lanes():
+            if self._land_early(lane, None):
+                self._submit(cp, lane)
 
     def _route(self, cp: Checkpoint, lane: Lane, timestamp: int, tp: tuple[str, int]) -> None:
         """Hand the lane's chunk over when full or ready early, the other lane's when ready by its age; a hot
@@ -247,16 +264,12 @@ class PostgresLandingSink(BatchingSink):
         """Whether to land the lane's open chunk now, before the checkpoint ends: it is EARLY_AFTER_S old, no
         chunk of the lane is still landing, and the message is live traffic (produced under LIVE_S ago; None:
         the lane's chunk was live when its messages came, checked then)."""
+        if timestamp is not None:  # recorded on every message, so that tick() knows it with none after it
+            lane.live = time.time() - timestamp / 1000 <= LIVE_S
+        if not lane.live:  # a backlog: full chunks, both landers (catch-up throughput)
+            return False
         if not lane.events or time.monotonic() - lane.opened < EARLY_AFTER_S:
             return False
-        if timestamp is None:
-            if not lane.live:
-                return False
-        elif time.time() - timestamp / 1000 > LIVE_S:
-            lane.live = False
-            return False  # a backlog: full chunks, both landers (catch-up throughput)
-        else:
-            lane.live = True
         return all(f.done() for f in lane.inflight)
 
     def write(self, batch: SinkBatch) -> None:
