@@ -2,10 +2,10 @@
 
 Why: the embedded Tansu holds a fetch for its wait even when records are there at once (its fetch loop
 sleeps after each pass), so under live traffic the worker receives a batch of messages about every half
-fetch wait, and the sink hands an early chunk over only when a message arrives (streams/sink.py `_route`).
-benchmarks/freshness.py at medium with streams/trace.py, fetch wait 200 ms: a batch every ~105 ms, an early
-chunk handed at age ~100 ms (EARLY_AFTER_S is 50 ms): 202 -> added p50 72 ms plus added -> handed to a
-lander p50 100 ms, of a 202 -> visible p50 ~256-409 ms.
+fetch wait, and (until the sink's `tick` on empty polls, streams/sink.py) an early chunk was handed over only
+when a message arrived. benchmarks/freshness.py at medium with streams/trace.py, fetch wait 200 ms: a batch
+every ~105 ms, an early chunk handed at age ~100 ms (EARLY_AFTER_S is 50 ms): 202 -> added p50 72 ms plus
+added -> handed to a lander p50 100 ms, of a 202 -> visible p50 ~256-409 ms.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from tests.fixtures.system import make_settings
 
 # Messages produced every PERIOD_S for SECONDS, live traffic of one partition as a hot project's.
 PERIOD_S, SECONDS = 0.005, 3.0
+# The wait the shipped one is compared with (the setting before 71946f7), and the ratio of p95 lags the shipped
+# wait must stay under: about half a wait each, so ~0.5 at 100 ms and ~1.0 if the shipped wait went back to 200.
+SLOW_WAIT_MS, SHIPPED_VS_200 = 200, 0.75
 
 
 def _delivery_lags(bootstrap: str, consumer_config: dict) -> list[float]:
@@ -76,7 +79,11 @@ def test_the_workers_fetch_wait_bounds_how_long_a_live_message_waits_in_the_brok
 ) -> None:
     """The worker's own consumer settings (build_app): under continuous production a message reaches the
     consumer within about half a fetch wait, so the shipped wait must leave room in the 1 s freshness budget.
-    Measured here: 200 ms gave a lag p50 54 ms, p95 100 ms (fails); 100 ms and 50 ms pass."""
+
+    Judged against the same measurement with a 200 ms wait (the setting before 71946f7), alternating in this
+    test (shipped, 200, 200, shipped: a drift of the machine's load hits both alike), not against a fixed bound
+    in ms that a slow, shared machine misses: the shipped p95 must stay below SHIPPED_VS_200 of the 200 ms one.
+    Measured before, alone: 200 ms gave a lag p50 54 ms, p95 100 ms; 100 ms about half that."""
     settings = make_settings(database_url, broker, redis_url)
     app = build_app(settings)
     config = {
@@ -85,6 +92,18 @@ def test_the_workers_fetch_wait_bounds_how_long_a_live_message_waits_in_the_brok
         if k not in ("stats_cb", "statistics.interval.ms")
     }
     assert config["fetch.wait.max.ms"] == Settings().streams.fetch_wait_ms
-    lags = _delivery_lags(broker, config)
-    p50, p95 = lags[len(lags) // 2], lags[int(len(lags) * 0.95)]
-    assert p95 < 0.080, f"delivery lag p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms"
+    slow = {**config, "fetch.wait.max.ms": SLOW_WAIT_MS}
+    shipped, old = [], []
+    for runs, cfg in ((shipped, config), (old, slow), (old, slow), (shipped, config)):
+        runs += _delivery_lags(broker, cfg)
+    (p50, p95), (old_p50, old_p95) = _percentiles(shipped), _percentiles(old)
+    figures = (
+        f"delivery lag at fetch.wait.max.ms {config['fetch.wait.max.ms']}: p50 {p50 * 1000:.0f} ms, p95 "
+        f"{p95 * 1000:.0f} ms; at {SLOW_WAIT_MS}: p50 {old_p50 * 1000:.0f} ms, p95 {old_p95 * 1000:.0f} ms"
+    )
+    assert p95 < SHIPPED_VS_200 * old_p95, figures
+
+
+def _percentiles(lags: list[float]) -> tuple[float, float]:
+    lags = sorted(lags)
+    return lags[len(lags) // 2], lags[int(len(lags) * 0.95)]
