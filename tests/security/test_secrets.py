@@ -31,10 +31,14 @@ ALLOWED_KEY_FILES = {".env.example"}
 
 
 def scan(paths: list[Path]) -> list[tuple[str, int, str]]:
-    """detect-secrets with its default plugins and filters (which honour `pragma: allowlist secret`)."""
+    """detect-secrets with its default plugins and filters (which honour `pragma: allowlist secret`).
+
+    In this process, not detect-secrets' fork()ed pool: the test process holds other tests' threads (Kafka
+    clients, thread pools), and a worker forked while one of them held a lock hung on it (a CI rehearsal:
+    the pool's worker waited on its queue's semaphore until pytest-timeout, and pytest then could not exit)."""
     collection = SecretsCollection(root=str(ROOT))
     with default_settings():
-        collection.scan_files(*(str(p) for p in paths), num_processors=2)
+        collection.scan_files(*(str(p) for p in paths), num_processors=1)
     return sorted((name, s.line_number, s.type) for name, found in collection.data.items() for s in found)
 
 
