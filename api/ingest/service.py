@@ -147,17 +147,15 @@ async def publish(
             retry,
         )
     entry = None
-    hot = svc.hot.note(project_id, events)
     if spool is not None:
         try:
-            entry = spool.write(messages, hot)
-            if not hot:
-                spool.start_sync(entry)
+            entry = spool.write(messages)
         except SpoolUnavailable as exc:
             raise ApiError(
                 503, "spool_unavailable", [("body", f"not accepted, retry: {exc}")], retry
             ) from None
     try:
+        hot = svc.hot.note(project_id, events)
         delivery = await svc.publisher.publish(messages, hot)
         if hot:
             metrics.HOT_EVENTS.inc(events)

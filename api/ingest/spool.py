@@ -179,7 +179,7 @@ class Spool:
     segment_max_bytes: int = 64 * 1024**2
     segment_max_age_s: float = 1.0
     max_bytes: int = 4 * 1024**3
-    _active: dict[bool, Segment] = field(default_factory=dict)  # lane (hot?) -> its open segment
+    _active: Segment | None = None
     _open: dict[Path, Segment] = field(default_factory=dict)
     _seq: int = 0
     _others_bytes: int = 0  # what the last reconcile pass found on disk, outside this process's open files
@@ -197,43 +197,32 @@ class Spool:
         return owner != self.owner and _held(self.directory / OWNERS / f"{owner}.lock")
 
     # -- writing ------------------------------------------------------------------------------------------
-    async def append(self, messages: list[Message], hot: bool = False) -> Entry:
+    async def append(self, messages: list[Message]) -> Entry:
         """Journal the request durably; raise SpoolUnavailable if that is not possible."""
-        entry = self.write(messages, hot)
+        entry = self.write(messages)
         await self.sync(entry)
         return entry
 
-    def write(self, messages: list[Message], hot: bool = False) -> Entry:
+    def write(self, messages: list[Message]) -> Entry:
         """Append the request's record (page cache only); `sync(entry)` makes it durable.
 
-        Hot projects' requests (api/ingest/hot.py) go to their own open segment: a quiet request's
-        fdatasync then carries only quiet records, and waits only for syncs of its own lane.
-
-        A hot request's sync is asked for after the broker's acknowledgement (api/ingest/service.py): every
-        request written during that round trip shares one fdatasync. A quiet request starts its lane's sync
-        at once (`start_sync`, at most one running per segment), so the sync overlaps its broker round trip."""
+        The sync is asked for after the broker's acknowledgement (api/ingest/service.py): every request
+        written during that round trip (milliseconds) shares one fdatasync (a fraction of a millisecond).
+        Starting a sync per write instead cost one thread-pool hop per request on a fast disk."""
         if self._others_bytes + self.open_bytes() > self.max_bytes:
             raise SpoolUnavailable(f"spool holds more than {self.max_bytes:,} unlanded bytes")
         try:
-            segment = self._segment(hot)
+            segment = self._segment()
             self._seq += 1
             data = frame(DATA, Data(self._seq, messages))
             append_record(segment.fd, data)
         except OSError as exc:
-            if (active := self._active.get(hot)) is not None:
-                self._seal(active)
+            if self._active is not None:
+                self._seal(self._active)
             raise SpoolUnavailable(f"spool write failed: {exc.strerror or exc}") from None
         segment.size += len(data)
         segment.inflight += 1
         return Entry(segment, self._seq, segment.size)
-
-    def start_sync(self, entry: Entry) -> None:
-        """Start the entry's fdatasync now, while its request waits for the broker, unless one is running
-        (the next `sync` covers what that one does not). For quiet requests: their lane has few records to
-        share a sync, so overlapping it with the broker round trip saves more than the thread hop costs."""
-        segment = entry.segment
-        if self.fsync and (segment.sync_task is None or segment.sync_task.done()) and not segment.closed:
-            _start_sync(segment)
 
     async def sync(self, entry: Entry) -> None:
         """Wait until the entry's record is on disk; on failure the entry is aborted and SpoolUnavailable
@@ -284,8 +273,8 @@ class Spool:
                 task = _start_sync(segment)
             await asyncio.shield(task)  # a failed sync fails every request that waited for it
 
-    def _segment(self, hot: bool) -> Segment:
-        seg = self._active.get(hot)
+    def _segment(self) -> Segment:
+        seg = self._active
         now = time.monotonic()
         if seg is not None and (
             seg.size >= self.segment_max_bytes
@@ -299,7 +288,7 @@ class Spool:
             path = self.directory / name
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            seg = self._active[hot] = Segment(path, fd, now)
+            seg = self._active = Segment(path, fd, now)
             self._open[path] = seg
             if self.fsync:
                 _sync_dir(self.directory)  # the new name itself must survive a crash
@@ -307,9 +296,8 @@ class Spool:
 
     def _seal(self, segment: Segment) -> None:
         segment.sealed = True
-        for lane, active in list(self._active.items()):
-            if active is segment:
-                del self._active[lane]
+        if self._active is segment:
+            self._active = None
         if segment.inflight == 0:
             self._release(segment)
 
@@ -324,9 +312,9 @@ class Spool:
 
     def seal_idle(self) -> None:
         """Called by the reconciler: an idle open segment is sealed so that it can be pruned."""
-        for seg in list(self._active.values()):
-            if time.monotonic() - seg.opened >= self.segment_max_age_s:
-                self._seal(seg)
+        seg = self._active
+        if seg is not None and time.monotonic() - seg.opened >= self.segment_max_age_s:
+            self._seal(seg)
 
     def owns(self, path: Path) -> bool:
         return path in self._open
@@ -340,7 +328,7 @@ class Spool:
     def close(self) -> None:
         for seg in list(self._open.values()):
             self._release(seg)
-        self._active.clear()
+        self._active = None
         if self._owner_fd is not None:  # sealed segments left behind are now any reconciler's
             (self.directory / OWNERS / f"{self.owner}.lock").unlink(missing_ok=True)
             os.close(self._owner_fd)

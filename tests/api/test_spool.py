@@ -172,41 +172,6 @@ def test_a_forgotten_record_does_not_close_the_file_under_its_running_sync(
     spool.close()
 
 
-def test_a_quiet_record_syncs_in_its_own_segment_while_a_hot_one_syncs(tmp_path: Path, monkeypatch) -> None:
-    """Hot projects journal in their own segment (api/ingest/service.py): a quiet request's fdatasync carries
-    no hot records and does not queue behind the hot lane's running sync; started at write time, it overlaps
-    the broker round trip. Both segments are sealed when idle and read back whole."""
-    calls = _slow_fdatasync(monkeypatch, 0.2)
-    spool = Spool(tmp_path, segment_max_age_s=60)
-
-    async def scenario() -> None:
-        hot = spool.write([(b"k", b"hot")], hot=True)
-        hot_sync = asyncio.ensure_future(spool.sync(hot))
-        await asyncio.sleep(0.02)  # the hot lane's fdatasync is running
-        quiet = spool.write([(b"k", b"quiet")])
-        assert quiet.segment is not hot.segment
-        started = time.monotonic()
-        spool.start_sync(quiet)
-        await spool.sync(quiet)
-        assert time.monotonic() - started < 0.3  # its own sync only, not after the hot one (0.2 + 0.2 s)
-        await hot_sync
-        assert sorted(calls) == sorted([hot.segment.fd, quiet.segment.fd])
-        spool.acknowledge(hot, "t", {0: 1})
-        spool.acknowledge(quiet, "t", {1: 1})
-
-    asyncio.run(scenario())
-    spool.segment_max_age_s = 0
-    spool.seal_idle()
-    assert spool.open_bytes() == 0  # both lanes sealed and released
-    spool.close()
-    segments = sorted(tmp_path.glob("*.seg"))
-    assert len(segments) == 2
-    values = {r.messages[0][1] for p in segments for r in read_records(p) if isinstance(r, Data)}
-    assert values == {b"hot", b"quiet"}
-    kinds = sorted(type(r).__name__ for p in segments for r in read_records(p))
-    assert kinds == ["Ack", "Ack", "Data", "Data"]
-
-
 @pytest.fixture
 def reconciler_for(database_url: str, broker: str, redis_url: str, tmp_path: Path):
     made = []
