@@ -51,7 +51,7 @@ from benchmarks.harness import (
 )
 from benchmarks.load import ledger_check, tenant, warm_up
 from benchmarks.report import write_report
-from benchmarks.sustained import Sampler, keeper
+from benchmarks.sustained import Sampler, keeper, phase_mean
 from pulseops.settings import Settings
 from warehouse.partitions import ensure_window
 from warehouse.tenants import create_api_key, ensure_org, ensure_project
@@ -75,6 +75,8 @@ CASES = (  # (case, path, body, events per request)
     ("PostHog /batch/, 100 events/request", "/batch/", "posthog", 100),
     ("Segment /v1/batch, 100 events/request", "/v1/batch", "segment", 100),
 )
+# Sampler columns (benchmarks/sustained.py), means over a run's 1 s samples: % of a core, landed rows/s
+CPU_COLUMNS = ("api_cpu_pct", "broker_cpu_pct", "worker_cpu_pct", "machine_busy_pct", "landed_per_s")
 SDK_CASES = ("PostHog /batch/, 100 events/request", "Segment /v1/batch, 100 events/request")
 
 WRK_DONE = """
@@ -119,17 +121,22 @@ def _event(i: int) -> dict:
     }
 
 
-def http_rounds(svc: Services, keys: list[str], cfg: dict, raw: list[str]) -> list[dict]:
+def http_rounds(svc: Services, keys: list[str], cfg: dict, raw: list[str], smp: Sampler) -> list[dict]:
     """`rounds` x, per case, (/healthz with the case's body, then the case): each figure has its ceiling
-    measured in the minute next to it, and drift across rounds shows."""
+    measured in the minute next to it, and drift across rounds shows. Each run is a phase of `smp`, so its
+    CPU (API, broker, landing worker, whole machine) and landed rows/s show beside it: what a later round
+    shares the machine with (the landing of earlier rounds' batches)."""
     runs = []
     for i in range(cfg["rounds"]):
         for case, path, body, n in CASES:
+            smp.phase(name := f"round {i + 1}: GET /healthz, {case} body")
             h = wrk.run(svc.url, "/healthz", cfg["wrk_s"], method="GET", body=body, events=n,
                         collect_acks=False, raw=raw)  # fmt: skip
-            runs.append({"round": i + 1, "case": f"GET /healthz, {case} body", "ceiling_of": case, **h})
+            runs.append({"round": i + 1, "case": f"GET /healthz, {case} body", "ceiling_of": case, **h,
+                         "phase": name})  # fmt: skip
+            smp.phase(name := f"round {i + 1}: {case}")
             r = wrk.run(svc.url, path, cfg["wrk_s"], body=body, events=n, keys=keys, raw=raw)
-            runs.append({"round": i + 1, "case": case, **r})
+            runs.append({"round": i + 1, "case": case, **r, "phase": name})
         print(
             f"round {i + 1}: " + ", ".join(f"{r['case']} {r['rps']:,.0f} req/s" for r in runs[-6:]),
             flush=True,
@@ -256,8 +263,10 @@ def run(size: str, profile: bool) -> dict:
         out["spool"] = "on" if settings.spool.enabled else "off"
         with Sampler(kp.pid, svc, worker, api.pid, f"http://127.0.0.1:{metrics_port}/metrics") as smp:
             smp.phase("rounds")
-            out["runs"] = http_rounds(svc, keys, cfg, raw)
+            out["runs"] = http_rounds(svc, keys, cfg, raw, smp)
             smp.phase("landing drain")
+            for r, name in ((r, r.pop("phase")) for r in out["runs"]):
+                r["cpu"] = {k: phase_mean(smp, name, k) for k in CPU_COLUMNS}
             rounds_end = smp.phases[-1][0]
             acked = [r for r in out["runs"] if r["acked"]]
             acknowledged = sum(wrk.accepted_events(r) for r in acked)
@@ -411,6 +420,14 @@ def targets(r: dict) -> list[dict]:
     return rows
 
 
+def _cpu_cells(cpu: dict | None) -> str:
+    if not cpu:
+        return "CPU not sampled"
+    f = lambda k: "-" if cpu.get(k) is None else f"{cpu[k]:,.0f}"  # noqa: E731
+    return f"API {f('api_cpu_pct')} broker {f('broker_cpu_pct')} landing {f('worker_cpu_pct')} " \
+           f"machine {f('machine_busy_pct')} landed/s {f('landed_per_s')}"  # fmt: skip
+
+
 def render(r: dict) -> str:
     c = r["config"]
     lines = [
@@ -418,7 +435,8 @@ def render(r: dict) -> str:
         f"{r['dagster']}; {c['keys']} ingest keys at the default {c['key_rate_per_s']:,.0f} events/s "
         f"(burst {c['key_burst']:,.0f}) each; wrk -t2 -c64, {c['rounds']} alternating rounds of {c['wrk_s']} s",
         f"{'round':>5} {'case':40} {'sent/s':>8} {'answered/s':>10} {'events/s 202':>12} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'unanswered':>10}  statuses",
+        f"{'p99 ms':>8} {'unanswered':>10}  statuses; then CPU, % of a core (API, broker, landing worker, "
+        "whole machine) and landed rows/s, means of 1 s samples",
     ]
     for x in r["runs"]:
         n = x["events_per_request"] if "ceiling_of" not in x else 0
@@ -426,7 +444,7 @@ def render(r: dict) -> str:
             f"{x['round']:5d} {x['case']:40} {x['sent_rps']:8,.0f} {x['rps']:10,.0f} "
             f"{(x['statuses'].get(202, 0) + x['statuses'].get(200, 0) * (n > 0)) * n / x['seconds']:12,.0f} "
             f"{x['p50_ms']:8.2f} {x['p99_ms']:8.2f} "
-            f"{x['sent'] - x['requests']:10d}  {x['statuses']}"
+            f"{x['sent'] - x['requests']:10d}  {x['statuses']}; {_cpu_cells(x.get('cpu'))}"
         )
     la, cp, lg, bk = r["landing"], r["copy"], r["ledger"], r["broker"]
     lines += [

@@ -301,7 +301,7 @@ def run(size: str, recycle: bool = False) -> dict:
     )
 
 
-def _phase_cpu(smp: Sampler, name: str, key: str = "broker_cpu_pct") -> float | None:
+def phase_mean(smp: Sampler, name: str, key: str = "broker_cpu_pct") -> float | None:
     """Mean of a per-second CPU figure over the samples of one phase."""
     spans = [*smp.phases, (float("inf"), "")]
     for (t, n), (t_next, _) in itertools.pairwise(spans):
@@ -317,12 +317,12 @@ def _cpu_single(smp: Sampler, before: dict, after: dict) -> dict:
     out = {}
     for which, run in (("before", before), ("after", after)):
         name = f"single events, {which}"
-        api = _phase_cpu(smp, name, "api_cpu_pct")
+        api = phase_mean(smp, name, "api_cpu_pct")
         out[which] = {
             "api_pct": api,
             "api_ms_per_request": None if api is None or not run["rps"] else 10 * api / run["rps"],
-            "landing_pct": _phase_cpu(smp, name, "worker_cpu_pct"),
-            "machine_busy_pct": _phase_cpu(smp, name, "machine_busy_pct"),
+            "landing_pct": phase_mean(smp, name, "worker_cpu_pct"),
+            "machine_busy_pct": phase_mean(smp, name, "machine_busy_pct"),
         }
     return out
 
@@ -363,8 +363,8 @@ def _result(
         "broker_recycles": recycles,
         "broker_recycles_in_after_run": sum(1 for a, b in itertools.pairwise(in_after) if a != b),
         "worker_restarts": smp.restarts,
-        "broker_cpu_pct_single_before": _phase_cpu(smp, "single events, before"),
-        "broker_cpu_pct_single_after": _phase_cpu(smp, "single events, after"),
+        "broker_cpu_pct_single_before": phase_mean(smp, "single events, before"),
+        "broker_cpu_pct_single_after": phase_mean(smp, "single events, after"),
         "cpu_single": _cpu_single(smp, before, after),
         "worker_rss_max": max((s["worker_rss"] for s in samples), default=0),
         "api_rss_first_last": (samples[0]["api_rss"], samples[-1]["api_rss"]) if samples else None,

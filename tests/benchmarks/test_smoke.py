@@ -74,6 +74,9 @@ def test_suite_runs_at_small_size_and_writes_a_report(tmp_path):
         r"broker under its keeper \(as pulseops up runs it\): \d+ recycles during the rounds", text
     )
 
+    # each ingest run shows what it shared the machine with: the processes' CPU sampled during that run
+    assert re.search(r"\n +\d [^\n]*; API [\d,]+ broker [\d,]+ landing [\d,]+ machine", text)
+
     # every scenario that drives ingest checks every acknowledged id, and all of them landed exactly once
     for name, line in (("ingest", r"every acknowledged id: acknowledged ([\d,]+), landed ([\d,]+), missing 0, "
                                   r"duplicated 0"),
