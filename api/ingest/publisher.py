@@ -21,8 +21,9 @@ import logging
 import os
 import threading
 import time
+import weakref
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, Producer, TopicCollection
@@ -114,7 +115,7 @@ class Publisher:
                 "max.in.flight.requests.per.connection": 1,
                 "socket.keepalive.enable": True,
                 "reconnect.backoff.max.ms": 1000,
-                "error_cb": self._on_error,
+                "error_cb": _weak(self._on_error),
             }
         )
 
@@ -303,6 +304,19 @@ class Publisher:
         for done in (self._done, self._hot_done):
             if done:
                 self._wake(done)
+
+
+def _weak(method: Callable[[KafkaError], None]) -> Callable[[KafkaError], None]:
+    """`method` without a reference to its object. A client holding a bound method of the Publisher that
+    holds the client is a cycle that only the garbage collector frees: until then librdkafka's threads live
+    on, reconnecting to a broker that may be gone (seen at the end of test sessions)."""
+    ref = weakref.WeakMethod(method)
+
+    def call(err: KafkaError) -> None:
+        if (bound := ref()) is not None:
+            bound(err)
+
+    return call
 
 
 class _Pending:
