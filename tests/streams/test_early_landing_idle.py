@@ -9,6 +9,7 @@ can make them visible soon; the offsets still move only at the checkpoint, after
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -23,6 +24,7 @@ from pulseops.topics import ensure_topics
 from tests.fixtures.system import make_settings
 from tests.streams.test_offset_gap_rewind import _committed, _ledger, _wait
 from tests.streams.test_sink import _packed
+from tests.utils.signals import restored_signals
 from tests.utils.tenants import make_tenant
 
 CHECKPOINT_S = 3.0
@@ -82,7 +84,10 @@ def test_an_early_chunk_lands_without_a_message_after_it(
 
     driver = threading.Thread(target=drive, daemon=True)
     driver.start()
-    app.run()  # Quix installs signal handlers: the main thread runs it
+    sigterm = signal.getsignal(signal.SIGTERM)
+    with restored_signals():
+        app.run()  # Quix installs signal handlers: the main thread runs it
+    assert signal.getsignal(signal.SIGTERM) is sigterm, "Quix's SIGTERM handler outlived the test"
     driver.join(10)
     assert not failure, failure
     assert len(added) == 1 + MESSAGES, added

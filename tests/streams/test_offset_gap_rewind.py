@@ -15,6 +15,7 @@ where the broker makes it: the consumer moves past P and never hands it over."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -28,6 +29,7 @@ from pulseops.topics import ensure_topics
 from streams import metrics
 from tests.fixtures.system import make_settings
 from tests.streams.test_sink import _packed
+from tests.utils.signals import restored_signals
 from tests.utils.tenants import make_tenant
 
 PER = 5  # events per message
@@ -106,7 +108,10 @@ def test_a_message_skipped_first_in_a_checkpoint_is_re_read(database_url, broker
 
     driver = threading.Thread(target=drive, daemon=True)
     driver.start()
-    app.run()  # Quix installs signal handlers: the main thread runs it
+    sigterm = signal.getsignal(signal.SIGTERM)
+    with restored_signals():
+        app.run()  # Quix installs signal handlers: the main thread runs it
+    assert signal.getsignal(signal.SIGTERM) is sigterm, "Quix's SIGTERM handler outlived the test"
     driver.join(10)
     assert not failure, failure
     assert skipped == [skip] * skips, "the fetch skip was not injected: the test proves nothing"
