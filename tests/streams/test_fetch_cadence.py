@@ -23,8 +23,10 @@ from tests.fixtures.system import make_settings
 
 # Messages produced every PERIOD_S for SECONDS, live traffic of one partition as a hot project's.
 PERIOD_S, SECONDS = 0.005, 3.0
-# The wait the shipped one is compared with (the setting before 71946f7), and the ratio of p95 lags the shipped
-# wait must stay under: about half a wait each, so ~0.5 at 100 ms and ~1.0 if the shipped wait went back to 200.
+# The wait the shipped one is compared with (the setting before 71946f7), and the ratio of median lags the
+# shipped wait must stay under: about half a wait each, so ~0.5 at 100 ms and ~1.0 if it went back to 200.
+# The median, not p95: on a slow, shared machine the tail is scheduling (CI of 2b5fe79: p50 32 vs 57 ms,
+# p95 99 vs 105 ms), while the median still moves with the wait.
 SLOW_WAIT_MS, SHIPPED_VS_200 = 200, 0.75
 
 
@@ -82,7 +84,8 @@ def test_the_workers_fetch_wait_bounds_how_long_a_live_message_waits_in_the_brok
 
     Judged against the same measurement with a 200 ms wait (the setting before 71946f7), alternating in this
     test (shipped, 200, 200, shipped: a drift of the machine's load hits both alike), not against a fixed bound
-    in ms that a slow, shared machine misses: the shipped p95 must stay below SHIPPED_VS_200 of the 200 ms one.
+    in ms that a slow, shared machine misses: the shipped median must stay below SHIPPED_VS_200 of the 200 ms
+    one.
     Measured before, alone: 200 ms gave a lag p50 54 ms, p95 100 ms; 100 ms about half that."""
     settings = make_settings(database_url, broker, redis_url)
     app = build_app(settings)
@@ -101,7 +104,7 @@ def test_the_workers_fetch_wait_bounds_how_long_a_live_message_waits_in_the_brok
         f"delivery lag at fetch.wait.max.ms {config['fetch.wait.max.ms']}: p50 {p50 * 1000:.0f} ms, p95 "
         f"{p95 * 1000:.0f} ms; at {SLOW_WAIT_MS}: p50 {old_p50 * 1000:.0f} ms, p95 {old_p95 * 1000:.0f} ms"
     )
-    assert p95 < SHIPPED_VS_200 * old_p95, figures
+    assert p50 < SHIPPED_VS_200 * old_p50, figures
 
 
 def _percentiles(lags: list[float]) -> tuple[float, float]:
