@@ -154,6 +154,8 @@ class Segment:
     sync_task: asyncio.Future | None = None
     sync_error: OSError | None = None  # a failed fdatasync: nothing written before it and unsynced is durable
     closed: bool = False
+    marks: bytearray = field(default_factory=bytearray)  # ACK markers waiting for Spool.write_marks
+    marked: int = 0  # entries whose marker is in `marks`: still counted in `inflight` until written
 
     def close(self) -> None:
         self.closed = True
@@ -185,6 +187,8 @@ class Spool:
     _others_bytes: int = 0  # what the last reconcile pass found on disk, outside this process's open files
     owner: str = ""  # `<pid>-<token>`, in the name of every segment this Spool writes
     _owner_fd: int | None = None
+    _marking: list[Segment] = field(default_factory=list)  # segments with markers not yet written
+    _marks_due: asyncio.Handle | None = None
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -239,8 +243,31 @@ class Spool:
             raise SpoolUnavailable(f"spool sync failed: {exc.strerror or exc}") from None
 
     def acknowledge(self, entry: Entry, topic_id: str, offsets: dict[int, int]) -> None:
-        """Record where the broker put the request. Not synced: losing it only costs a ledger check."""
-        self._mark(entry, frame(ACK, Ack(entry.seq, topic_id, offsets)))
+        """Record where the broker put the request. Not synced: losing it only costs a ledger check.
+
+        Written at the end of this pass of the event loop (`write_marks`), not at once: the requests that one
+        fdatasync released resume in the same pass, so their markers share one write() instead of one each
+        (a second syscall per request otherwise). Until then the entry counts as in flight, so its segment is
+        neither released nor handed to a reconciler. Without a running loop it is written at once."""
+        segment = entry.segment
+        segment.marks += frame(ACK, Ack(entry.seq, topic_id, offsets))
+        segment.marked += 1
+        if segment.marked == 1:
+            self._marking.append(segment)
+        if self._marks_due is None:
+            try:
+                self._marks_due = asyncio.get_running_loop().call_soon(self.write_marks)
+            except RuntimeError:
+                self.write_marks()
+
+    def write_marks(self) -> None:
+        """Append every buffered ACK marker, one write() per segment."""
+        self._marks_due = None
+        segments, self._marking = self._marking, []
+        for segment in segments:
+            data, count = segment.marks, segment.marked
+            segment.marks, segment.marked = bytearray(), 0
+            self._settle(segment, data, count)
 
     def abort(self, entry: Entry) -> None:
         """The request was answered 503: it must never be published again."""
@@ -251,14 +278,19 @@ class Spool:
         self._mark(entry, b"")
 
     def _mark(self, entry: Entry, data: bytes) -> None:
-        segment = entry.segment
+        self._settle(entry.segment, data, 1)
+
+    def _settle(self, segment: Segment, data: bytes | bytearray, entries: int) -> None:
+        """Write the markers of `entries` requests; they are no longer in flight."""
         try:
-            if data:
+            if (
+                data and not segment.closed
+            ):  # closed by Spool.close(): its fd number may be another file's now
                 append_record(segment.fd, data)
                 segment.size += len(data)
         except OSError as exc:
             log.warning("spool marker not written (%s); the reconciler will check the ledger instead", exc)
-        segment.inflight -= 1
+        segment.inflight -= entries
         if segment.sealed and segment.inflight == 0:
             self._release(segment)
 
@@ -326,6 +358,9 @@ class Spool:
         self._others_bytes = others_bytes
 
     def close(self) -> None:
+        if self._marks_due is not None:
+            self._marks_due.cancel()
+        self.write_marks()
         for seg in list(self._open.values()):
             self._release(seg)
         self._active = None

@@ -77,6 +77,47 @@ def test_concurrent_appends_share_fsyncs(tmp_path: Path, monkeypatch) -> None:
     )
 
 
+def test_the_markers_of_one_loop_pass_share_one_write_and_hold_their_segment(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Requests released by one fdatasync are acknowledged in one pass of the event loop: their ACK markers
+    go to the file in one write() at the end of that pass, and until then the sealed segment stays open (its
+    requests are still in flight). Spool.close() writes what is still buffered."""
+    spool = Spool(tmp_path, segment_max_age_s=60)
+    writes: list[int] = []
+    real_write = os.write
+
+    def counting(fd: int, data) -> int:
+        writes.append(fd)
+        return real_write(fd, data)
+
+    async def scenario() -> None:
+        entries = [spool.write([(b"k", str(i).encode())]) for i in range(20)]
+        await asyncio.gather(*(spool.sync(e) for e in entries))
+        segment = entries[0].segment
+        monkeypatch.setattr(os, "write", counting)
+        for e in entries:
+            spool.acknowledge(e, "t", {0: e.seq})
+        spool._seal(segment)
+        assert writes == [] and not segment.closed and segment.inflight == 20
+        await asyncio.sleep(0)  # the end of this pass
+        assert writes == [segment.fd] and segment.closed and segment.inflight == 0
+        acks = [r for r in read_records(segment.path) if isinstance(r, Ack)]
+        assert [a.offsets for a in acks] == [{0: e.seq} for e in entries]
+        last = spool.write([(b"k", b"last")])
+        await spool.sync(last)
+        spool.acknowledge(last, "t", {0: 99})
+        spool.close()  # before the pass ended: written by close, once
+        assert last.segment.closed
+        assert [r.seq for r in read_records(last.segment.path) if isinstance(r, Ack)] == [last.seq]
+        await asyncio.sleep(0)  # the cancelled pass writes nothing more
+
+    asyncio.run(scenario())
+    assert len(writes) == 3  # one marker write per pass, the Data record of `last`, close's marker write
+    (_, second) = sorted(tmp_path.glob("*.seg"))
+    assert sum(isinstance(r, Ack) for r in read_records(second)) == 1
+
+
 def _slow_fdatasync(monkeypatch, delay: float = 0.05) -> list[int]:
     calls: list[int] = []
     real = os.fdatasync
