@@ -16,6 +16,7 @@ that several processes can hand over through file locks; the format is a length 
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import logging
 import mmap
@@ -263,8 +264,8 @@ class Spool:
     def write_marks(self) -> None:
         """Append every buffered ACK marker, one write() per segment."""
         self._marks_due = None
-        segments, self._marking = self._marking, []
-        for segment in segments:
+        while self._marking:  # one at a time: if a release raises, the rest stay listed for the next pass
+            segment = self._marking.pop()
             data, count = segment.marks, segment.marked
             segment.marks, segment.marked = bytearray(), 0
             self._settle(segment, data, count)
@@ -296,6 +297,10 @@ class Spool:
 
     async def _sync(self, segment: Segment, upto: int) -> None:
         while segment.synced < upto:
+            if segment.closed:
+                # Spool.close() released it (shutdown while a request still ran): its descriptor number may
+                # be another file's now, and an fdatasync of that one would vouch for nothing.
+                raise OSError(errno.EBADF, "spool closed")
             if segment.sync_error is not None:
                 # After a failed fdatasync the kernel may have dropped the dirty pages, and a later one may
                 # succeed without writing them: a request that asks only after the failure must fail too.

@@ -118,6 +118,35 @@ def test_the_markers_of_one_loop_pass_share_one_write_and_hold_their_segment(
     assert sum(isinstance(r, Ack) for r in read_records(second)) == 1
 
 
+def test_a_record_asked_to_sync_after_close_is_not_vouched_for_by_another_file(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A request still running when the Spool closed (shutdown) must not get its durability from an fdatasync
+    of whatever file took the closed descriptor's number: 503, not 202."""
+    spool = Spool(tmp_path, segment_max_age_s=60)
+    calls: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (calls.append(fd), real(fd))[1])
+
+    async def scenario() -> None:
+        entry = spool.write([(b"k", b"v")])
+        fd = entry.segment.fd
+        spool.close()
+        opened = []  # new files take the lowest free numbers: open until one has the segment's old number
+        try:
+            while not opened or opened[-1] != fd:
+                assert len(opened) < 100
+                opened.append(os.open(tmp_path / f"other-{len(opened)}", os.O_WRONLY | os.O_CREAT))
+            with pytest.raises(SpoolUnavailable, match="spool closed"):
+                await spool.sync(entry)
+        finally:
+            for other in opened:
+                os.close(other)
+
+    asyncio.run(scenario())
+    assert calls == []
+
+
 def _slow_fdatasync(monkeypatch, delay: float = 0.05) -> list[int]:
     calls: list[int] = []
     real = os.fdatasync
