@@ -284,9 +284,8 @@ class Spool:
     def _settle(self, segment: Segment, data: bytes | bytearray, entries: int) -> None:
         """Write the markers of `entries` requests; they are no longer in flight."""
         try:
-            if (
-                data and not segment.closed
-            ):  # closed by Spool.close(): its fd number may be another file's now
+            # Closed by Spool.close(): its descriptor number may be another file's now.
+            if data and not segment.closed:
                 append_record(segment.fd, data)
                 segment.size += len(data)
         except OSError as exc:
