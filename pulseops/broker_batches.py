@@ -3,7 +3,7 @@
 Why batches, not records: Tansu's CPU per fetch grows with the record batches it stores; records and bytes do
 not matter for it, only for its memory (which the keeper bounds by resident size). Produce alone does not grow
 (benchmarks/tansu_fetch.py, docs/benchmarks/2026-12-07-tansu-fetch-probe.md: 13-15 % of a core from 0 to 180 k
-stored single-message batches at 3,000/s), but a consumer tailing live traffic fetches back to back, each
+stored single messages at 3,000/s), but a consumer tailing live traffic fetches back to back, each
 fetch finds new data and costs more, and Tansu took a whole core from ~200 k stored. Measured with a
 producer writing 100 batches/s over 5 partitions and a consumer tailing them (lz4, Tansu's CPU over 10 s): one
 single-event record per batch and 60 per batch (6,000 records/s) both took 6-15 % of a core below 3,000
