@@ -235,12 +235,15 @@ class StreamsSettings(BaseModel):
         0.5, description="First retry delay after a database error; doubles up to 30 s."
     )
     nice: int = Field(
-        10,
+        0,
         ge=0,
         le=19,
-        description="Niceness of the landing workers under `pulseops up`: their bursts (decoding, COPY data) wait behind "
-        "the ingest API's requests for the CPU instead of delaying them (benchmarks/skew.py: a quiet tenant's "
-        "p95 latency beside a hot one). The PostgreSQL backend a worker copies into is not niced. 0: equal.",
+        description="Niceness of the landing workers under `pulseops up` (0: the ingest API's). A niced worker waits "
+        "behind the API for the CPU, which shaved a little off a quiet tenant's latency beside a hot one while "
+        "the machine had room, but once the API and the hot tenant's accepted load filled both cores landing "
+        "fell behind by seconds: the quiet tenant's p95 freshness was 7.2 and 16.0 s at 10, 0.9 and 0.7 s at 0 "
+        "(docs/benchmarks/2026-12-07-ab-landing-nice-medium.md). The PostgreSQL backend a worker copies into "
+        "is not niced either way.",
     )
 
 

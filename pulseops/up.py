@@ -164,7 +164,7 @@ def _service_programs(
             services.python_module("streams", "--index", "%(process_num)d"),
             priority=20,
             numprocs=workers,
-            nice=settings.streams.nice,  # landing bursts yield the CPU to the ingest API's requests
+            nice=settings.streams.nice,  # 0 by default: see StreamsSettings.nice
         ),
         # one code server for the daemon and the webserver (pulseops/services.py dagster_code_server)
         services.Program(

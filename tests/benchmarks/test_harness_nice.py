@@ -1,7 +1,7 @@
 """The suite's landing worker runs at the niceness `pulseops up` gives it (benchmarks/harness.py, pulseops/up.py).
 
-Why: the suite measures the shipped configuration; a worker left at nice 0 would compete with the API processes
-as the shipped one does not."""
+Why: the suite measures the shipped configuration; a worker at another niceness than the shipped one would take
+more or less of the CPU from the API processes than it does under `pulseops up`."""
 
 from __future__ import annotations
 
@@ -43,7 +43,6 @@ def test_the_harness_worker_runs_at_the_shipped_niceness(override: str | None) -
     proc = svc.start_worker()
     try:
         expected = os.nice(0) + int(override if override is not None else StreamsSettings().nice)
-        assert StreamsSettings().nice > 0
         assert _niceness(proc.pid) == min(expected, 19)
     finally:
         svc.stop()

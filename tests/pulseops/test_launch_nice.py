@@ -32,13 +32,12 @@ def test_supervisord_runs_niced_programs_through_launch(tmp_path):
 
 
 def test_up_launches_the_landing_workers_at_the_configured_niceness(tmp_path):
-    """benchmarks/skew.py: landing bursts delayed a quiet tenant's requests beside a hot one; under `pulseops
-    up` the landing workers run niced (streams.nice), the ingest API not."""
+    """A host may run the landing workers below the ingest API (streams.nice; 0 by default, see its
+    description): under `pulseops up` they then run niced, the ingest API not."""
     from pulseops import up
-    from pulseops.settings import Settings
+    from pulseops.settings import Settings, StreamsSettings
 
-    settings = Settings()
-    assert settings.streams.nice > 0
+    settings = Settings(streams=StreamsSettings(nice=5))
     programs = up._service_programs(settings, tmp_path, 2, {"DAGSTER_HOME": str(tmp_path)})
     conf = services.supervisord_conf(programs, tmp_path, {})
     commands = {}
