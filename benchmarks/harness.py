@@ -28,7 +28,7 @@ import psycopg
 from psycopg import sql
 
 from pulseops.services import EMBEDDED_SESSION_TIMEOUT_MS
-from pulseops.settings import Settings, StreamsSettings
+from pulseops.settings import KafkaSettings, Settings, StreamsSettings
 from warehouse.db import with_database
 from warehouse.migrate import upgrade
 
@@ -204,6 +204,10 @@ class Services:
         self.procs.clear()
 
 
+# Worker i serves metrics on metrics_port + i, its overflow lander on metrics_port + OVERFLOW_PORT_OFFSET + i.
+OVERFLOW_PORT_OFFSET = 50
+
+
 def services_env(
     db_url: str, bootstrap: str, redis_url: str, suffix: str, metrics_port: int = 0
 ) -> dict[str, str]:
@@ -215,11 +219,19 @@ def services_env(
             "PULSEOPS_KAFKA__TOPIC_RAW": f"events-raw-{suffix}",
             "PULSEOPS_KAFKA__TOPIC_DLQ": f"events-dlq-{suffix}",
             "PULSEOPS_KAFKA__CONSUMER_GROUP": f"pulseops-landing-{suffix}",
+            # the shipped setting, as the raw topic: one of this run's own (empty: no overflow topic)
+            "PULSEOPS_KAFKA__TOPIC_OVERFLOW": f"events-overflow-{suffix}"
+            if KafkaSettings().topic_overflow
+            else "",
             # the benchmarks' broker is the embedded Tansu, as in `pulseops up` (pulseops/services.py)
             "PULSEOPS_KAFKA__SESSION_TIMEOUT_MS": str(EMBEDDED_SESSION_TIMEOUT_MS),
             "PULSEOPS_KAFKA__RETENTION_MS": str(3600_000),
             "PULSEOPS_REDIS__URL": redis_url,
             "PULSEOPS_STREAMS__METRICS_PORT": str(metrics_port),
+            # worker i's overflow lander (streams/__main__.py), when an overflow topic is set
+            "PULSEOPS_STREAMS__OVERFLOW_METRICS_PORT": str(
+                metrics_port + OVERFLOW_PORT_OFFSET if metrics_port else 0
+            ),
             # runtime files, the ingest spool among them, must not outlive the benchmark
             "PULSEOPS_STATE_DIR": _throwaway_dir(),
         }

@@ -10,7 +10,8 @@ a broker holding millions of records gets slower with each one. A restart is the
 So this process runs Tansu as its child and restarts it ("recycles" it) once its resident memory passes
 `kafka.embedded_recycle_rss_bytes` or it stores about `kafka.embedded_recycle_batches` record batches (counted
 as pulseops/broker_batches.py explains), *and* the landing
-group has committed everything on the raw topic but `kafka.embedded_recycle_max_unlanded_bytes` (unlanded
+group has committed everything on the raw topic (and the overflow group on the overflow topic, when
+`kafka.topic_overflow` is set: a recycle drops both) but `kafka.embedded_recycle_max_unlanded_bytes` (unlanded
 records times the broker's resident bytes per stored record: an overestimate, as the resident size includes
 Tansu's own). Measured in bytes, not records: a format 2 record carries up to 1,000 events, and an allowance of
 2,000 records let each recycle drop ~700 k events for the spool to publish again.
@@ -68,8 +69,8 @@ from pulseops.broker_batches import BatchCount, latest_offsets
 from pulseops.broker_idle import IdleWatch
 from pulseops.logs import configure as configure_logging
 from pulseops.pressure import pressure_path, raise_pressure, release_pressure
-from pulseops.settings import Settings, get_settings
-from pulseops.topics import ensure_topics
+from pulseops.settings import KafkaSettings, Settings, get_settings
+from pulseops.topics import ensure_topics, landed_topics
 
 log = logging.getLogger("pulseops.broker")
 
@@ -182,16 +183,25 @@ class EmbeddedBroker:
 
 @dataclass(frozen=True)
 class Landing:
-    """The raw topic against its landing group. `unlanded` is None when landing cannot be vouched for
-    (no topic, a partition with records but no committed offset, or the broker did not answer)."""
+    """Landed topics against their groups (one topic from `landing_state`, added up with `+`). `unlanded` is
+    None when landing cannot be vouched for (no topic, a partition with records but no committed offset, or
+    the broker did not answer) on any of them: a recycle never drops records on a guess."""
 
     stored: int  # records on the broker (sum of high watermarks: Tansu never moves the low one)
     unlanded: int | None
-    high: dict[int, int] = field(default_factory=dict)  # partition -> high watermark (from a fetch)
+    high: dict[str, dict[int, int]] = field(default_factory=dict)  # topic -> partition -> high (from a fetch)
 
     @property
     def known(self) -> bool:
         return self.unlanded is not None
+
+    def __add__(self, other: Landing) -> Landing:
+        unknown = self.unlanded is None or other.unlanded is None
+        return Landing(
+            self.stored + other.stored,
+            None if unknown else (self.unlanded or 0) + (other.unlanded or 0),
+            {**self.high, **other.high},
+        )
 
 
 def landing_state(
@@ -220,9 +230,17 @@ def landing_state(
             continue
         c = committed.get(p)
         if c is None:  # records the group never committed on: nothing vouches for them
-            return Landing(stored, None, high)
+            return Landing(stored, None, {topic: high})
         unlanded += max(0, h - c)
-    return Landing(stored, unlanded, high)
+    return Landing(stored, unlanded, {topic: high})
+
+
+def landing_total(admin: AdminClient, bootstrap: str, kafka: KafkaSettings, timeout: float = 5.0) -> Landing:
+    """`landing_state` of every landed topic, added up: what a recycle would drop."""
+    total = Landing(0, 0)
+    for topic, group in landed_topics(kafka).items():
+        total += landing_state(admin, bootstrap, topic, group, timeout)
+    return total
 
 
 def high_watermarks(
@@ -266,7 +284,8 @@ class Keeper:
         self.max_rss = k.embedded_recycle_rss_bytes
         self.max_records = k.embedded_recycle_records
         self.max_batches = k.embedded_recycle_batches
-        self.count = BatchCount()  # batches the current broker stores (pulseops/broker_batches.py)
+        self.count = BatchCount()  # batches the current broker stores (pulseops/broker_batches.py), raw topic
+        self.overflow_count = BatchCount()  # ... and on the overflow topic: its own mean batch size
         # Dropping unlanded records is safe only while the ingest spool can publish them again.
         self.max_unlanded_bytes = k.embedded_recycle_max_unlanded_bytes if settings.spool.enabled else 0
         self.recycles = 0
@@ -327,9 +346,8 @@ class Keeper:
         if not over_rss and self.max_records <= 0 and self.max_batches <= 0 and not self.idle.enabled:
             self._unpress()
             return "small"
-        k = self.settings.kafka
         try:
-            state = landing_state(self.admin(), self.broker.bootstrap, k.topic_raw, k.consumer_group)
+            state = landing_total(self.admin(), self.broker.bootstrap, self.settings.kafka)
         except Exception as exc:  # no pressure on a guess: an earlier lease runs out by itself
             log.info("broker at %d MiB but landing state unknown (%s): kept", rss >> 20, exc)
             self.stored = None
@@ -369,22 +387,32 @@ class Keeper:
         return "recycled"
 
     def _batches(self, state: Landing) -> int:
-        """The batches this broker stores, estimated (pulseops/broker_batches.py); only the partitions that grew
-        are asked for their last batch."""
+        """The batches this broker stores on the landed topics, estimated (pulseops/broker_batches.py); only the
+        partitions that grew are asked for their last batch. A count per topic: hot projects' overflow batches
+        are not the size of the raw topic's."""
         if self.max_batches <= 0:
             return 0
-        grown = [p for p, h in state.high.items() if h != self.count.high.get(p, 0)]
-        latest: dict[int, int] = {}
-        if grown:
-            try:
-                latest = latest_offsets(self.admin(), self.settings.kafka.topic_raw, grown)
-            except Exception as exc:  # counted as one-record batches: an early recycle, never a late one
-                log.info("ListOffsets failed (%s): new records counted as batches", exc)
-        return self.count.update(state.high, latest)
+        k = self.settings.kafka
+        counts = {k.topic_raw: self.count}
+        if k.topic_overflow:
+            counts[k.topic_overflow] = self.overflow_count
+        total = 0
+        for topic, count in counts.items():
+            high = state.high.get(topic, {})
+            grown = [p for p, h in high.items() if h != count.high.get(p, 0)]
+            latest: dict[int, int] = {}
+            if grown:
+                try:
+                    latest = latest_offsets(self.admin(), topic, grown)
+                except Exception as exc:  # counted as one-record batches: an early recycle, never a late one
+                    log.info("ListOffsets of %s failed (%s): new records counted as batches", topic, exc)
+            total += count.update(high, latest)
+        return total
 
     def _restart(self) -> None:
         self.stored = None  # the new broker's count is not the old one's
         self.count.reset()
+        self.overflow_count.reset()
         self.idle.reset()
         self.broker.stop()
         self._admin = None  # its connection and metadata belong to the old broker

@@ -11,19 +11,10 @@ systems the command is exec'd unchanged.
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import sys
 
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(sig: int = signal.SIGTERM) -> None:
-    """Have the kernel send `sig` to this process when its parent exits (Linux; no-op elsewhere)."""
-    if not sys.platform.startswith("linux"):
-        return
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+from pulseops.lifetime import die_with_parent, preexec_die_with_parent  # noqa: F401 - re-exported
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,24 +32,6 @@ def main(argv: list[str] | None = None) -> None:
     if os.getppid() != parent:  # the parent died before prctl: the signal will never come
         sys.exit(1)
     os.execvp(args[0], args)  # noqa: S606 - the service command of pulseops/services.py
-
-
-def preexec_die_with_parent(sig: int = signal.SIGTERM):
-    """A `preexec_fn` for subprocess.Popen: the child gets `sig` when the calling process exits.
-
-    prctl is resolved here, in the parent: between fork and exec the child must not dlopen (another thread
-    of the parent may have held the loader's lock at fork time)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, sig)
-        if os.getppid() != parent:  # exited before prctl took effect
-            os._exit(1)
-
-    return preexec
 
 
 if __name__ == "__main__":

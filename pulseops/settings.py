@@ -70,6 +70,16 @@ class KafkaSettings(BaseModel):
         description="Partitions of the raw topic reserved for hot projects (ingest.hot_project_events_per_s); "
         "0: every project hashes over all partitions.",
     )
+    topic_overflow: str = Field(
+        "events-overflow",
+        description="Topic for hot projects' messages (ingest.hot_project_events_per_s), landed by a landing process "
+        "of its own (`python -m streams --overflow`, which every `python -m streams` starts beside itself), so a "
+        "quiet project's landing never shares a worker with a hot one's: the quiet tenant's p95 freshness beside a "
+        "hot one was 1.02-1.13x alone, 1.35-2.87x with one worker "
+        "(docs/benchmarks/2026-12-07-hot-landing-process-skew-medium.md). Set, it replaces hot_partitions. "
+        "Empty: hot projects go to the raw topic's reserved partitions.",
+    )
+    overflow_partitions: int = Field(2, description="Partitions of topic_overflow.")
     queue_max_messages: int = 200_000
     compression: str = Field(
         "lz4",
@@ -122,6 +132,28 @@ class KafkaSettings(BaseModel):
         "lulls does not restart the broker after every lull (pulseops/broker_idle.py). 0: never.",
     )
     embedded_check_interval_s: float = 1.0
+
+    @property
+    def reserved_hot_partitions(self) -> int:
+        """Partitions of the raw topic reserved for hot projects: none once they have an overflow topic."""
+        return 0 if self.topic_overflow else self.hot_partitions
+
+    @property
+    def overflow_group(self) -> str:
+        """The consumer group of the overflow topic's landing processes."""
+        return f"{self.consumer_group}-overflow"
+
+    def overflow_view(self) -> KafkaSettings:
+        """These settings as the overflow worker sees them: its topic is the raw one, nothing reserved."""
+        return self.model_copy(
+            update={
+                "topic_raw": self.topic_overflow,
+                "consumer_group": self.overflow_group,
+                "partitions": self.overflow_partitions,
+                "topic_overflow": "",
+                "hot_partitions": 0,
+            }
+        )
 
     @property
     def servers(self) -> str:
@@ -231,6 +263,10 @@ class StreamsSettings(BaseModel):
         "43 / 55 ms. Lower costs an idle broker more CPU: one answered fetch per wait (benchmarks/system_cpu.py).",
     )
     metrics_port: int = 9101
+    overflow_metrics_port: int = Field(
+        9201,
+        description="Metrics port of worker i's overflow lander (kafka.topic_overflow) is this + i; 0: none.",
+    )
     db_retry_after_s: float = Field(
         0.5, description="First retry delay after a database error; doubles up to 30 s."
     )

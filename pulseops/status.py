@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pulseops import runtime
-from pulseops.settings import Settings
+from pulseops.settings import KafkaSettings, Settings
 
 _QUIET = logging.getLogger("pulseops.status.kafka")
 _QUIET.addHandler(logging.NullHandler())
@@ -47,15 +47,11 @@ def gather(settings: Settings, timeout: float = 3.0) -> dict[str, Any]:
     kafka = info.get("kafka") or settings.kafka.servers
     topic = info.get("topic_raw") or settings.kafka.topic_raw
     group = info.get("consumer_group") or settings.kafka.consumer_group
-    try:
-        report["landing"] = {
-            "topic": topic,
-            "group": group,
-            "partitions": landing_lag(kafka, topic, group, timeout),
-        }
-    except Exception as exc:
-        report["landing"] = {"topic": topic, "group": group, "error": str(exc)}
-        problems.append(f"broker at {kafka}: {exc}")
+    overflow = info.get("topic_overflow", settings.kafka.topic_overflow)
+    landed = settings.kafka.model_copy(
+        update={"bootstrap": kafka, "topic_raw": topic, "consumer_group": group, "topic_overflow": overflow}
+    )
+    report["landing"] = landing_report(landed, timeout, problems)
     db_url = info.get("db_url") or settings.db.url
     try:
         report["warehouse"] = _warehouse(db_url, timeout)
@@ -76,6 +72,28 @@ def gather(settings: Settings, timeout: float = 3.0) -> dict[str, Any]:
     report["problems"] = problems
     report["ok"] = not problems
     return report
+
+
+def landing_report(kafka: KafkaSettings, timeout: float, problems: list[str]) -> dict[str, Any]:
+    """The raw topic against its landing group and, when `topic_overflow` is set, under "overflow" the overflow
+    topic against its own group (pulseops/settings.py `overflow_group`): landing is behind if either is. A
+    broker that does not answer is added to `problems`."""
+    report = _landing(kafka.servers, kafka.topic_raw, kafka.consumer_group, timeout, problems)
+    if kafka.topic_overflow:
+        report["overflow"] = _landing(
+            kafka.servers, kafka.topic_overflow, kafka.overflow_group, timeout, problems
+        )
+    return report
+
+
+def _landing(bootstrap: str, topic: str, group: str, timeout: float, problems: list[str]) -> dict[str, Any]:
+    try:
+        return {"topic": topic, "group": group, "partitions": landing_lag(bootstrap, topic, group, timeout)}
+    except Exception as exc:
+        problem = f"broker at {bootstrap}: {exc}"
+        if problem not in problems:  # a down broker fails both topics alike: said once
+            problems.append(problem)
+        return {"topic": topic, "group": group, "error": str(exc)}
 
 
 def landing_lag(bootstrap: str, topic: str, group: str, timeout: float) -> list[dict[str, Any]]:
@@ -201,11 +219,14 @@ def render(report: dict[str, Any]) -> str:
                 f"  {s['name']:20} {state:9} {pid:>7}  {_age(s['uptime_s'] if s['up'] else None):>9}  {s['restarts']}"
             )
     landing = report["landing"]
-    lines.append(f"landing: topic {landing['topic']}, group {landing['group']}")
-    if "error" in landing:
-        lines.append(f"  unavailable: {landing['error']}")
-    else:
-        for p in landing["partitions"]:
+    for name, entry in (("landing", landing), ("landing (overflow)", landing.get("overflow"))):
+        if entry is None:
+            continue
+        lines.append(f"{name}: topic {entry['topic']}, group {entry['group']}")
+        if "error" in entry:
+            lines.append(f"  unavailable: {entry['error']}")
+            continue
+        for p in entry["partitions"]:
             behind = "-" if p["behind_s"] is None else f"{p['behind_s']:g} s behind"
             lag = "?" if p["lag"] is None else p["lag"]
             lines.append(f"  partition {p['partition']:<3} lag {lag!s:>8}  {behind}")

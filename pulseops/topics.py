@@ -26,18 +26,31 @@ def topic_config(settings: KafkaSettings, topic: str | None = None) -> dict[str,
     }
 
 
+def landed_topics(kafka: KafkaSettings) -> dict[str, str]:
+    """Every topic the landing workers consume, with its group: the raw topic, and the overflow topic when
+    set (landed by a group of its own, KafkaSettings.overflow_group)."""
+    topics = {kafka.topic_raw: kafka.consumer_group}
+    if kafka.topic_overflow:
+        topics[kafka.topic_overflow] = kafka.overflow_group
+    return topics
+
+
 def ensure_topics(settings: KafkaSettings, timeout: float = 10.0) -> list[str]:
-    """Create events-raw and events-dlq if missing; returns the names created. Raises if the broker is down."""
+    """Create the raw, DLQ and (when set) overflow topics if missing; returns the names created. Raises if the
+    broker is down."""
     admin = AdminClient({"bootstrap.servers": settings.servers})
     existing = admin.list_topics(timeout=timeout).topics
+    partitions = {settings.topic_raw: settings.partitions, settings.topic_dlq: settings.partitions}
+    if settings.topic_overflow:
+        partitions[settings.topic_overflow] = settings.overflow_partitions
     wanted = [
         NewTopic(
             name,
-            num_partitions=settings.partitions,
+            num_partitions=n,
             replication_factor=settings.replication_factor,
             config=topic_config(settings, name),
         )
-        for name in (settings.topic_raw, settings.topic_dlq)
+        for name, n in partitions.items()
         if name not in existing
     ]
     if not wanted:

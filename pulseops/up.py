@@ -63,6 +63,11 @@ def up_command(settings: Settings, args: argparse.Namespace) -> int:
     }
     if settings.streams.metrics_port > 0:
         ports |= {f"streams-{i} metrics": settings.streams.metrics_port + i for i in range(workers)}
+    if settings.kafka.topic_overflow and settings.streams.overflow_metrics_port > 0:
+        ports |= {
+            f"streams-{i} overflow metrics": settings.streams.overflow_metrics_port + i
+            for i in range(workers)
+        }
     if busy := runtime.port_holders(ports):
         print("cannot start: ports in use (nothing was started):\n  " + "\n  ".join(busy), file=sys.stderr)
         return 1
@@ -90,6 +95,7 @@ def up_command(settings: Settings, args: argparse.Namespace) -> int:
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "ports": ports, "services": names,
             "db_url": backends.db_url, "kafka": settings.kafka.servers, "redis_url": backends.redis_url,
             "dagster_home": dagster["DAGSTER_HOME"], "topic_raw": settings.kafka.topic_raw,
+            "topic_overflow": settings.kafka.topic_overflow,
             "consumer_group": settings.kafka.consumer_group,
         },
     )  # fmt: skip

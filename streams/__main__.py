@@ -1,18 +1,32 @@
-"""`python -m streams`: one landing worker process. Run several with the same consumer group to scale out."""
+"""`python -m streams`: one landing worker process. Run several with the same consumer group to scale out.
+
+With an overflow topic (kafka.topic_overflow) each worker starts a second process beside itself,
+`python -m streams --overflow`, which lands that topic in its own consumer group: a hot project's events then
+never share a process, a consumer thread or a checkpoint with a quiet one's
+(docs/benchmarks/2026-12-07-hot-landing-process-skew-medium.md). Started here rather than by each launcher
+(`pulseops up`, the benchmarks, the tests), so that whatever runs a worker runs both.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 
 from prometheus_client import start_http_server
 
+from pulseops.lifetime import preexec_die_with_parent
 from pulseops.logs import configure as configure_logging
 from pulseops.settings import get_settings
 from pulseops.topics import ensure_topics
+from streams import fence
 from streams.app import build_app
 from streams.fence import BrokerWatch
 
@@ -22,13 +36,33 @@ log = logging.getLogger("streams")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m streams", description=__doc__)
     parser.add_argument("--index", type=int, default=int(os.environ.get("PULSEOPS_WORKER_INDEX", "0")))
+    parser.add_argument(
+        "--overflow", action="store_true", help="land the overflow topic (kafka.topic_overflow)"
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
-    configure_logging(f"streams-{args.index}", settings.log)
-    port = settings.streams.metrics_port + args.index
+    if args.overflow:
+        if not settings.kafka.topic_overflow:
+            parser.error("--overflow needs PULSEOPS_KAFKA__TOPIC_OVERFLOW")
+        settings = settings.model_copy(update={"kafka": settings.kafka.overflow_view()})
+        configure_logging(f"streams-overflow-{args.index}", settings.log)
+        base = settings.streams.overflow_metrics_port
+    else:
+        configure_logging(f"streams-{args.index}", settings.log)
+        base = settings.streams.metrics_port
+    port = base + args.index if base > 0 else 0
     if port > 0:
         start_http_server(port, addr="127.0.0.1")
         log.info("metrics on http://127.0.0.1:%d/metrics", port)
+    overflow = None if args.overflow or not settings.kafka.topic_overflow else OverflowLander(args.index)
+    try:
+        _run(settings)
+    finally:
+        if overflow is not None:
+            overflow.stop()
+
+
+def _run(settings) -> None:
     _wait_for_broker(settings)
     # Replaces this process as soon as the broker it started on goes away, before librdkafka can meet the
     # broker that replaces it (streams/fence.py: a SIGSEGV in librdkafka otherwise).
@@ -43,6 +77,56 @@ def main(argv: list[str] | None = None) -> None:
             # A crash must not take the other services down with it (honcho stops all when one exits).
             log.exception("landing worker failed; restarting in 2s")
             time.sleep(2)
+
+
+class OverflowLander:
+    """`python -m streams --overflow` beside this worker, for as long as it lives.
+
+    Stopped with this process: when it returns, before it replaces itself (streams/fence.py), and by the kernel
+    if it dies (PR_SET_PDEATHSIG, pulseops/lifetime.py). A lander that exits by itself (killed, out of memory)
+    is started again after RESTART_S by a thread that waits on it.
+
+    Stopped by SIGKILL, not SIGTERM: a graceful stop leaves the group, and the embedded Tansu keeps a member
+    that left while its JoinGroup was still pending, after which the group never completes a rebalance. Seen in
+    tests/streams/test_pipeline.py: a worker SIGKILLed 1.7 s after its start took its lander down mid-join (by
+    SIGTERM then), and the next lander's SyncGroup failed with "rebalance in progress" for 2 minutes; a member
+    that just vanishes expires after the group's session timeout instead. Nothing is lost either way: offsets
+    move only after PostgreSQL committed, and the ledger lands a re-read event once (streams/sink.py)."""
+
+    RESTART_S = 2.0
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self.proc = self._start()
+        fence.BEFORE_RESTART.append(self.stop)
+        threading.Thread(target=self._watch, name="overflow-lander", daemon=True).start()
+
+    def _start(self) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "streams", "--overflow", "--index", str(self.index)]
+        return subprocess.Popen(cmd, preexec_fn=preexec_die_with_parent(signal.SIGKILL))  # noqa: S603 - our own module
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            code = self.proc.wait()
+            if self._stopping.wait(self.RESTART_S):
+                return
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                log.error("overflow lander exited with %s; starting it again", code)
+                self.proc = self._start()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        self._stopping.set()
+        with self._lock:
+            proc = self.proc
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout)
+        with contextlib.suppress(ValueError):
+            fence.BEFORE_RESTART.remove(self.stop)
 
 
 # Young-generation threshold of the worker's cyclic GC. CPython counts tracked objects allocated minus freed,

@@ -92,8 +92,15 @@ class TopicFence:
         return now != self.started_on
 
 
+# Run before the process replaces itself: the worker stops the overflow lander it started (streams/__main__.py),
+# which the fresh image starts again; exec runs no atexit handlers.
+BEFORE_RESTART: list[Callable[[], None]] = []
+
+
 def restart_worker() -> None:
     """Replace this process by a fresh landing worker with the same arguments (same pid for supervisord)."""
+    for hook in BEFORE_RESTART:
+        hook()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     logging.shutdown()

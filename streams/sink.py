@@ -152,7 +152,8 @@ class PostgresLandingSink(BatchingSink):
                 n = len(topic.partitions)
         except Exception as exc:  # the broker answers later; the configured count is ingest's fallback too
             log.warning("raw topic's partition count unknown (%s); assuming %d", exc, n)
-        return n - k.hot_partitions if 0 < k.hot_partitions < n else None
+        hot = k.reserved_hot_partitions
+        return n - hot if 0 < hot < n else None
 
     def attach_consumer(self, consumer: object) -> None:
         """The consumer feeding this sink, so that the hot lane can pause its partitions (HOT_LIVE_ROWS) and a

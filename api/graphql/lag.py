@@ -1,4 +1,5 @@
-"""Landing lag as the broker sees it: messages of `events-raw` not yet committed by the landing group.
+"""Landing lag as the broker sees it: messages of `events-raw` not yet committed by the landing group, plus
+those of the overflow topic (`kafka.topic_overflow`, when set) not yet committed by the overflow group.
 
 Plain Kafka calls (committed offsets and high watermarks), so it reads the same from Tansu, Kafka or
 Redpanda. Cached for a few seconds per process: health pages poll, the broker should not feel it.
@@ -13,6 +14,7 @@ import time
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from pulseops.settings import KafkaSettings
+from pulseops.topics import landed_topics
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ class ConsumerLag:
         self._lock = threading.Lock()
         self._value: int | None = None
         self._at = 0.0
-        self._consumer: Consumer | None = None
+        self._consumers: dict[str, Consumer] = {}  # group -> a consumer reading that group's commits
 
     def __call__(self) -> int | None:
         with self._lock:
@@ -40,28 +42,32 @@ class ConsumerLag:
             return self._value
 
     def _measure(self) -> int:
-        if self._consumer is None:
-            self._consumer = Consumer(
+        """The raw topic's lag against its group, plus the overflow topic's against the overflow group."""
+        return sum(self._topic_lag(topic, group) for topic, group in landed_topics(self._kafka).items())
+
+    def _topic_lag(self, topic: str, group: str) -> int:
+        consumer = self._consumers.get(group)
+        if consumer is None:
+            consumer = self._consumers[group] = Consumer(
                 {
                     "bootstrap.servers": self._kafka.servers,
-                    "group.id": self._kafka.consumer_group,  # read the group's commits; never subscribes
+                    "group.id": group,  # committed() reads this group's commits; never subscribes
                     "enable.auto.commit": False,
                 }
             )
-        topic = self._kafka.topic_raw
-        meta = self._consumer.list_topics(topic, timeout=self._timeout).topics.get(topic)
+        meta = consumer.list_topics(topic, timeout=self._timeout).topics.get(topic)
         if meta is None or meta.error is not None:
             raise RuntimeError(f"topic {topic} not found")
         parts = [TopicPartition(topic, p) for p in meta.partitions]
-        committed = self._consumer.committed(parts, timeout=self._timeout)
+        committed = consumer.committed(parts, timeout=self._timeout)
         lag = 0
         for tp in committed:
-            _low, high = self._consumer.get_watermark_offsets(tp, timeout=self._timeout, cached=False)
+            _low, high = consumer.get_watermark_offsets(tp, timeout=self._timeout, cached=False)
             lag += max(0, high - max(tp.offset, 0)) if tp.offset >= 0 else high - _low
         return lag
 
     def close(self) -> None:
         with self._lock:
-            if self._consumer is not None:
-                self._consumer.close()
-                self._consumer = None
+            for consumer in self._consumers.values():
+                consumer.close()
+            self._consumers.clear()

@@ -47,6 +47,7 @@ class ProducerQueueFull(Exception):
 class Delivery:
     topic_id: str
     offsets: dict[int, int]  # partition -> highest offset of the request
+    topic: str = ""  # "" the raw topic, else the overflow topic (kafka.topic_overflow) the request went to
 
 
 # While the broker is unreachable, how often to look for it again. The embedded broker's keeper restarts it in
@@ -70,18 +71,22 @@ class Publisher:
     def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
         self.topic = settings.topic_raw
+        self.overflow = settings.topic_overflow  # hot projects' topic ("": their reserved partitions instead)
         self._producer = self._new_producer("pulseops-ingest")
         # Hot projects' messages get a producer of their own, so a quiet project's request never waits for the
         # one produce request in flight to carry a hot project's batch. Beside a hot tenant at 3x its limit a
         # quiet request's broker ack waited p50 22-36 ms, p95 150 ms (2 / 4 ms alone; benchmarks/skew.py,
-        # per-request timing in the API). Only with partitions reserved for them (`hot_partitions`).
+        # per-request timing in the API). Only with an overflow topic or partitions reserved for them.
         self._hot_producer = (
-            self._new_producer("pulseops-ingest-hot") if settings.hot_partitions > 0 else None
+            self._new_producer("pulseops-ingest-hot")
+            if self.overflow or settings.reserved_hot_partitions > 0
+            else None
         )
         self._admin = AdminClient({"bootstrap.servers": settings.servers})
         self.topic_id = (
             ""  # id of the topic incarnation last seen; "" = unknown (records are then re-checked)
         )
+        self.overflow_id = ""  # the same for the overflow topic
         self._down_since: float | None = None
         self._normal = self._hot = 0  # partitions for normal / hot projects; 0: librdkafka partitions
         # Window length and this process's offset: the API processes (consecutive pids under uvicorn
@@ -176,26 +181,33 @@ class Publisher:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve_all, items)
 
-    def current_topic_id(self, timeout: float = 2.0) -> str:
-        """The topic's id on the broker now: a broker that lost its log recreates the topic with a new id."""
-        future = self._admin.describe_topics(TopicCollection([self.topic]), request_timeout=timeout)
-        return str(future[self.topic].result(timeout).topic_id)
+    def current_topic_id(self, timeout: float = 2.0, topic: str = "") -> str:
+        """The topic's id on the broker now (the raw topic's, or `topic`'s): a broker that lost its log
+        recreates the topic with a new id."""
+        topic = topic or self.topic
+        future = self._admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)
+        return str(future[topic].result(timeout).topic_id)
 
-    def committed_view(self, group: str, timeout: float = 2.0) -> tuple[str, dict[int, int]]:
-        """(topic id, partition -> committed offset of `group`), read between two reads of the topic id so a
-        broker replaced in between is noticed (its fresh offsets must not vouch for the old log)."""
-        before = self.current_topic_id(timeout)
+    def committed_view(self, group: str, timeout: float = 2.0, topic: str = "") -> tuple[str, dict[int, int]]:
+        """(topic id, partition -> committed offset of `group`) of the raw topic, or of `topic` (the overflow
+        topic), read between two reads of the topic id so a broker replaced in between is noticed (its fresh
+        offsets must not vouch for the old log)."""
+        name = topic or self.topic
+        before = self.current_topic_id(timeout, name)
         request = [ConsumerGroupTopicPartitions(group)]
         result = self._admin.list_consumer_group_offsets(request, request_timeout=timeout)[group]
         committed = {
             tp.partition: tp.offset
             for tp in result.result(timeout).topic_partitions
-            if tp.topic == self.topic and tp.error is None and tp.offset >= 0
+            if tp.topic == name and tp.error is None and tp.offset >= 0
         }
-        after = self.current_topic_id(timeout)
+        after = self.current_topic_id(timeout, name)
         if before != after:
             raise BrokerUnavailable("topic recreated while reading offsets")
-        self.topic_id = after
+        if topic:
+            self.overflow_id = after
+        else:
+            self.topic_id = after
         return after, committed
 
     def refresh_topic_id(self) -> None:
@@ -204,6 +216,12 @@ class Publisher:
         except Exception as exc:
             log.debug("topic id unknown: %s", exc)
             self.topic_id = ""
+        if self.overflow:
+            try:
+                self.overflow_id = self.current_topic_id(topic=self.overflow)
+            except Exception as exc:
+                log.debug("overflow topic id unknown: %s", exc)
+                self.overflow_id = ""
 
     def check_ready(self, timeout: float = 2.0) -> bool:
         if self.broker_down:
@@ -222,7 +240,7 @@ class Publisher:
         md = self._producer.list_topics(self.topic, timeout=timeout)
         t = md.topics.get(self.topic)
         n = len(t.partitions) if t is not None and t.error is None else 0
-        hot = self.settings.hot_partitions
+        hot = self.settings.reserved_hot_partitions
         if 0 < hot < n:
             self._normal, self._hot = n - hot, hot
         elif n > 0 and self._window_ms > 0:
@@ -257,25 +275,30 @@ class Publisher:
             await asyncio.sleep(min(OUTAGE_POLL_S, left))
 
     async def publish(self, messages: Sequence[tuple[bytes, bytes]], hot: bool = False) -> Delivery:
-        """Send (key, value) pairs; return once all are acknowledged, else raise BrokerUnavailable. `hot`:
-        to the partitions reserved for hot projects (api/ingest/hot.py)."""
+        """Send (key, value) pairs; return once all are acknowledged, else raise BrokerUnavailable. `hot`: to
+        the overflow topic (kafka.topic_overflow), else to the partitions reserved for hot projects
+        (api/ingest/hot.py)."""
         if not messages:
             return Delivery(self.topic_id, {})
         if self.broker_down:
             await self._await_broker()
+        overflow = hot and bool(self.overflow) and self._hot_producer is not None
         producer, done = self._producer, self._done
-        if hot and self._hot and self._hot_producer is not None:
+        if overflow or (hot and self._hot and self._hot_producer is not None):
             producer, done = self._hot_producer, self._hot_done
         if len(producer) + len(messages) > self.settings.queue_max_messages:
             raise ProducerQueueFull("producer queue full")
         # Read before producing: if the broker is replaced meanwhile, the id is older than the incarnation
         # that took the messages, and the spool re-checks them in the ledger instead of trusting offsets.
-        topic_id = self.topic_id
+        topic_id = self.overflow_id if overflow else self.topic_id
         pending = _Pending(asyncio.get_running_loop(), len(messages), done)
         produce = producer.produce
-        topic = self.topic
+        topic = self.overflow if overflow else self.topic
         try:
-            if self._normal:
+            if overflow:  # its own partitions: librdkafka hashes the key over them
+                for key, value in messages:
+                    produce(topic, value, key, on_delivery=pending.on_delivery)
+            elif self._normal:
                 partition = self._partition
                 for key, value in messages:
                     produce(topic, value, key, partition(key, hot), on_delivery=pending.on_delivery)
@@ -292,7 +315,7 @@ class Publisher:
             raise BrokerUnavailable("no broker acknowledgement in time") from exc
         if error is not None:
             raise BrokerUnavailable(str(error))
-        return Delivery(topic_id, pending.offsets)
+        return Delivery(topic_id, pending.offsets, topic if overflow else "")
 
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()

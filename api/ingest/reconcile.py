@@ -74,11 +74,15 @@ class _Record:
 
 @dataclass(frozen=True)
 class _Summary:
-    """A sealed segment whose records were all settled or acknowledged on `topic_id`, as last read."""
+    """A sealed segment whose records were all settled or acknowledged on the topic ids named, as last read."""
 
     size: int
-    topic_id: str
-    highest: dict[int, int]  # partition -> highest acknowledged offset
+    topic_ids: dict[str, str]  # topic ("" the raw one, else the overflow topic) -> its id when read
+    highest: dict[str, dict[int, int]]  # topic -> partition -> highest acknowledged offset
+
+
+# topic ("" the raw one, else the overflow topic) -> (its id now, partition -> its landing group's committed offset)
+Views = dict[str, tuple[str, dict[int, int]]]
 
 
 def _passed(highest: dict[int, int], committed: dict[int, int]) -> bool:
@@ -128,23 +132,20 @@ class Reconciler:
                 result.bytes_left += _size(path)
             else:
                 ours.append(path)
-        topic_id: str | None = None
-        committed: dict[int, int] = {}
+        views: Views | None = None
         if ours:
             # The broker is asked only when a segment needs settling: idle, each pass of each API process cost
             # three admin requests to the broker every second for nothing (issue 16).
             try:
-                topic_id, committed = await run_in_threadpool(
-                    self.publisher.committed_view, self.settings.kafka.consumer_group
-                )
+                views = await run_in_threadpool(self._views)
             except Exception as exc:
                 log.debug("broker not answering, spool kept as is: %s", exc)
         for path in ours:
-            if topic_id is None:
+            if views is None:
                 result.bytes_left += _size(path)
                 continue
             try:
-                await self._segment(path, topic_id, committed, result)
+                await self._segment(path, views, result)
             except (BrokerUnavailable, ProducerQueueFull) as exc:
                 log.warning("spool re-publication paused: %s", exc)
                 result.bytes_left += _size(path)
@@ -155,9 +156,15 @@ class Reconciler:
         metrics.SPOOL_BYTES.set(result.bytes_left + self.spool.open_bytes())
         return result
 
-    async def _segment(
-        self, path: Path, topic_id: str, committed: dict[int, int], result: PassResult
-    ) -> None:
+    def _views(self) -> Views:
+        """The raw topic against the landing group and, when set, the overflow topic against its own group."""
+        k = self.settings.kafka
+        views = {"": self.publisher.committed_view(k.consumer_group)}
+        if k.topic_overflow:
+            views[k.topic_overflow] = self.publisher.committed_view(k.overflow_group, topic=k.topic_overflow)
+        return views
+
+    async def _segment(self, path: Path, views: Views, result: PassResult) -> None:
         fd = _try_lock(path)
         if fd is None:  # another process holds it: its writer, or another reconciler
             result.bytes_left += _size(path)
@@ -165,12 +172,16 @@ class Reconciler:
         try:
             size = _size(path)
             known = self._summaries.get(path)
-            if known is not None and known.size == size and known.topic_id == topic_id:
-                # Unchanged since it was read and fully acknowledged on this topic: offsets decide alone,
+            if (
+                known is not None
+                and known.size == size
+                and all(t in views and views[t][0] == i for t, i in known.topic_ids.items())
+            ):
+                # Unchanged since it was read and fully acknowledged on these topics: offsets decide alone,
                 # without reading (a stalled landing group must not cost a re-read of the spool per pass).
-                pending = not _passed(known.highest, committed)
+                pending = not all(_passed(h, views[t][1]) for t, h in known.highest.items())
             else:
-                pending = await self._settle(fd, path, topic_id, committed, result)
+                pending = await self._settle(fd, path, views, result)
             if pending is None:  # set aside
                 return
             if pending:
@@ -184,9 +195,7 @@ class Reconciler:
         finally:
             os.close(fd)
 
-    async def _settle(
-        self, fd: int, path: Path, topic_id: str, committed: dict[int, int], result: PassResult
-    ) -> bool | None:
+    async def _settle(self, fd: int, path: Path, views: Views, result: PassResult) -> bool | None:
         """Read the segment, re-publish what the broker lost; pending?, or None if the segment was set aside."""
         records = await run_in_threadpool(_fold, path)
         pending = False
@@ -195,8 +204,9 @@ class Reconciler:
             if rec.aborted:
                 continue
             ack = rec.ack
-            if ack is not None and topic_id and ack.topic_id == topic_id:
-                if not _passed(ack.offsets, committed):
+            view = views.get(ack.topic) if ack is not None else None
+            if ack is not None and view is not None and view[0] and ack.topic_id == view[0]:
+                if not _passed(ack.offsets, view[1]):
                     pending = True
                 continue
             uncertain.append(rec)
@@ -211,12 +221,14 @@ class Reconciler:
                     return None
                 pending = pending or replayed
         else:
-            highest: dict[int, int] = {}
+            highest: dict[str, dict[int, int]] = {}
             for rec in records.values():
                 if rec.ack is not None and not rec.aborted:
+                    of_topic = highest.setdefault(rec.ack.topic, {})
                     for p, off in rec.ack.offsets.items():
-                        highest[p] = max(off, highest.get(p, -1))
-            self._summaries[path] = _Summary(_size(path), topic_id, highest)
+                        of_topic[p] = max(off, of_topic.get(p, -1))
+            topic_ids = {t: views[t][0] for t in highest}
+            self._summaries[path] = _Summary(_size(path), topic_ids, highest)
         return pending
 
     async def _republish(
@@ -240,7 +252,7 @@ class Reconciler:
                     log.error("spool segment %s set aside: record %d never landed", path.name, rec.data.seq)
                     return None
                 delivery = await self.publisher.publish(messages)
-                ack = Ack(rec.data.seq, delivery.topic_id, delivery.offsets, replay)
+                ack = Ack(rec.data.seq, delivery.topic_id, delivery.offsets, replay, delivery.topic)
                 await run_in_threadpool(append_record, fd, frame(ACK, ack))
                 events = sum(len(split_message(v)) for _k, v in messages)
                 metrics.SPOOL_REPLAYED.inc(events)

@@ -176,7 +176,7 @@ async def publish(
             raise ApiError(
                 503, "spool_unavailable", [("body", f"not accepted, retry: {exc}")], retry
             ) from None
-        spool.acknowledge(entry, delivery.topic_id, delivery.offsets)
+        spool.acknowledge(entry, delivery.topic_id, delivery.offsets, delivery.topic)
     metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
     metrics.EVENTS_ACCEPTED.inc(events)
 

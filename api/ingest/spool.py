@@ -55,6 +55,9 @@ class Ack(msgspec.Struct, array_like=True):
     topic_id: str
     offsets: dict[int, int]  # partition -> highest acknowledged offset
     replay: int = 0
+    # "": the raw topic; else the overflow topic's name (kafka.topic_overflow). Last and defaulted, so that
+    # markers written before it existed read as the raw topic's.
+    topic: str = ""
 
 
 class Abort(msgspec.Struct, array_like=True):
@@ -243,15 +246,16 @@ class Spool:
             self._seal(segment)
             raise SpoolUnavailable(f"spool sync failed: {exc.strerror or exc}") from None
 
-    def acknowledge(self, entry: Entry, topic_id: str, offsets: dict[int, int]) -> None:
-        """Record where the broker put the request. Not synced: losing it only costs a ledger check.
+    def acknowledge(self, entry: Entry, topic_id: str, offsets: dict[int, int], topic: str = "") -> None:
+        """Record where the broker put the request (`topic`: "" the raw topic, else the overflow topic). Not
+        synced: losing it only costs a ledger check.
 
         Written at the end of this pass of the event loop (`write_marks`), not at once: the requests that one
         fdatasync released resume in the same pass, so their markers share one write() instead of one each
         (a second syscall per request otherwise). Until then the entry counts as in flight, so its segment is
         neither released nor handed to a reconciler. Without a running loop it is written at once."""
         segment = entry.segment
-        segment.marks += frame(ACK, Ack(entry.seq, topic_id, offsets))
+        segment.marks += frame(ACK, Ack(entry.seq, topic_id, offsets, 0, topic))
         segment.marked += 1
         if segment.marked == 1:
             self._marking.append(segment)

@@ -71,6 +71,7 @@ def routed(db: psycopg.Connection, database_url: str, broker: str, redis_url: st
     settings = make_settings(database_url, broker, redis_url, hot_project_events_per_s=150)
     settings.kafka.partitions = 4
     settings.kafka.hot_partitions = 1
+    settings.kafka.topic_overflow = ""  # reserved partitions are the hot projects' place only without one
     hot, quiet = make_tenant(db, "hotco", "web"), make_tenant(db, "quietco", "web")
     with TestClient(create_app(settings)) as client:
         yield client, settings, hot, quiet

@@ -20,6 +20,7 @@ def _publisher(broker: str, window_ms: int, hot_partitions: int) -> Publisher:
         topic_dlq=f"dlq-{suffix}",
         partitions=5,
         hot_partitions=hot_partitions,
+        topic_overflow="",
         partition_window_ms=window_ms,
     )
     ensure_topics(settings, 10)

@@ -21,6 +21,7 @@ def _publisher(broker: str, hot_partitions: int) -> Publisher:
         topic_dlq=f"dlq-{suffix}",
         partitions=3,
         hot_partitions=hot_partitions,
+        topic_overflow="",  # the reserved partitions' producer (test_overflow_topic.py: the overflow topic)
         compression="none",
     )
     ensure_topics(settings, 10)

@@ -35,7 +35,11 @@ def collector_off() -> Iterator[None]:
 def test_a_closed_publisher_is_freed_without_the_garbage_collector(broker: str) -> None:
     suffix = uuid.uuid4().hex[:6]
     settings = KafkaSettings(
-        bootstrap=broker, topic_raw=f"raw-{suffix}", topic_dlq=f"dlq-{suffix}", hot_partitions=1
+        bootstrap=broker,
+        topic_raw=f"raw-{suffix}",
+        topic_dlq=f"dlq-{suffix}",
+        hot_partitions=1,
+        topic_overflow="",
     )
     ensure_topics(settings, 10)
     with collector_off():

@@ -27,7 +27,14 @@ PARTITIONS = 3
 
 
 def _settings(
-    port: int, *, rss: int = 1, records: int = 0, batches: int = 0, unlanded: int = 0, spool: bool = True
+    port: int,
+    *,
+    rss: int = 1,
+    records: int = 0,
+    batches: int = 0,
+    unlanded: int = 0,
+    spool: bool = True,
+    overflow: bool = False,
 ) -> Settings:
     suffix = uuid.uuid4().hex[:6]
     return Settings(
@@ -38,6 +45,8 @@ def _settings(
             topic_dlq=f"dlq-{suffix}",
             consumer_group=f"landing-{suffix}",
             partitions=PARTITIONS,
+            topic_overflow=f"overflow-{suffix}" if overflow else "",
+            overflow_partitions=PARTITIONS,
             embedded_recycle_rss_bytes=rss,
             embedded_recycle_records=records,
             embedded_recycle_batches=batches,

@@ -120,6 +120,7 @@ def system_env() -> Iterator[tuple[dict[str, str], dict[str, int]]]:
         "dagster-webserver": free_port(),
         "kafka": free_port(),
         "streams metrics": free_port(),
+        "streams overflow metrics": free_port(),
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULSEOPS_")}
     env |= {
@@ -132,6 +133,7 @@ def system_env() -> Iterator[tuple[dict[str, str], dict[str, int]]]:
         "PULSEOPS_ORCHESTRATION__WEBSERVER_PORT": str(ports["dagster-webserver"]),
         "PULSEOPS_KAFKA__EMBEDDED_PORT": str(ports["kafka"]),
         "PULSEOPS_STREAMS__METRICS_PORT": str(ports["streams metrics"]),
+        "PULSEOPS_STREAMS__OVERFLOW_METRICS_PORT": str(ports["streams overflow metrics"]),
         "PULSEOPS_COLD__ENABLED": "false",
         "PULSEOPS_COLD__URL": str(state / "cold"),
     }
