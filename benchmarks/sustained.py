@@ -42,6 +42,7 @@ import httpx
 
 from benchmarks import wrk
 from benchmarks.harness import (
+    OVERFLOW_PORT_OFFSET,
     ROOT,
     Services,
     free_port,
@@ -106,12 +107,18 @@ def _children(pid: int) -> list[int]:
 
 
 def _landed_total(metrics_url: str) -> float | None:
-    try:
-        text = httpx.get(metrics_url, timeout=1).text
-    except httpx.HTTPError:
-        return None
-    m = re.search(r"^pulseops_landing_rows_total (\S+)$", text, re.M)
-    return float(m.group(1)) if m else None
+    """Rows landed by the worker at `metrics_url` plus its overflow lander's (OVERFLOW_PORT_OFFSET ports up),
+    which lands every hot project's rows; None while the worker does not answer."""
+    port = int(metrics_url.rsplit(":", 1)[1].split("/", 1)[0])
+    lander = metrics_url.replace(f":{port}/", f":{port + OVERFLOW_PORT_OFFSET}/")
+    counts = []
+    for url in (metrics_url, lander):
+        try:
+            m = re.search(r"^pulseops_landing_rows_total (\S+)$", httpx.get(url, timeout=1).text, re.M)
+        except httpx.HTTPError:  # the lander: none (no overflow topic), or restarting
+            m = None
+        counts.append(float(m.group(1)) if m else None)
+    return None if counts[0] is None else counts[0] + (counts[1] or 0.0)
 
 
 @dataclass
@@ -159,14 +166,16 @@ class Sampler:
             kids = _children(self.keeper_pid)
             broker = kids[0] if kids else 0
             api = [self.api_pid, *_children(self.api_pid)]
+            workers = [self.worker.pid, *_children(self.worker.pid)]  # the worker and its overflow lander
             s = {
                 "t": round(t, 2),
                 "broker_pid": broker,
                 "broker_rss": _rss(broker) if broker else 0,
                 "broker_cpu_s": _cpu_s(broker) if broker else 0.0,
-                "worker_rss": _rss(self.worker.pid),
+                "worker_rss": sum(_rss(p) for p in workers),
                 "worker_pid": self.worker.pid,
-                "worker_cpu_s": _cpu_s(self.worker.pid),
+                "worker_pids": workers,
+                "worker_cpu_s": sum(_cpu_s(p) for p in workers),
                 "api_rss": sum(_rss(p) for p in api),
                 "api_cpu_s": sum(_cpu_s(p) for p in api),
                 "machine_busy_s": _machine_busy_s(),
@@ -176,7 +185,7 @@ class Sampler:
                 dt = s["t"] - last["t"]
                 s["api_cpu_pct"] = 100 * (s["api_cpu_s"] - last["api_cpu_s"]) / dt
                 s["machine_busy_pct"] = 100 * (s["machine_busy_s"] - last["machine_busy_s"]) / dt
-                if last["worker_pid"] == s["worker_pid"]:
+                if last["worker_pids"] == s["worker_pids"]:
                     s["worker_cpu_pct"] = 100 * (s["worker_cpu_s"] - last["worker_cpu_s"]) / dt
             if last is not None and last["broker_pid"] == broker and s["t"] > last["t"]:
                 dt = s["t"] - last["t"]

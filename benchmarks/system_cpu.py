@@ -200,6 +200,7 @@ def shipped_system(db_url: str, warmup_s: float) -> Iterator[tuple[Target, str]]
         "PULSEOPS_ORCHESTRATION__WEBSERVER_PORT": str(free_port()),
         "PULSEOPS_KAFKA__EMBEDDED_PORT": str(free_port()),
         "PULSEOPS_STREAMS__METRICS_PORT": str(free_port()),
+        "PULSEOPS_STREAMS__OVERFLOW_METRICS_PORT": str(free_port()),
         "PULSEOPS_COLD__URL": str(state / "cold"),
     }
     log = (state / "up.log").open("wb")

@@ -67,8 +67,8 @@ class KafkaSettings(BaseModel):
     )
     hot_partitions: int = Field(
         1,
-        description="Partitions of the raw topic reserved for hot projects (ingest.hot_project_events_per_s); "
-        "0: every project hashes over all partitions.",
+        description="Partitions of the raw topic reserved for hot projects (ingest.hot_project_events_per_s) when "
+        "there is no overflow topic (topic_overflow empty; ignored otherwise); 0: every project hashes over all.",
     )
     topic_overflow: str = Field(
         "events-overflow",
@@ -184,7 +184,8 @@ class IngestSettings(BaseModel):
     hot_project_events_per_s: float = Field(
         5_000,
         description="A project accepting more events per second than this in one API process is hot for 10 s: "
-        "its messages go to the raw topic's reserved partitions (kafka.hot_partitions). 0: off.",
+        "its messages go to the overflow topic (kafka.topic_overflow), or without one to the raw topic's reserved "
+        "partitions (kafka.hot_partitions). 0: off.",
     )
     fast_path: bool = Field(
         True,

@@ -47,7 +47,8 @@ def gather(settings: Settings, timeout: float = 3.0) -> dict[str, Any]:
     kafka = info.get("kafka") or settings.kafka.servers
     topic = info.get("topic_raw") or settings.kafka.topic_raw
     group = info.get("consumer_group") or settings.kafka.consumer_group
-    overflow = info.get("topic_overflow", settings.kafka.topic_overflow)
+    # a system started before up.json named its overflow topic had none
+    overflow = info.get("topic_overflow", "" if info.get("topic_raw") else settings.kafka.topic_overflow)
     landed = settings.kafka.model_copy(
         update={"bootstrap": kafka, "topic_raw": topic, "consumer_group": group, "topic_overflow": overflow}
     )

@@ -40,11 +40,12 @@ def main(argv: list[str] | None = None) -> None:
         "--overflow", action="store_true", help="land the overflow topic (kafka.topic_overflow)"
     )
     args = parser.parse_args(argv)
-    settings = get_settings()
+    settings = topics = get_settings()
     if args.overflow:
         if not settings.kafka.topic_overflow:
             parser.error("--overflow needs PULSEOPS_KAFKA__TOPIC_OVERFLOW")
         settings = settings.model_copy(update={"kafka": settings.kafka.overflow_view()})
+        fence.EXIT_TO_RESTART = OverflowLander.REPLACED
         configure_logging(f"streams-overflow-{args.index}", settings.log)
         base = settings.streams.overflow_metrics_port
     else:
@@ -56,14 +57,15 @@ def main(argv: list[str] | None = None) -> None:
         log.info("metrics on http://127.0.0.1:%d/metrics", port)
     overflow = None if args.overflow or not settings.kafka.topic_overflow else OverflowLander(args.index)
     try:
-        _run(settings)
+        _run(settings, topics)
     finally:
         if overflow is not None:
             overflow.stop()
 
 
-def _run(settings) -> None:
-    _wait_for_broker(settings)
+def _run(settings, topics) -> None:
+    """`topics`: the settings the topics are created with (the lander's own view of them names its topic raw)."""
+    _wait_for_broker(topics)
     # Replaces this process as soon as the broker it started on goes away, before librdkafka can meet the
     # broker that replaces it (streams/fence.py: a SIGSEGV in librdkafka otherwise).
     BrokerWatch(settings.kafka.servers).start()
@@ -94,6 +96,9 @@ class OverflowLander:
     move only after PostgreSQL committed, and the ledger lands a re-read event once (streams/sink.py)."""
 
     RESTART_S = 2.0
+    REPLACED = (
+        75  # its exit code after a broker change (streams/fence.py EXIT_TO_RESTART): started again at once
+    )
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -105,18 +110,33 @@ class OverflowLander:
 
     def _start(self) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "streams", "--overflow", "--index", str(self.index)]
-        return subprocess.Popen(cmd, preexec_fn=preexec_die_with_parent(signal.SIGKILL))  # noqa: S603 - our own module
+        # Its own process group: a group-wide SIGTERM (supervisord's stopasgroup, Ctrl-C) would make it leave
+        # its consumer group gracefully, which is what SIGKILL avoids (above); its worker stops it instead.
+        return subprocess.Popen(  # noqa: S603 - our own module
+            cmd, preexec_fn=preexec_die_with_parent(signal.SIGKILL), process_group=0
+        )
 
     def _watch(self) -> None:
         while not self._stopping.is_set():
             code = self.proc.wait()
-            if self._stopping.wait(self.RESTART_S):
+            if self._stopping.is_set():
                 return
-            with self._lock:
-                if self._stopping.is_set():
-                    return
-                log.error("overflow lander exited with %s; starting it again", code)
-                self.proc = self._start()
+            if code == self.REPLACED:
+                log.info("overflow lander replaced itself after a broker change; starting it again")
+                delay = 0.0
+            else:
+                log.error("overflow lander exited with %s; starting it again in %gs", code, self.RESTART_S)
+                delay = self.RESTART_S
+            while not self._stopping.wait(delay):
+                with self._lock:
+                    if self._stopping.is_set():
+                        return
+                    try:
+                        self.proc = self._start()
+                        break
+                    except OSError as exc:  # fork failed (EAGAIN, ENOMEM): keep trying, the hot topic waits
+                        delay = min(30.0, max(delay, self.RESTART_S) * 2)
+                        log.error("overflow lander could not start (%s); retrying in %gs", exc, delay)
 
     def stop(self, timeout: float = 20.0) -> None:
         self._stopping.set()
@@ -124,7 +144,8 @@ class OverflowLander:
             proc = self.proc
         if proc.poll() is None:
             proc.kill()
-            proc.wait(timeout)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout)
         with contextlib.suppress(ValueError):
             fence.BEFORE_RESTART.remove(self.stop)
 

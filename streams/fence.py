@@ -95,15 +95,24 @@ class TopicFence:
 # Run before the process replaces itself: the worker stops the overflow lander it started (streams/__main__.py),
 # which the fresh image starts again; exec runs no atexit handlers.
 BEFORE_RESTART: list[Callable[[], None]] = []
+# Exit with this code instead of replacing the process: set by the overflow lander (streams/__main__.py), which
+# its worker starts again. An exec from the watch's thread would drop the parent-death signal the lander was
+# started with (the kernel keeps it per thread), and a worker dying later would leave the lander behind.
+EXIT_TO_RESTART: int | None = None
 
 
 def restart_worker() -> None:
     """Replace this process by a fresh landing worker with the same arguments (same pid for supervisord)."""
-    for hook in BEFORE_RESTART:
-        hook()
+    for hook in list(BEFORE_RESTART):
+        try:
+            hook()
+        except Exception:  # the process must still go: it would meet the new broker otherwise
+            logging.getLogger(__name__).exception("before-restart hook failed")
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     logging.shutdown()
+    if EXIT_TO_RESTART is not None:
+        os._exit(EXIT_TO_RESTART)
     os.execv(sys.executable, [sys.executable, "-m", "streams", *sys.argv[1:]])  # noqa: S606 (our own argv)
 
 

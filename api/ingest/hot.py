@@ -1,11 +1,9 @@
-"""Which projects send far more than the others, in this API process: their messages go to reserved
-partitions, so landing of quiet projects is never queued behind a hot one's backlog.
-
-PostHog's capture routes over-limit keys to an overflow topic for the same reason. Here the overflow is a
-set of partitions of the same topic (`kafka.hot_partitions`), so landing, the spool's offset bookkeeping and
-the consumer group stay one; a consumer fetches every partition each round, so a quiet project's events
-wait at most one fetch of hot data, not the hot project's whole backlog. Detection is per process and
-cheap (a counter per project and second), with a hold time so a project does not flap between the two.
+"""Which projects send far more than the others, in this API process: their messages go to the overflow
+topic (`kafka.topic_overflow`, landed by a process of its own: streams/__main__.py), so landing of quiet
+projects never shares a worker with a hot one's, as PostHog's capture routes over-limit keys to an overflow
+topic. Without one they go to the raw topic's reserved partitions (`kafka.hot_partitions`), landed in a lane
+of the same worker (streams/lanes.py). Detection is per process and cheap (a counter per project and second),
+with a hold time so a project does not flap between the two.
 """
 
 from __future__ import annotations

@@ -81,8 +81,14 @@ class _Summary:
     highest: dict[str, dict[int, int]]  # topic -> partition -> highest acknowledged offset
 
 
-# topic ("" the raw one, else the overflow topic) -> (its id now, partition -> its landing group's committed offset)
-Views = dict[str, tuple[str, dict[int, int]]]
+# topic ("" the raw one, else the overflow topic) -> (its id now, partition -> its landing group's committed offset),
+# or None: the broker did not say (that topic's acknowledged records then wait, neither trusted nor re-checked)
+Views = dict[str, tuple[str, dict[int, int]] | None]
+
+
+def _committed(views: Views, topic: str) -> dict[int, int]:
+    view = views.get(topic)
+    return view[1] if view is not None else {}
 
 
 def _passed(highest: dict[int, int], committed: dict[int, int]) -> bool:
@@ -159,9 +165,15 @@ class Reconciler:
     def _views(self) -> Views:
         """The raw topic against the landing group and, when set, the overflow topic against its own group."""
         k = self.settings.kafka
-        views = {"": self.publisher.committed_view(k.consumer_group)}
+        views: Views = {"": self.publisher.committed_view(k.consumer_group)}
         if k.topic_overflow:
-            views[k.topic_overflow] = self.publisher.committed_view(k.overflow_group, topic=k.topic_overflow)
+            try:
+                views[k.topic_overflow] = self.publisher.committed_view(
+                    k.overflow_group, topic=k.topic_overflow
+                )
+            except Exception as exc:  # the raw topic's records are settled all the same
+                log.debug("overflow topic's offsets unknown: %s", exc)
+                views[k.topic_overflow] = None
         return views
 
     async def _segment(self, path: Path, views: Views, result: PassResult) -> None:
@@ -175,11 +187,11 @@ class Reconciler:
             if (
                 known is not None
                 and known.size == size
-                and all(t in views and views[t][0] == i for t, i in known.topic_ids.items())
+                and all((v := views.get(t)) is not None and v[0] == i for t, i in known.topic_ids.items())
             ):
                 # Unchanged since it was read and fully acknowledged on these topics: offsets decide alone,
                 # without reading (a stalled landing group must not cost a re-read of the spool per pass).
-                pending = not all(_passed(h, views[t][1]) for t, h in known.highest.items())
+                pending = not all(_passed(h, _committed(views, t)) for t, h in known.highest.items())
             else:
                 pending = await self._settle(fd, path, views, result)
             if pending is None:  # set aside
@@ -205,6 +217,9 @@ class Reconciler:
                 continue
             ack = rec.ack
             view = views.get(ack.topic) if ack is not None else None
+            if ack is not None and ack.topic in views and view is None:  # that topic's broker view is unknown
+                pending = True
+                continue
             if ack is not None and view is not None and view[0] and ack.topic_id == view[0]:
                 if not _passed(ack.offsets, view[1]):
                     pending = True
@@ -227,8 +242,9 @@ class Reconciler:
                     of_topic = highest.setdefault(rec.ack.topic, {})
                     for p, off in rec.ack.offsets.items():
                         of_topic[p] = max(off, of_topic.get(p, -1))
-            topic_ids = {t: views[t][0] for t in highest}
-            self._summaries[path] = _Summary(_size(path), topic_ids, highest)
+            seen = {t: v for t in highest if (v := views.get(t)) is not None}
+            if len(seen) == len(highest):  # a topic whose view was unknown: read again next pass
+                self._summaries[path] = _Summary(_size(path), {t: v[0] for t, v in seen.items()}, highest)
         return pending
 
     async def _republish(
@@ -251,7 +267,8 @@ class Reconciler:
                     result.stuck += 1
                     log.error("spool segment %s set aside: record %d never landed", path.name, rec.data.seq)
                     return None
-                delivery = await self.publisher.publish(messages)
+                # a hot project's record goes back to the overflow topic, not to the quiet projects' worker
+                delivery = await self.publisher.publish(messages, hot=bool(rec.ack and rec.ack.topic))
                 ack = Ack(rec.data.seq, delivery.topic_id, delivery.offsets, replay, delivery.topic)
                 await run_in_threadpool(append_record, fd, frame(ACK, ack))
                 events = sum(len(split_message(v)) for _k, v in messages)

@@ -143,3 +143,47 @@ def test_an_overflow_record_is_kept_until_the_overflow_group_commits_past_it(
         spool.close()
         publisher.close()
         pool.close()
+
+
+def test_with_the_overflow_topic_s_offsets_unknown_its_records_wait_and_the_raw_ones_settle(
+    db, database_url: str, broker: str, redis_url: str, tmp_path: Path, monkeypatch
+) -> None:
+    settings = _with_overflow(make_settings(database_url, broker, redis_url))
+    k = settings.kafka
+    ensure_topics(k, 10)
+    publisher = Publisher(k)
+    pool = ConnectionPool(database_url, min_size=1, max_size=2, kwargs={"autocommit": True})
+    spool = Spool(tmp_path / "spool")
+    try:
+        publisher.refresh_topic_id()
+        rec = Reconciler(spool, publisher, settings, pool)
+        tenant = make_tenant(db)
+        hot_msg, raw_msg = _message(tenant), _message(tenant)
+        hot = asyncio.run(publisher.publish([hot_msg], hot=True))
+        raw = asyncio.run(publisher.publish([raw_msg]))
+        hot_path = spool.directory / f"{1:020d}-1-deadbeef.seg"
+        raw_path = spool.directory / f"{2:020d}-1-deadbeef.seg"
+        hot_path.write_bytes(
+            frame(DATA, Data(1, [hot_msg])) + frame(ACK, Ack(1, hot.topic_id, hot.offsets, 0, hot.topic))
+        )
+        raw_path.write_bytes(frame(DATA, Data(1, [raw_msg])) + frame(ACK, Ack(1, raw.topic_id, raw.offsets)))
+        _commit(k, k.consumer_group, k.topic_raw, raw.offsets)
+        _commit(k, k.overflow_group, k.topic_overflow, hot.offsets)
+        real = publisher.committed_view
+
+        def overflow_down(group: str, timeout: float = 2.0, topic: str = ""):
+            if topic:
+                raise RuntimeError("overflow topic not answering")
+            return real(group, timeout, topic)
+
+        monkeypatch.setattr(publisher, "committed_view", overflow_down)
+        result = asyncio.run(rec.run_once())
+        # the raw topic's record is settled; the overflow one waits: neither trusted nor published again
+        assert result.pruned == 1 and result.pending == 1 and result.replayed_events == 0
+        assert hot_path.exists() and not raw_path.exists()
+        monkeypatch.setattr(publisher, "committed_view", real)
+        assert asyncio.run(rec.run_once()).pruned == 1 and not hot_path.exists()
+    finally:
+        spool.close()
+        publisher.close()
+        pool.close()

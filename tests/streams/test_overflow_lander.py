@@ -78,9 +78,8 @@ def test_hot_events_land_through_the_overflow_lander_which_lives_and_dies_with_i
     )
 
     first.send_signal(signal.SIGKILL)  # the lander dies on its own: started again, and still lands
-    wait_until(
-        lambda: [p.pid for p in _landers(worker.pid)] not in ([], [first.pid]), 30, "the lander restarted"
-    )
+    wait_until(lambda: len(_landers(worker.pid)) == 1, 30, "the lander restarted")
+    assert _landers(worker.pid)[0].pid != first.pid
     hot_sent += send(3, "b")
     wait_until(lambda: _landed(db, hot) == hot_sent and _landed(db, quiet) == 8, 60, "all landed again")
     counts = db.execute(
@@ -94,3 +93,20 @@ def test_hot_events_land_through_the_overflow_lander_which_lives_and_dies_with_i
     while lander.is_running() and lander.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not lander.is_running() or lander.status() == psutil.STATUS_ZOMBIE, "lander outlived its worker"
+
+
+def test_a_lander_replaced_after_a_broker_change_exits_for_its_worker_to_start_it_again() -> None:
+    """An exec from the broker watch's thread would drop the parent-death signal (streams/fence.py): the lander
+    exits with OverflowLander.REPLACED instead, and a failing hook does not keep the process on the old broker."""
+    import subprocess
+    import sys
+
+    from streams.__main__ import OverflowLander
+
+    code = (
+        "import streams.fence as f; f.EXIT_TO_RESTART = %d; "
+        "f.BEFORE_RESTART.append(lambda: 1 / 0); f.restart_worker()" % OverflowLander.REPLACED
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert r.returncode == OverflowLander.REPLACED, r.stderr
+    assert b"before-restart hook failed" in r.stderr
